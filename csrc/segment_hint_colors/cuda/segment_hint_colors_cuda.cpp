@@ -1,0 +1,86 @@
+// Torch glue of the segment_hint_colors CUDA kernels: checks, allocation, stream, dtype mapping.
+// The kernels themselves are in segment_hint_colors_kernel.cu, which includes no torch headers.
+#include <c10/cuda/CUDAStream.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <tuple>
+
+#include "segment_hint_colors/cuda/segment_hint_colors_kernel.h"
+#include "segment_hint_colors/segment_hint_colors_host.h"
+
+namespace refcolor {
+namespace {
+
+cuda::DType kernel_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return cuda::DType::Float32;
+    case at::kDouble: return cuda::DType::Float64;
+    case at::kHalf: return cuda::DType::Float16;
+    case at::kBFloat16: return cuda::DType::BFloat16;
+    default: TORCH_CHECK(false, "the CUDA kernel of segment_hint_colors takes float16/bfloat16/float32/float64, got ", t);
+  }
+}
+
+cuda::SegmentHintShape kernel_shape(const SegmentHintSizes& z) {
+  return {z.batch, z.segments, z.channels, z.pixels};
+}
+
+at::Tensor workspace(const SegmentHintSizes& z, const at::TensorOptions& acc) {
+  return at::empty({cuda::segment_reduce_blocks(z.pixels) * z.batch * z.segments * (z.channels + 1)}, acc);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_cuda(
+    const at::Tensor& segments, const at::Tensor& image, const at::Tensor& num_hints) {
+  const SegmentHintSizes z = segment_hint_sizes(segments, image, num_hints);
+  const c10::cuda::CUDAGuard guard(segments.device());
+  const at::Tensor S = segments.contiguous(), Y = image.contiguous(), nh = num_hints.contiguous();
+  const auto acc = S.options().dtype(accumulate_type(S.scalar_type()));
+  at::Tensor hints = at::empty({z.batch, z.channels, z.height, z.width}, S.options());
+  at::Tensor mask = at::empty({z.batch, 1, z.height, z.width}, S.options());
+  at::Tensor colors = at::empty({z.batch, z.segments, z.channels}, acc);
+  at::Tensor counts = at::empty({z.batch, z.segments}, acc);
+  if (z.batch * z.pixels == 0) return {hints.zero_(), mask.zero_(), colors.zero_(), counts.zero_()};
+  at::Tensor ws = workspace(z, acc);
+  const cudaError_t err = cuda::segment_hint_colors_forward(
+      kernel_dtype(S.scalar_type()), kernel_shape(z), S.data_ptr(), Y.data_ptr(), nh.data_ptr<int64_t>(),
+      hints.data_ptr(), mask.data_ptr(), colors.data_ptr(), counts.data_ptr(), ws.data_ptr(),
+      c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == cudaSuccess, "segment_hint_colors forward kernel failed: ", cudaGetErrorString(err));
+  return {hints, mask, colors, counts};
+}
+
+std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_hints, const at::Tensor& grad_mask,
+                                                 const at::Tensor& segments, const at::Tensor& image,
+                                                 const at::Tensor& num_hints, const at::Tensor& colors,
+                                                 const at::Tensor& counts) {
+  const SegmentHintSizes z = segment_hint_sizes(segments, image, num_hints);
+  const c10::cuda::CUDAGuard guard(segments.device());
+  const at::Tensor S = segments.contiguous(), Y = image.contiguous(), nh = num_hints.contiguous();
+  const auto acc = S.options().dtype(accumulate_type(S.scalar_type()));
+  const at::Tensor gH = grad_hints.to(S.scalar_type()).contiguous();
+  const at::Tensor gM = grad_mask.to(S.scalar_type()).contiguous();
+  const at::Tensor col = colors.to(acc.dtype()).contiguous(), cnt = counts.to(acc.dtype()).contiguous();
+  TORCH_CHECK(gH.sizes() == image.sizes(), "grad_hints must match image ", image.sizes(), ", got ", gH.sizes());
+  TORCH_CHECK(gM.numel() == z.batch * z.pixels, "grad_mask must be (B, 1, H, W), got ", gM.sizes());
+  at::Tensor dS = at::empty_like(S), dY = at::empty_like(Y);
+  if (z.batch * z.pixels == 0) return {dS.zero_(), dY.zero_()};
+  at::Tensor ws = workspace(z, acc);
+  at::Tensor grad_sum = at::empty({z.batch, z.segments, z.channels}, acc);
+  at::Tensor grad_count = at::empty({z.batch, z.segments}, acc);
+  const cudaError_t err = cuda::segment_hint_colors_backward(
+      kernel_dtype(S.scalar_type()), kernel_shape(z), gH.data_ptr(), gM.data_ptr(), S.data_ptr(), Y.data_ptr(),
+      nh.data_ptr<int64_t>(), col.data_ptr(), cnt.data_ptr(), dS.data_ptr(), dY.data_ptr(), ws.data_ptr(),
+      grad_sum.data_ptr(), grad_count.data_ptr(), c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == cudaSuccess, "segment_hint_colors backward kernel failed: ", cudaGetErrorString(err));
+  return {dS, dY};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(refcolor, CUDA, m) {
+  m.impl("segment_hint_colors_forward_kernel", &forward_cuda);
+  m.impl("segment_hint_colors_backward_kernel", &backward_cuda);
+}
+
+}  // namespace refcolor

@@ -1,0 +1,69 @@
+"""Builds `refcolor._C` from csrc/: the C++ CPU kernels always, the CUDA kernels when possible.
+
+Environment switches (as in torchvision / pytorch_scatter):
+  FORCE_CUDA=1          build the CUDA kernels even when no GPU is visible (e.g. in a container
+                        build); fails if torch has no CUDA or nvcc is missing.
+  REFCOLOR_NO_CUDA=1    never build the CUDA kernels.
+  REFCOLOR_NO_EXT=1     build no compiled extension at all (pure-Python install; every op then
+                        runs its reference or Triton path).
+  MAX_JOBS=N            parallel compile jobs (torch.utils.cpp_extension).
+"""
+import glob
+import os
+
+from setuptools import setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _flag(name):
+    return os.environ.get(name, "0").lower() in ("1", "true", "yes", "on")
+
+
+def _want_cuda(torch, cuda_home):
+    if _flag("REFCOLOR_NO_CUDA"):
+        return False
+    if _flag("FORCE_CUDA"):
+        if torch.version.cuda is None:
+            raise RuntimeError("FORCE_CUDA=1 but the installed torch has no CUDA support")
+        if cuda_home is None:
+            raise RuntimeError("FORCE_CUDA=1 but no CUDA toolkit (nvcc) was found; set CUDA_HOME")
+        return True
+    return torch.version.cuda is not None and torch.cuda.is_available() and cuda_home is not None
+
+
+def _extensions():
+    if _flag("REFCOLOR_NO_EXT"):
+        return [], {}
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+    def rel(pattern):
+        return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern), recursive=True))
+
+    # Every .cpp outside a cuda/ folder: module, op schemas, CPU kernels. cuda/ holds the CUDA
+    # kernels (.cu, torch-free) and their torch glue (.cpp), built only with CUDA.
+    is_cuda = lambda path: f"{os.sep}cuda{os.sep}" in path  # noqa: E731
+    sources = [p for p in rel("csrc/**/*.cpp") if not is_cuda(p)]
+    cxx = ["-O3", "-fopenmp" if os.name != "nt" else "/openmp"]
+    extra = {"cxx": cxx}
+    define_macros = []
+    ext_cls = CppExtension
+    if _want_cuda(torch, CUDA_HOME):
+        ext_cls = CUDAExtension
+        sources += [p for p in rel("csrc/**/*.cpp") if is_cuda(p)] + rel("csrc/**/cuda/*.cu")
+        define_macros.append(("WITH_CUDA", None))
+        extra["nvcc"] = ["-O3", "--expt-relaxed-constexpr"]
+    ext = ext_cls(
+        "refcolor._C",
+        sources,
+        include_dirs=[os.path.join(ROOT, "csrc")],
+        define_macros=define_macros,
+        extra_compile_args=extra,
+        extra_link_args=["-fopenmp"] if os.name != "nt" else [],
+    )
+    return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
+
+
+ext_modules, cmdclass = _extensions()
+setup(ext_modules=ext_modules, cmdclass=cmdclass)
