@@ -46,7 +46,8 @@ def check_dims_match(
 ) -> None:
     """value.shape[d] == ref.shape[d] for each d in dims."""
     if any(value.shape[d] != ref.shape[d] for d in dims):
-        expected = tuple(ref.shape[d] if d in dims else "*" for d in range(value.dim()))
+        names = layout.strip("()").split(", ")
+        expected = "(" + ", ".join(str(ref.shape[d]) if d in dims else names[d] for d in range(value.dim())) + ")"
         raise ValueError(
             f"{op}: argument '{name}' must have shape {layout} = {expected} to match '{ref_name}' "
             f"{tuple(ref.shape)}, got {tuple(value.shape)}"

@@ -1,0 +1,36 @@
+"""Input makers and error measures shared by the op tests."""
+from __future__ import annotations
+
+import torch
+
+
+def devices() -> list[str]:
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |actual - expected| / max |expected| (0 when both are 0)."""
+    actual, expected = actual.double(), expected.double()
+    scale = expected.abs().max().item()
+    err = (actual - expected).abs().max().item()
+    return err if scale == 0 else err / scale
+
+
+def make_segments(B, Nc, H, W, kind, *, dtype=torch.float32, device="cpu", generator=None) -> torch.Tensor:
+    """Segments of `kind`: "onehot" (label map, some labels unused so some segments are empty) or
+    "soft" (softmax over segments, with one segment scaled towards empty: its count is < 1)."""
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    if kind == "onehot":
+        labels = torch.randint(0, max(1, Nc - 1), (B, H, W), generator=g)  # label Nc-1 never used
+        seg = torch.nn.functional.one_hot(labels, Nc).permute(0, 3, 1, 2).to(torch.float64)
+    elif kind == "soft":
+        seg = torch.softmax(2 * torch.randn(B, Nc, H, W, generator=g, dtype=torch.float64), dim=1)
+        seg[:, -1] *= 0.5 / seg[:, -1].sum(dim=(1, 2), keepdim=True)  # count 0.5: treated as empty
+    else:
+        raise ValueError(kind)
+    return seg.to(dtype=dtype, device=device).contiguous()
+
+
+def make_image(B, C, H, W, *, dtype=torch.float32, device="cpu", generator=None) -> torch.Tensor:
+    g = generator if generator is not None else torch.Generator().manual_seed(1)
+    return torch.rand(B, C, H, W, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)

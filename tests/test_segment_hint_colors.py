@@ -1,0 +1,210 @@
+"""segment_hint_colors: every backend against the pure-PyTorch reference, gradients, gradcheck,
+bad inputs and torch.compile."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import refcolor
+from refcolor.ops import segment_hint_colors, segment_hint_colors_reference
+from tests.helpers import devices, make_image, make_segments, rel_err
+
+KERNEL_BACKENDS = ("cpp", "cuda", "triton")
+# Relative error bound (max abs error / max abs value) against the same-dtype reference.
+TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
+
+CASES = {  # name: (B, Nc, C, H, W, num_hints)
+    "odd_hw_per_sample_nh": (2, 6, 3, 9, 13, [2, 6]),
+    "b1_nh0": (1, 5, 3, 8, 8, 0),
+    "nh_equals_nc": (3, 4, 3, 7, 5, 4),
+    "one_channel": (2, 7, 1, 6, 11, [7, 3]),
+    "five_channels_many_chunks": (2, 5, 5, 40, 41, [3, 5]),
+    "many_pixel_blocks": (1, 3, 3, 72, 72, 3),
+}
+
+
+def usable(backend: str, device: str) -> bool:
+    return backend in refcolor.available_backends(device)
+
+
+def run(backend, segments, image, num_hints, grad_hints, grad_mask):
+    """Forward and backward through `backend`; returns hints, mask, dS, dY."""
+    segments = segments.detach().requires_grad_()
+    image = image.detach().requires_grad_()
+    hints, mask = segment_hint_colors(segments, image, num_hints, backend=backend)
+    d_segments, d_image = torch.autograd.grad([hints, mask], [segments, image], [grad_hints, grad_mask])
+    return hints, mask, d_segments, d_image
+
+
+def backend_params():
+    return [pytest.param(b, d, id=f"{b}-{d}") for d in devices() for b in KERNEL_BACKENDS]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("kind", ["onehot", "soft"])
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("backend,device", backend_params())
+def test_backend_matches_reference(backend, device, case, kind, dtype):
+    if not usable(backend, device):
+        pytest.skip(f"{backend} not usable on {device}")
+    B, Nc, C, H, W, nh = CASES[case]
+    g = torch.Generator().manual_seed(hash((case, kind)) % 2**31)
+    S = make_segments(B, Nc, H, W, kind, dtype=dtype, device=device, generator=g)
+    Y = make_image(B, C, H, W, dtype=dtype, device=device, generator=g)
+    gH = torch.randn(B, C, H, W, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
+    gM = torch.randn(B, 1, H, W, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
+    expected = run("reference", S, Y, nh, gH, gM)
+    actual = run(backend, S, Y, nh, gH, gM)
+    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected):
+        assert a.shape == e.shape and a.dtype == e.dtype, name
+        assert rel_err(a, e) <= TOL[dtype], f"{name}: relative error {rel_err(a, e):.2e}"
+
+
+@pytest.mark.parametrize("backend,device", backend_params())
+def test_non_contiguous_inputs(backend, device):
+    if not usable(backend, device):
+        pytest.skip(f"{backend} not usable on {device}")
+    B, Nc, C, H, W = 2, 5, 3, 9, 10
+    S = make_segments(B, Nc, H, W, "soft", device=device).permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    Y = make_image(B, C, H, 2 * W, device=device)[..., ::2]
+    gH = torch.randn(B, C, H, W, device=device).transpose(2, 3).contiguous().transpose(2, 3)
+    gM = torch.randn(B, 1, H, W, device=device)
+    assert not S.is_contiguous() and not Y.is_contiguous() and not gH.is_contiguous()
+    for a, e in zip(run(backend, S, Y, [3, 5], gH, gM), run("reference", S, Y, [3, 5], gH, gM)):
+        assert rel_err(a, e) <= TOL[torch.float32]
+
+
+def test_reference_semantics_by_hand():
+    """Eq. 4-8 on a case small enough to compute by hand."""
+    S = torch.zeros(1, 3, 1, 4)
+    S[0, 0, 0, :2] = 1  # segment 0: pixels 0, 1
+    S[0, 1, 0, 2] = 1  # segment 1: pixel 2
+    S[0, 2, 0, 3] = 0.5  # segment 2: half a pixel -> count < 1 -> colour 0
+    Y = torch.tensor([[[[0.2, 0.4, 0.9, 0.7]]]])
+    for backend in refcolor.available_backends("cpu"):
+        hints, mask = segment_hint_colors(S, Y, 3, backend=backend)
+        torch.testing.assert_close(hints, torch.tensor([[[[0.3, 0.3, 0.9, 0.0]]]]))
+        torch.testing.assert_close(mask, torch.tensor([[[[1.0, 1.0, 1.0, 0.5]]]]))
+        hints, mask = segment_hint_colors(S, Y, 1, backend=backend)
+        torch.testing.assert_close(hints, torch.tensor([[[[0.3, 0.3, 0.0, 0.0]]]]))
+        torch.testing.assert_close(mask, torch.tensor([[[[1.0, 1.0, 0.0, 0.0]]]]))
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_gradcheck_float64(backend):
+    if not usable(backend, "cpu"):
+        pytest.skip(f"{backend} not usable")
+    g = torch.Generator().manual_seed(3)
+    S = make_segments(2, 4, 3, 5, "soft", dtype=torch.float64, generator=g)
+    S[:, 0] *= 3  # counts well away from the threshold 1, so finite differences do not cross it
+    Y = make_image(2, 3, 3, 5, dtype=torch.float64, generator=g)
+    S.requires_grad_()
+    Y.requires_grad_()
+    nh = torch.tensor([2, 4])
+    assert torch.autograd.gradcheck(lambda s, y: segment_hint_colors(s, y, nh, backend=backend), (S, Y))
+
+
+def test_empty_segment_passes_no_gradient_through_its_mean():
+    S = torch.zeros(1, 2, 2, 2)
+    S[0, 0] = 1.0
+    S[0, 1, 0, 0] = 0.25  # count 0.25 < 1
+    S.requires_grad_()
+    Y = torch.rand(1, 3, 2, 2, requires_grad=True)
+    for backend in refcolor.available_backends("cpu"):
+        hints, mask = segment_hint_colors(S, Y, 2, backend=backend)
+        dS, dY = torch.autograd.grad(hints.sum(), [S, Y])
+        # Segment 1's colour is 0 and constant: d hints / d S_1 = colour_1 = 0; Y gets only segment 0's share.
+        assert torch.all(dS[0, 1] == 0)
+        torch.testing.assert_close(dY, torch.full_like(Y, 1.0))  # sum_i gsum_i S_i = (4 / 4) * 1
+
+
+@pytest.mark.parametrize(
+    "make_args, error, words",
+    [
+        (lambda S, Y: (S[0], Y, 1), ValueError, ["'segments'", "(B, Nc, H, W)", "(4, 5, 6)"]),
+        (lambda S, Y: (S, Y[:, :, :, :5], 1), ValueError, ["'image'", "(2, C, 5, 6)", "(2, 3, 5, 5)"]),
+        (lambda S, Y: (S, Y[:1], 1), ValueError, ["'image'", "(2, C, 5, 6)", "(1, 3, 5, 6)"]),
+        (lambda S, Y: (S, Y, 5), ValueError, ["'num_hints'", "[0, 4]", "5"]),
+        (lambda S, Y: (S, Y, torch.tensor([1, -1])), ValueError, ["'num_hints'", "[0, 4]", "-1"]),
+        (lambda S, Y: (S, Y, torch.tensor([1, 2, 3])), ValueError, ["'num_hints'", "(2,)", "(3,)"]),
+        (lambda S, Y: (S, Y, torch.tensor([1.0, 2.0])), TypeError, ["'num_hints'", "integer", "float32"]),
+        (lambda S, Y: (S, (Y * 255).long(), 1), TypeError, ["'image'", "floating-point", "int64"]),
+        (lambda S, Y: (S, Y.double(), 1), TypeError, ["'image'", "float32", "float64"]),
+        (lambda S, Y: (S, Y.to("meta"), 1), ValueError, ["'image'", "cpu", "meta"]),
+        (lambda S, Y: (S.numpy(), Y, 1), TypeError, ["'segments'", "ndarray"]),
+    ],
+    ids=["rank", "width", "batch", "nh_too_big", "nh_negative", "nh_shape", "nh_float", "int_image",
+         "mixed_dtype", "mixed_device", "not_tensor"],
+)
+def test_bad_inputs_name_argument_expected_and_actual(make_args, error, words):
+    S = make_segments(2, 4, 5, 6, "onehot")
+    Y = make_image(2, 3, 5, 6)
+    with pytest.raises(error) as info:
+        segment_hint_colors(*make_args(S, Y))
+    for word in words:
+        assert word in str(info.value), f"{word!r} not in: {info.value}"
+
+
+def test_unusable_backend_is_a_clear_error():
+    S, Y = make_segments(1, 3, 4, 4, "onehot"), make_image(1, 3, 4, 4)
+    with pytest.raises(ValueError, match="'cuda'.*CUDA tensors"):
+        segment_hint_colors(S, Y, 1, backend="cuda")
+    with pytest.raises(ValueError, match="unknown backend 'fast'"):
+        segment_hint_colors(S, Y, 1, backend="fast")
+    if usable("cpp", "cpu"):
+        with pytest.raises(ValueError, match="'cpp'.*float16"):
+            segment_hint_colors(S.half(), Y.half(), 1, backend="cpp")
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+def test_custom_op_registration_opcheck(backend):
+    """Schema, fake (meta) implementation, autograd registration and AOT dispatch of the custom op."""
+    if not usable(backend, "cpu"):
+        pytest.skip(f"{backend} not usable")
+    S = make_segments(2, 4, 5, 6, "soft").requires_grad_()
+    Y = make_image(2, 3, 5, 6).requires_grad_()
+    nh = torch.tensor([2, 4])
+    torch.library.opcheck(torch.ops.refcolor.segment_hint_colors.default, (S, Y, nh, backend))
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_torch_compile_forward_backward(backend):
+    if not usable(backend, "cpu"):
+        pytest.skip(f"{backend} not usable")
+    torch._dynamo.reset()
+
+    def loss_fn(s, y, nh):
+        hints, mask = segment_hint_colors(s, y, nh, backend=backend)
+        return (hints * hints).sum() + (mask * y[:, :1]).sum()
+
+    compiled = torch.compile(loss_fn, backend="aot_eager", fullgraph=True)
+    S = make_segments(2, 5, 6, 7, "soft").requires_grad_()
+    Y = make_image(2, 3, 6, 7).requires_grad_()
+    nh = torch.tensor([3, 5])
+    expected = torch.autograd.grad(loss_fn(S, Y, nh), [S, Y])
+    loss = compiled(S, Y, nh)
+    torch.testing.assert_close(loss, loss_fn(S, Y, nh))
+    for a, e in zip(torch.autograd.grad(loss, [S, Y]), expected):
+        torch.testing.assert_close(a, e)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_half_precision_on_gpu_within_twice_reference_error(backend, dtype):
+    """flash-attention's rule: error vs float64 at most ~2x that of the same-precision reference."""
+    if not usable(backend, "cuda"):
+        pytest.skip(f"{backend} not usable")
+    B, Nc, C, H, W = 4, 30, 3, 64, 48
+    S64 = make_segments(B, Nc, H, W, "soft", dtype=torch.float64, device="cuda")
+    Y64 = make_image(B, C, H, W, dtype=torch.float64, device="cuda")
+    gH = torch.randn(B, C, H, W, device="cuda", dtype=torch.float64)
+    gM = torch.randn(B, 1, H, W, device="cuda", dtype=torch.float64)
+    nh = torch.tensor([0, 7, 20, 30], device="cuda")
+    exact = run("reference", S64, Y64, nh, gH, gM)
+    same_precision = run("reference", S64.to(dtype), Y64.to(dtype), nh, gH.to(dtype), gM.to(dtype))
+    kernel = run(backend, S64.to(dtype), Y64.to(dtype), nh, gH.to(dtype), gM.to(dtype))
+    eps = torch.finfo(dtype).eps
+    for name, k, r, e in zip(("hints", "mask", "grad_segments", "grad_image"), kernel, same_precision, exact):
+        assert k.dtype == dtype
+        assert rel_err(k, e) <= 2 * rel_err(r, e) + eps, name
