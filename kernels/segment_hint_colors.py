@@ -167,8 +167,17 @@ def _block_pixels(pixels: int, device: torch.device) -> int:
     return min(cap, triton.next_power_of_2(pixels))
 
 
+MAX_BATCH = 65535  # the batch runs on grid axis 1, which CUDA caps at 65535
+
+
+def _check_batch(batch: int) -> None:
+    if batch > MAX_BATCH:
+        raise ValueError(f"segment_hint_colors (triton): batch must be at most {MAX_BATCH}, got {batch}")
+
+
 def _reduce(S, X, num_hints, with_count: bool):
     B, Nc, H, W = S.shape
+    _check_batch(B)
     C, P = X.shape[1], H * W
     block_p = _block_pixels(P, S.device)
     n_pblocks = triton.cdiv(P, block_p)

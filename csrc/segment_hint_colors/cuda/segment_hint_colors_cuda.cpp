@@ -23,6 +23,8 @@ cuda::DType kernel_dtype(at::ScalarType t) {
 }
 
 cuda::SegmentHintShape kernel_shape(const SegmentHintSizes& z) {
+  TORCH_CHECK(z.batch <= 65535, "the CUDA kernel of segment_hint_colors takes batches of at most 65535 (grid y), got ",
+              z.batch);
   return {z.batch, z.segments, z.channels, z.pixels};
 }
 
