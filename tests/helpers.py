@@ -34,3 +34,36 @@ def make_segments(B, Nc, H, W, kind, *, dtype=torch.float32, device="cpu", gener
 def make_image(B, C, H, W, *, dtype=torch.float32, device="cpu", generator=None) -> torch.Tensor:
     g = generator if generator is not None else torch.Generator().manual_seed(1)
     return torch.rand(B, C, H, W, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
+
+
+def random_tps_points(B, K, *, jitter=0.15, dtype=torch.float64, generator=None):
+    """dst: K random control points in [-0.9, 0.9]^2 (kept apart from each other); src = dst + jitter noise."""
+    g = generator if generator is not None else torch.Generator().manual_seed(2)
+    dst = torch.rand(B, K, 2, generator=g, dtype=torch.float64) * 1.8 - 0.9
+    src = dst + jitter * (torch.rand(B, K, 2, generator=g, dtype=torch.float64) * 2 - 1)
+    return src.to(dtype), dst.to(dtype)
+
+
+def smooth_image(B, C, H, W, *, dtype=torch.float32, generator=None):
+    """Low-frequency random image: kernels and the reference evaluate the spline in float32 in a
+    different order, and a smooth image keeps that rounding from being amplified by sharp edges."""
+    g = generator if generator is not None else torch.Generator().manual_seed(3)
+    coarse = torch.rand(B, C, 5, 5, generator=g, dtype=torch.float64)
+    return torch.nn.functional.interpolate(coarse, size=(H, W), mode="bicubic", align_corners=True).to(dtype)
+
+
+# Compiled/Triton backends worth testing on each device (the reference is the ground truth).
+KERNEL_BACKENDS = {"cpu": ("cpp", "triton"), "cuda": ("cuda", "triton")}
+
+
+def usable(backend: str, device: str) -> bool:
+    import refcolor
+
+    return backend in refcolor.available_backends(device)
+
+
+def kernel_backend_params():
+    """pytest params (backend, device) for every kernel backend of every present device."""
+    import pytest
+
+    return [pytest.param(b, d, id=f"{b}-{d}") for d in devices() for b in KERNEL_BACKENDS[d]]

@@ -6,10 +6,9 @@ import pytest
 import torch
 
 import refcolor
-from refcolor.ops import segment_hint_colors, segment_hint_colors_reference
-from tests.helpers import devices, make_image, make_segments, rel_err
+from refcolor.ops import segment_hint_colors
+from tests.helpers import kernel_backend_params, make_image, make_segments, rel_err, usable
 
-KERNEL_BACKENDS = {"cpu": ("cpp", "triton"), "cuda": ("cuda", "triton")}
 # Relative error bound (max abs error / max abs value) against the same-dtype reference.
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 
@@ -23,9 +22,6 @@ CASES = {  # name: (B, Nc, C, H, W, num_hints)
 }
 
 
-def usable(backend: str, device: str) -> bool:
-    return backend in refcolor.available_backends(device)
-
 
 def run(backend, segments, image, num_hints, grad_hints, grad_mask):
     """Forward and backward through `backend`; returns hints, mask, dS, dY."""
@@ -36,14 +32,11 @@ def run(backend, segments, image, num_hints, grad_hints, grad_mask):
     return hints, mask, d_segments, d_image
 
 
-def backend_params():
-    return [pytest.param(b, d, id=f"{b}-{d}") for d in devices() for b in KERNEL_BACKENDS[d]]
-
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("kind", ["onehot", "soft"])
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("backend,device", backend_params())
+@pytest.mark.parametrize("backend,device", kernel_backend_params())
 def test_backend_matches_reference(backend, device, case, kind, dtype):
     if not usable(backend, device):
         pytest.skip(f"{backend} not usable on {device}")
@@ -60,7 +53,7 @@ def test_backend_matches_reference(backend, device, case, kind, dtype):
         assert rel_err(a, e) <= TOL[dtype], f"{name}: relative error {rel_err(a, e):.2e}"
 
 
-@pytest.mark.parametrize("backend,device", backend_params())
+@pytest.mark.parametrize("backend,device", kernel_backend_params())
 def test_non_contiguous_inputs(backend, device):
     if not usable(backend, device):
         pytest.skip(f"{backend} not usable on {device}")

@@ -2,5 +2,20 @@
 custom-op registration and its autograd; the kernels are in csrc/ (C++/CUDA) and kernels/ (Triton)."""
 from refcolor.backends import available_backends
 from refcolor.ops.segment_hint_colors import segment_hint_colors, segment_hint_colors_reference
+from refcolor.ops.tps import tps_grid, tps_grid_from_params, tps_solve, tps_transform_points, tps_warp_reference
+from refcolor.ops.tps_correspondence import tps_correspondence
+from refcolor.ops.tps_warp import tps_warp, tps_warp_from_params
 
-__all__ = ["available_backends", "segment_hint_colors", "segment_hint_colors_reference"]
+__all__ = [
+    "available_backends",
+    "segment_hint_colors",
+    "segment_hint_colors_reference",
+    "tps_correspondence",
+    "tps_grid",
+    "tps_grid_from_params",
+    "tps_solve",
+    "tps_transform_points",
+    "tps_warp",
+    "tps_warp_from_params",
+    "tps_warp_reference",
+]

@@ -12,6 +12,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "cuda_scalar.cuh"
 #include "segment_hint_colors/cuda/segment_hint_colors_kernel.h"
 #include "segment_hint_colors/segment_hint_colors_math.h"
 
@@ -34,21 +35,6 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kPixelsPerThread = 4;
 constexpr int kBlockPixels = kThreads * kPixelsPerThread;
 constexpr int kGroup = 4;  // channels a thread keeps in registers per pass (RGB fits in one)
-
-template <typename T>
-struct Acc {
-  using type = float;
-};
-template <>
-struct Acc<double> {
-  using type = double;
-};
-
-// Narrowing store from the accumulator type (round to nearest for the 16-bit types).
-__device__ __forceinline__ void store(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store(double* p, double v) { *p = v; }
-__device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
 template <typename acc_t>
 __device__ __forceinline__ acc_t warp_sum(acc_t v) {
