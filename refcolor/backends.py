@@ -1,7 +1,7 @@
 """Backend choice for refcolor's ops: which implementation runs a call, and why.
 
-Every op has up to four backends: "reference" (pure PyTorch, the ground truth), "cpp" (C++ CPU),
-"cuda" (CUDA C++) and "triton". `backend="auto"` takes the first usable one in the device's
+Every op has some of these backends: "reference" (pure PyTorch, the ground truth), "cpp" (C++ CPU),
+"cuda" (CUDA C++), "triton", and "sdpa" (torch's scaled_dot_product_attention, for attention ops). `backend="auto"` takes the first usable one in the device's
 preference order below; the environment variable REFCOLOR_BACKEND replaces "auto" (an explicit
 `backend=` argument still wins). Rejections are logged on the "refcolor.backends" logger at DEBUG
 level, e.g. `logging.getLogger("refcolor.backends").setLevel("DEBUG")`.
@@ -17,7 +17,7 @@ import torch
 
 from refcolor import _extension
 
-BACKENDS = ("reference", "cpp", "cuda", "triton")
+BACKENDS = ("reference", "cpp", "cuda", "triton", "sdpa")
 ENV_VAR = "REFCOLOR_BACKEND"
 
 # Fastest first. On CPU the Triton interpreter is for testing only, never an automatic choice.
@@ -43,7 +43,7 @@ def triton_interpreter_enabled() -> bool:
 def backend_unavailable_reason(backend: str, device: torch.device | str) -> str | None:
     """None if `backend` can run on `device` at all, else a sentence saying why not."""
     device_type = torch.device(device).type
-    if backend == "reference":
+    if backend in ("reference", "sdpa"):  # plain torch: runs wherever torch does
         return None
     if backend == "cpp":
         if device_type != "cpu":
@@ -84,10 +84,12 @@ def choose_backend(
     device: torch.device,
     dtype: torch.dtype,
     dtypes: Mapping[str, tuple[torch.dtype, ...]],
+    preference: Mapping[str, tuple[str, ...]] | None = None,
 ) -> str:
     """Resolve `requested` ("auto" or a backend name) for one call of `op`.
 
-    `dtypes` maps each backend the op implements to the dtypes it takes. An explicitly requested
+    `dtypes` maps each backend the op implements to the dtypes it takes; `preference` overrides
+    PREFERENCE per device type for ops whose measured order differs. An explicitly requested
     backend that cannot run raises ValueError with the reason; "auto" falls through the preference
     list and logs each rejection.
     """
@@ -101,7 +103,8 @@ def choose_backend(
         if reason:
             raise ValueError(f"{op}: backend {requested!r} ({source}) cannot run this call: {reason}")
         return requested
-    for backend in PREFERENCE.get(device.type, ("reference",)):
+    order = {**PREFERENCE, **(preference or {})}
+    for backend in order.get(device.type, ("reference",)):
         reason = _reject_reason(backend, device, dtype, dtypes)
         if reason is None:
             logger.debug("%s: chose backend %r for %s %s", op, backend, device.type, dtype)
