@@ -1,0 +1,200 @@
+"""scft_attention: SCFT's one-head attention with a residual, out = residual + softmax(q k^T * scale) v.
+
+SCFT (Lee et al., CVPR 2020) lets every sketch feature cell attend to every reference cell with
+features that concatenate all encoder levels, so the head dimension is large (992 in the paper)
+and there is a single head: a regime where torch's flash and cuDNN SDPA backends refuse the head
+size and fall back to slower paths.
+
+Backends:
+    "reference": the naive path: S = q k^T, softmax(scale * S) in float32 (float64 stays float64),
+        then P v + residual; autograd. It is also the path of return_attention=True, the only
+        one that materialises the attention map.
+    "sdpa": torch.nn.functional.scaled_dot_product_attention on one head (torch picks its kernel),
+        plus the residual.
+    "triton": refcolor.kernels.scft_attention (two implementations, "gemm" and "flash", chosen by
+        REFCOLOR_SCFT_IMPL; see that module for the design), through the custom ops
+        `refcolor::scft_attention` / `refcolor::scft_attention_backward` (fake implementations and
+        registered autograd, so the op works under torch.compile). CUDA tensors, or CPU tensors
+        under TRITON_INTERPRET=1 (tests only).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from refcolor.backends import choose_backend
+from refcolor.ops import _validation as check
+
+OP = "scft_attention"
+_ALL_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+DTYPES = {"reference": _ALL_FLOATS, "sdpa": _ALL_FLOATS, "triton": _ALL_FLOATS}
+
+# Auto order, fastest first. CPU: measured on this project's 2-core CPU (torch 2.13, shared with
+# other jobs, so timed in interleaved pairs; two sessions of 30 and 20 pairs) at B=4, N=M=1024,
+# d=dv=512 float32 with the residual (min / median seconds):
+#   forward + backward: reference 0.32 / 0.46 and 0.38 / 0.44, sdpa 0.35 / 0.47 and 0.41 / 0.46;
+#     the reference was faster in 20 of 30 and 15 of 20 pairs (torch's CPU flash kernel
+#     recomputes the attention in its backward);
+#   forward alone (no autograd): sdpa 0.114 / 0.123 and 0.125 / 0.132, reference 0.128 / 0.139
+#     and 0.138 / 0.150; sdpa was faster in 28 of 30 and 20 of 20 pairs.
+# So on CPU the order depends on whether the call records gradients.
+# CUDA: Triton first, then SDPA, until benchmarks/gpu_scft_attention.py is run on a GPU and says
+# otherwise.
+PREFERENCE = {"cpu": ("reference", "sdpa"), "cuda": ("triton", "sdpa", "reference")}
+PREFERENCE_NO_GRAD = {**PREFERENCE, "cpu": ("sdpa", "reference")}
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def scft_attention_reference(
+    q: Tensor, k: Tensor, v: Tensor, residual: Tensor | None = None, scale: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """The naive path with autograd -> (out (B, N, dv), attention (B, N, M) in float32, float64
+    for float64 inputs). 16-bit inputs: the logits come out of the matmul in the input dtype (as in
+    any 16-bit GEMM), the softmax runs in float32 and P is rounded to the input dtype for P v."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    logits = torch.bmm(q, k.transpose(1, 2)).to(_compute_dtype(q.dtype)) * scale
+    attention = torch.softmax(logits, dim=-1)
+    probs = attention.to(v.dtype)
+    out = torch.bmm(probs, v) if residual is None else torch.baddbmm(residual, probs, v)
+    return out, attention
+
+
+def _sdpa(q: Tensor, k: Tensor, v: Tensor, residual: Tensor | None, scale: float) -> Tensor:
+    out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), scale=scale).squeeze(1)
+    return out if residual is None else out + residual
+
+
+# ----------------------------------------------------------------------------- custom ops (triton)
+
+
+def _kernels():
+    from refcolor.kernels import scft_attention as triton_kernels
+
+    return triton_kernels
+
+
+@torch.library.custom_op("refcolor::scft_attention", mutates_args=())
+def _scft_attention_op(
+    q: Tensor, k: Tensor, v: Tensor, residual: Tensor | None, scale: float, impl: str
+) -> tuple[Tensor, Tensor]:
+    """-> out (B, N, dv) and, for the backward, the probabilities P (B, N, M) in the input dtype
+    (impl "gemm"; an empty tensor for "flash", whose backward recomputes them)."""
+    return _kernels().attention_forward(q, k, v, residual, scale, impl)
+
+
+@_scft_attention_op.register_fake
+def _(q, k, v, residual, scale, impl):
+    B, N, _ = q.shape
+    M, dv = v.shape[1], v.shape[2]
+    return q.new_empty((B, N, dv)), q.new_empty((B, N, M) if impl == "gemm" else (0,))
+
+
+@torch.library.custom_op("refcolor::scft_attention_backward", mutates_args=())
+def _scft_attention_backward_op(
+    grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, probs: Tensor, scale: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    return _kernels().attention_backward(grad_out, q, k, v, probs, scale)
+
+
+@_scft_attention_backward_op.register_fake
+def _(grad_out, q, k, v, probs, scale):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, residual, scale, _ = inputs
+    ctx.save_for_backward(q, k, v, output[1])
+    ctx.scale, ctx.has_residual = scale, residual is not None
+
+
+def _backward(ctx, grad_out, grad_probs):
+    # probs is an internal output (never returned to users): its gradient is unused.
+    q, k, v, probs = ctx.saved_tensors
+    grad_q, grad_k, grad_v = _scft_attention_backward_op(grad_out.contiguous(), q, k, v, probs, ctx.scale)
+    # d out / d residual is the identity.
+    return grad_q, grad_k, grad_v, grad_out if ctx.has_residual else None, None, None
+
+
+_scft_attention_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ----------------------------------------------------------------------------- front
+
+
+def validate_inputs(q, k, v, residual, scale) -> float:
+    """Check the arguments of scft_attention; returns the scale (default 1/sqrt(d))."""
+    check.check_float_tensor(OP, "q", q, 3, "(B, N, d)")
+    check.check_float_tensor(OP, "k", k, 3, "(B, M, d)")
+    check.check_float_tensor(OP, "v", v, 3, "(B, M, dv)")
+    named = [("k", k), ("v", v)]
+    if residual is not None:
+        check.check_float_tensor(OP, "residual", residual, 3, "(B, N, dv)")
+        named.append(("residual", residual))
+    for name, value in named:
+        check.check_same_device(OP, name, value, "q", q)
+        check.check_same_dtype(OP, name, value, "q", q)
+    check.check_dims_match(OP, "k", k, "(B, M, d)", "q", q, dims=(0, 2))
+    check.check_dims_match(OP, "v", v, "(B, M, dv)", "k", k, dims=(0, 1))
+    if residual is not None and residual.shape != (q.shape[0], q.shape[1], v.shape[2]):
+        raise ValueError(
+            f"{OP}: argument 'residual' must have shape (B, N, dv) = {(q.shape[0], q.shape[1], v.shape[2])} "
+            f"(from 'q' {tuple(q.shape)} and 'v' {tuple(v.shape)}), got {tuple(residual.shape)}"
+        )
+    check.check_nonempty(OP, "q", q, "(B, N, d)")
+    check.check_nonempty(OP, "k", k, "(B, M, d)")
+    check.check_nonempty(OP, "v", v, "(B, M, dv)")
+    if scale is None:
+        return 1.0 / math.sqrt(q.shape[-1])
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise ValueError(f"{OP}: argument 'scale' must be a finite real number or None, got {scale!r}")
+    return float(scale)
+
+
+def scft_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    residual: Tensor | None = None,
+    *,
+    scale: float | None = None,
+    backend: str = "auto",
+    return_attention: bool = False,
+):
+    """residual + softmax(q k^T * scale) v, SCFT's attention (one head, any head dimension).
+
+    Args:
+        q: (B, N, d) queries; k: (B, M, d) keys; v: (B, M, dv) values; residual: (B, N, dv) or
+            None. One floating dtype and device for all; any N, M, d, dv >= 1. float32/float64
+            everywhere, float16/bfloat16 on the GPU (softmax and accumulation in float32).
+        scale: the logit scale, default 1 / sqrt(d).
+        backend: "auto", "reference", "sdpa" or "triton" (see refcolor.backends). The auto order
+            is measured (PREFERENCE, with gradients, and PREFERENCE_NO_GRAD).
+        return_attention: also return the attention map. Runs the reference path whatever the
+            backend, since it is the one that materialises the map.
+
+    Returns:
+        out (B, N, dv), differentiable with respect to q, k, v and residual; with
+        return_attention=True, (out, attention (B, N, M)), rows summing to 1, float32 (float64 for
+        float64 inputs).
+    """
+    scale = validate_inputs(q, k, v, residual, scale)
+    if return_attention:
+        return scft_attention_reference(q, k, v, residual, scale)
+    records_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, residual))
+    preference = PREFERENCE if records_grad else PREFERENCE_NO_GRAD
+    chosen = choose_backend(OP, backend, q.device, q.dtype, DTYPES, preference=preference)
+    if chosen == "reference":
+        return scft_attention_reference(q, k, v, residual, scale)[0]
+    if chosen == "sdpa":
+        return _sdpa(q, k, v, residual, scale)
+    out, _ = _scft_attention_op(q, k, v, residual, scale, _kernels().selected_impl())
+    return out
+
+
+__all__ = ["scft_attention", "scft_attention_reference"]
