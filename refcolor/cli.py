@@ -1,4 +1,4 @@
-"""The `refcolor` command (also `python -m refcolor`). Subcommands: `demo`."""
+"""The `refcolor` command (also `python -m refcolor`). Subcommands: `demo`, `sketch`."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +20,15 @@ def _hint_list(text: str) -> list[int]:
     return counts
 
 
+SKETCH_OPTIONS = {
+    "sigma": "XDoG: smaller Gaussian's sigma in px (default 0.5)",
+    "k": "XDoG: ratio of the two sigmas (default 2.5)",
+    "epsilon": "XDoG: threshold on the difference of Gaussians (default -0.005)",
+    "phi": "XDoG: threshold steepness (default 150)",
+    "threshold": "gradient: luminance change per px that starts a line (default 0.04)",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="refcolor", description="Sketch colorization with fused kernels.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -30,6 +39,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--hints", type=_hint_list, default=[0, 1, 3, 10, 30], help="hint counts, e.g. 0,1,3,10,30")
     demo.add_argument("--backend", default="auto", help="auto, reference, cpp, cuda or triton (default: auto)")
     demo.add_argument("--seed", type=int, default=0, help="k-means seed (default: %(default)s)")
+
+    sketch = sub.add_parser("sketch", help="line drawings (XDoG or gradient) of an image or a folder, as PNGs")
+    sketch.add_argument("input", metavar="IN", help="an image file, or a folder (every image under it)")
+    sketch.add_argument("output", metavar="OUT", help="output PNG (or folder) for a file; output folder for a folder")
+    sketch.add_argument("--method", choices=("xdog", "gradient"), default="xdog", help="default: %(default)s")
+    for name, what in SKETCH_OPTIONS.items():
+        sketch.add_argument(f"--{name}", type=float, default=None, help=what)
+    sketch.add_argument(
+        "--seed", type=int, default=None,
+        help="draw a random line style per image from SketchExtractor's ranges, with this seed "
+        "(options given above stay fixed); without it, the fixed defaults",
+    )
     return parser
 
 
@@ -50,10 +71,44 @@ def _demo(args, parser) -> int:
     return 0
 
 
+def _sketch(args, parser) -> int:
+    import inspect
+
+    import torch
+
+    from refcolor.data.sketch import PARAMS, SketchExtractor, gradient_sketch, sketch_files, xdog
+
+    def fail(message: str):
+        parser.exit(2, f"refcolor sketch: error: {message}\n")
+
+    names = [n for n in SKETCH_OPTIONS if n in PARAMS[args.method]]
+    unused = [f"--{n}" for n in SKETCH_OPTIONS if n not in names and getattr(args, n) is not None]
+    if unused:
+        fail(f"not used by --method {args.method}: {', '.join(unused)}")
+    defaults = inspect.signature(xdog if args.method == "xdog" else gradient_sketch).parameters
+    # Given options are fixed; the others keep the function's default, or with --seed their random range.
+    given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    fixed = given if args.seed is not None else {n: defaults[n].default for n in PARAMS[args.method]} | given
+    try:
+        extractor = SketchExtractor(args.method, **fixed)
+        generator = torch.Generator().manual_seed(args.seed or 0)
+        written, skipped = sketch_files(
+            args.input, args.output, extractor, generator=generator,
+            warn=lambda message: print(f"refcolor sketch: warning: {message}", file=sys.stderr),
+        )
+    except (OSError, ValueError) as exc:  # missing input, unwritable output, bad parameter
+        fail(str(exc))
+    if written == 0:
+        fail(f"no readable images in {args.input}" + (f" ({skipped} unreadable skipped)" if skipped else ""))
+    print(f"wrote {written} sketch{'es' if written != 1 else ''} to {args.output}"
+          + (f"; skipped {skipped} unreadable file{'s' if skipped != 1 else ''}" if skipped else ""))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    return _demo(args, parser)
+    return _sketch(args, parser) if args.command == "sketch" else _demo(args, parser)
 
 
 if __name__ == "__main__":

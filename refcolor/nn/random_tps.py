@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from refcolor.ops import _validation as check
-from refcolor.ops.tps import PADDING_MODES, tps_grid_from_params, tps_solve
-from refcolor.ops.tps_warp import tps_warp_from_params
+from refcolor.ops.tps import PADDING_MODES, tps_solve
+from refcolor.ops.tps_warp import tps_warp_with_grid
 
 OP = "RandomTPS"
 
@@ -202,15 +202,11 @@ class RandomTPS(nn.Module):
         return warped, grid
 
     def _warp(self, images: Tensor, src: Tensor, dst: Tensor, grid_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        dst = dst.contiguous()
         params = tps_solve(src, dst)  # float64, T(dst_k) = src_k
-        warped = tps_warp_from_params(images, params, dst, padding_mode=self.padding_mode, backend=self.backend)
-        # Same dtype and contiguous layout as tps_warp_from_params uses: the reference backend then
-        # evaluates the spline bit for bit as here (vectorised and strided log differ in the last ulp).
-        grid = tps_grid_from_params(
-            params.to(grid_dtype).contiguous(), dst.to(grid_dtype).contiguous(), tuple(images.shape[-2:])
+        warped, grid = tps_warp_with_grid(
+            images, params, dst.contiguous(), padding_mode=self.padding_mode, backend=self.backend
         )
-        return warped, grid
+        return warped, grid.to(grid_dtype)
 
 
 __all__ = ["RandomTPS", "control_lattice"]

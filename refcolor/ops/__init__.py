@@ -5,7 +5,7 @@ from refcolor.ops.scft_attention import scft_attention, scft_attention_reference
 from refcolor.ops.segment_hint_colors import segment_hint_colors, segment_hint_colors_reference
 from refcolor.ops.tps import tps_grid, tps_grid_from_params, tps_solve, tps_transform_points, tps_warp_reference
 from refcolor.ops.tps_correspondence import tps_correspondence
-from refcolor.ops.tps_warp import tps_warp, tps_warp_from_params
+from refcolor.ops.tps_warp import tps_warp, tps_warp_from_params, tps_warp_with_grid
 
 __all__ = [
     "available_backends",
@@ -21,4 +21,5 @@ __all__ = [
     "tps_warp",
     "tps_warp_from_params",
     "tps_warp_reference",
+    "tps_warp_with_grid",
 ]

@@ -142,6 +142,49 @@ def tps_warp_from_params(
     return _tps_warp_op(image, params, ctrl, PADDING_MODES.index(padding_mode), chosen)
 
 
+def tps_warp_with_grid(
+    images: Tensor, params: Tensor, ctrl: Tensor, *, padding_mode: str, backend: str = "auto"
+) -> tuple[Tensor, Tensor]:
+    """tps_warp_from_params of `images` (B, C, H, W) (spline `params` (B, K + 3, 2) from tps_solve,
+    control points `ctrl` (B, K, 2)) with its sampling grid (B, H, W, 2), float32 (float64 for
+    float64 images): the pair refcolor.nn.RandomTPS returns.
+
+    Evaluating the grid densely (tps_grid_from_params: (B, H*W, K) at once) costs ~20x the fused
+    warp on the CPU. Here the grid comes out of the warp itself: two extra channels hold each pixel's own
+    normalised x and y, and bilinear sampling of a linear ramp returns the sampling location. Only
+    pixels sampled at or beyond the image edge (where the padding clamps or zeroes the ramps) get
+    the spline evaluated directly. The warped channels are the fused op's; the grid is the kernel's
+    own spline evaluation (RandomTPS's dense grid agrees to ~1e-6). The "reference" backend, and
+    half precision (ramps too coarse), take the dense path.
+    """
+    B, C, H, W = images.shape
+    grid_dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
+    p, d = params.to(grid_dtype).contiguous(), ctrl.to(grid_dtype).contiguous()
+    chosen = choose_backend("tps_warp", backend, images.device, images.dtype, DTYPES)
+    if chosen == "reference" or images.dtype not in (torch.float32, torch.float64):
+        warped = tps_warp_from_params(images, params, ctrl, padding_mode=padding_mode, backend=backend)
+        return warped, tps_grid_from_params(p, d, (H, W))
+    xs, ys = pixel_coordinates((H, W), dtype=images.dtype, device=images.device)
+    ramps = [xs.expand(H, W), ys[:, None].expand(H, W)]
+    if padding_mode == "zeros":  # the sampled weight of in-image taps: < 1 past the edge
+        ramps.append(torch.ones_like(ramps[0]))
+    stacked = torch.cat([images, torch.stack(ramps).expand(B, -1, -1, -1)], dim=1)
+    out = tps_warp_from_params(stacked, params, ctrl, padding_mode=padding_mode, backend=backend)
+    grid = out[:, C : C + 2].permute(0, 2, 3, 1).to(grid_dtype, memory_format=torch.contiguous_format)
+    edge = (grid.abs() >= 1 - 1e-5).any(dim=-1)  # clamped (border padding) or at the edge
+    if padding_mode == "zeros":
+        edge |= out[:, C + 2] < 1 - 1e-5
+    xs, ys, K = xs.to(grid_dtype), ys.to(grid_dtype), d.shape[1]
+    for b in edge.any(dim=(1, 2)).nonzero().flatten().tolist():  # one sync; ~5% of pixels per sample
+        rows, cols = edge[b].nonzero(as_tuple=True)
+        # T(q) = sum_k w_k U(|q - c_k|^2) + a0 + a1 qx + a2 qy, as tps_transform_points, on (M, K) only
+        r2 = (xs[cols, None] - d[b, :, 0]).square_() + (ys[rows, None] - d[b, :, 1]).square_()
+        radial = r2 * r2.clamp_min(1e-30).log_() * 0.5  # U(0) = 0
+        affine = p[b, K] + xs[cols, None] * p[b, K + 1] + ys[rows, None] * p[b, K + 2]
+        grid[b, rows, cols] = torch.addmm(affine, radial, p[b, :K])
+    return out[:, :C].contiguous(), grid
+
+
 def tps_warp(
     image: Tensor, src_points: Tensor, dst_points: Tensor, *, padding_mode: str = "zeros", backend: str = "auto"
 ) -> Tensor:
