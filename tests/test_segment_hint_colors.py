@@ -2,6 +2,8 @@
 bad inputs and torch.compile."""
 from __future__ import annotations
 
+import zlib
+
 import pytest
 import torch
 
@@ -47,7 +49,7 @@ def test_backend_matches_reference(backend, device, case, kind, dtype):
     if not usable(backend, device):
         pytest.skip(f"{backend} not usable on {device}")
     B, Nc, C, H, W, nh = CASES[case]
-    g = torch.Generator().manual_seed(hash((case, kind)) % 2**31)
+    g = torch.Generator().manual_seed(zlib.crc32(f"{case}-{kind}".encode()))  # stable across runs
     S = make_segments(B, Nc, H, W, kind, dtype=dtype, device=device, generator=g)
     Y = make_image(B, C, H, W, dtype=dtype, device=device, generator=g)
     gH = torch.randn(B, C, H, W, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
