@@ -119,3 +119,172 @@ def scft_triplet_loss(
 
 
 __all__ = ["draw_negatives", "scft_triplet_loss"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconstruction-side losses on VGG19 features, GAN losses and the default loss weights.
+#
+# SCFT (Lee et al. 2020) Eq. 9-10: L_perc = sum_l ||phi_l(fake) - phi_l(real)||_1,1 and
+# L_style = sum_l ||G(phi_l(fake)) - G(phi_l(real))||_1,1, phi_l the relu{l}_1 activation of an
+# ImageNet VGG19. Both are L1 distances; as in the PyTorch re-implementations (F.l1_loss per layer,
+# Gram matrix divided by C*H*W) each layer's term is a mean, not a sum, and the layers are summed.
+# ---------------------------------------------------------------------------------------------
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+
+import torch.nn.functional as F
+from torch import nn
+
+from refcolor.models.vgg import PERCEPTUAL_LAYERS, STYLE_LAYERS, VGG19Features
+
+
+def _check_layers(op: str, features_fake: Mapping[str, Tensor], features_real: Mapping[str, Tensor], layers) -> tuple:
+    layers = tuple(layers)
+    if not layers:
+        raise ValueError(f"{op}: argument 'layers' must name at least one layer")
+    missing = [name for name in layers if name not in features_fake or name not in features_real]
+    if missing:
+        raise KeyError(f"{op}: layers {missing} are missing from the feature dicts")
+    return layers
+
+
+def perceptual_loss(
+    features_fake: Mapping[str, Tensor], features_real: Mapping[str, Tensor], layers: Iterable[str] = PERCEPTUAL_LAYERS
+) -> Tensor:
+    """Sum over `layers` of the mean absolute difference of the activations (SCFT Eq. 9, L1)."""
+    layers = _check_layers("perceptual_loss", features_fake, features_real, layers)
+    return sum(F.l1_loss(features_fake[name], features_real[name]) for name in layers)
+
+
+def gram_matrix(features: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, C, C): F F^T / (C H W), computed in float32 at least (under autocast the
+    half-precision sums over H*W would lose precision or overflow)."""
+    if features.dim() != 4:
+        raise ValueError(f"gram_matrix: expected features (B, C, H, W), got {tuple(features.shape)}")
+    B, C, H, W = features.shape
+    flat = features.reshape(B, C, H * W)
+    if flat.dtype in (torch.float16, torch.bfloat16):
+        flat = flat.float()
+    with torch.autocast(flat.device.type, enabled=False):
+        return torch.bmm(flat, flat.transpose(1, 2)) / (C * H * W)
+
+
+def style_loss(
+    features_fake: Mapping[str, Tensor], features_real: Mapping[str, Tensor], layers: Iterable[str] = STYLE_LAYERS
+) -> Tensor:
+    """Sum over `layers` of the mean absolute difference of the Gram matrices (SCFT Eq. 10, L1)."""
+    layers = _check_layers("style_loss", features_fake, features_real, layers)
+    return sum(F.l1_loss(gram_matrix(features_fake[name]), gram_matrix(features_real[name])) for name in layers)
+
+
+class VGGLoss(nn.Module):
+    """Perceptual and style losses from images, one VGG19 forward per image batch.
+
+    forward(fake, real) -> (perceptual, style), unweighted. `real` goes through VGG without
+    autograd (it is a constant target); gradients reach `fake` through the frozen network.
+
+    Args:
+        vgg: a VGG19Features (use VGG19Features.from_pretrained; random weights make meaningless
+            losses). Must return every layer in perceptual_layers and style_layers.
+        perceptual_layers, style_layers: relu{1..5}_1 for both by default (SCFT Eq. 9-10).
+        value_range: the range of the images passed in, mapped to VGG's [0, 1]. (-1, 1) by
+            default: the colorizers end in tanh.
+    """
+
+    def __init__(
+        self,
+        vgg: VGG19Features,
+        perceptual_layers: Sequence[str] = PERCEPTUAL_LAYERS,
+        style_layers: Sequence[str] = STYLE_LAYERS,
+        value_range: tuple[float, float] = (-1.0, 1.0),
+    ) -> None:
+        super().__init__()
+        missing = [name for name in (*perceptual_layers, *style_layers) if name not in vgg.layers]
+        if missing:
+            raise ValueError(f"VGGLoss: the VGG19Features does not return layers {sorted(set(missing))}")
+        low, high = value_range
+        if not high > low:
+            raise ValueError(f"VGGLoss: value_range must be (low, high) with high > low, got {value_range}")
+        self.vgg = vgg
+        self.perceptual_layers = tuple(perceptual_layers)
+        self.style_layers = tuple(style_layers)
+        self.value_range = (float(low), float(high))
+
+    def _to_unit_range(self, images: Tensor) -> Tensor:
+        low, high = self.value_range
+        return (images - low) / (high - low)
+
+    def forward(self, fake: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
+        features_fake = self.vgg(self._to_unit_range(fake))
+        with torch.no_grad():
+            features_real = self.vgg(self._to_unit_range(real))
+        zero = fake.new_zeros(())
+        perceptual = perceptual_loss(features_fake, features_real, self.perceptual_layers) if self.perceptual_layers else zero
+        style = style_loss(features_fake, features_real, self.style_layers) if self.style_layers else zero
+        return perceptual, style
+
+
+GAN_MODES = ("lsgan", "hinge", "bce")
+
+
+def gan_loss(logits: Tensor, target_is_real: bool, mode: str = "lsgan", for_discriminator: bool = True) -> Tensor:
+    """Adversarial loss of a logits map, averaged over all entries.
+
+    lsgan (Mao et al. 2017): mean((x - t)^2), t = 1 for real, 0 for fake.
+    bce: binary cross-entropy with logits against t.
+    hinge (Lim & Ye 2017; SAGAN): the discriminator uses mean(relu(1 - x)) on real and
+        mean(relu(1 + x)) on fake; the generator uses -mean(x) (target_is_real must be True).
+
+    For the generator step of every mode call gan_loss(D(fake), True, mode, for_discriminator=False).
+    """
+    if mode not in GAN_MODES:
+        raise ValueError(f"gan_loss: mode must be one of {GAN_MODES}, got {mode!r}")
+    if mode == "hinge":
+        if not for_discriminator:
+            if not target_is_real:
+                raise ValueError("gan_loss: the hinge generator loss only exists for target_is_real=True")
+            return -logits.mean()
+        return F.relu(1.0 - logits).mean() if target_is_real else F.relu(1.0 + logits).mean()
+    target = torch.full_like(logits, 1.0 if target_is_real else 0.0)
+    if mode == "lsgan":
+        return F.mse_loss(logits, target)
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+@dataclasses.dataclass
+class SCFTLossWeights:
+    """Loss weights of SCFT's total loss (Lee et al., CVPR 2020, Eq. 11): lambda_rec = 30,
+    lambda_adv = 1, lambda_tr = 1, lambda_perc = 0.01, lambda_style = 50, the paper's values as
+    issue 6 lists them (the stored review shows Eq. 11 only as an image, so the numbers come from
+    the issue). The triplet margin (12, from the re-implementations) is scft_triplet_loss's default."""
+
+    l1: float = 30.0
+    adversarial: float = 1.0
+    triplet: float = 1.0
+    perceptual: float = 0.01
+    style: float = 50.0
+
+
+@dataclasses.dataclass
+class GuidingPainterLossWeights:
+    """Loss weights of GuidingPainter (Cho et al. 2022) as set in its official training code
+    (issue 7): L1 reconstruction 30, adversarial 0.2 (LSGAN, PatchGAN conditioned on the sketch),
+    hint 5 (mean-squared difference between the all-segment hint map and the target) and
+    smoothness 1 (8-neighbour L1 on the segmentation logits)."""
+
+    l1: float = 30.0
+    adversarial: float = 0.2
+    hint: float = 5.0
+    smoothness: float = 1.0
+
+
+__all__ += [
+    "GAN_MODES",
+    "GuidingPainterLossWeights",
+    "SCFTLossWeights",
+    "VGGLoss",
+    "gan_loss",
+    "gram_matrix",
+    "perceptual_loss",
+    "style_loss",
+]
