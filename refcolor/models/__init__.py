@@ -1,20 +1,37 @@
-"""Networks of refcolor: the VGG19 loss network and the PatchGAN discriminators."""
-from refcolor.models.discriminator import (
-    ConditionalPatchDiscriminator,
-    PatchDiscriminator,
+"""Networks of refcolor: the colorizers (SCFT, GuidingPainter), the VGG19 loss network and the
+PatchGAN discriminators."""
+from refcolor.models.discriminator import ConditionalPatchDiscriminator, PatchDiscriminator
+from refcolor.models.guiding_painter import (
+    ColorizationUNet,
+    GuidingPainter,
+    GuidingPainterConfig,
+    GuidingPainterOutput,
+    SegmentationUNet,
+    gumbel_temperature,
+    hint_consistency_loss,
+    smoothness_loss,
+    straight_through_gumbel_softmax,
 )
-from refcolor.models.vgg import (
-    PERCEPTUAL_LAYERS,
-    STYLE_LAYERS,
-    VGG19Features,
-    WeightsUnavailableError,
-)
+from refcolor.models.scft_colorizer import SCFTColorizer, SCFTColorizerConfig, SCFTColorizerOutput
+from refcolor.models.vgg import PERCEPTUAL_LAYERS, STYLE_LAYERS, VGG19Features, WeightsUnavailableError
 
 __all__ = [
     "PERCEPTUAL_LAYERS",
     "STYLE_LAYERS",
+    "ColorizationUNet",
     "ConditionalPatchDiscriminator",
+    "GuidingPainter",
+    "GuidingPainterConfig",
+    "GuidingPainterOutput",
     "PatchDiscriminator",
+    "SCFTColorizer",
+    "SCFTColorizerConfig",
+    "SCFTColorizerOutput",
+    "SegmentationUNet",
     "VGG19Features",
     "WeightsUnavailableError",
+    "gumbel_temperature",
+    "hint_consistency_loss",
+    "smoothness_loss",
+    "straight_through_gumbel_softmax",
 ]

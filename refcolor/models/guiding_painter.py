@@ -1,0 +1,468 @@
+"""GuidingPainter (Cho et al. 2022): segmentation f, hint generation h and colorization g.
+
+    S = f(X)                 sketch (B, 1, H, W) -> Nc region maps, one-hot per pixel (Sec. 3.2)
+    U = h(S, Y, Nh)          [hints C, mask M] from the first Nh regions (Sec. 3.3, refcolor.nn.HintGenerator)
+    Y^ = g(X, S, U)          tanh image (B, 3, H, W) in [-1, 1] (Sec. 3.4)
+
+f ends in a straight-through Gumbel softmax across the Nc channels while training (hard one-hot
+forward, gradient of the soft sample) and in the argmax at inference. The regions are ordered by
+channel index: region 0 is the one the model asks the user to colour first (the hint generator
+activates low channels most often, so f learns to put the most useful regions there).
+
+Images (target, hints, user colours) live in the tanh range [-1, 1] like the other colorizers.
+
+Extra losses of the official training code (weights in refcolor.losses.GuidingPainterLossWeights):
+hint_consistency_loss (all-segment hint map vs target) and smoothness_loss (8-neighbour L1 on the
+segmentation logits).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from refcolor.nn.hint_generator import HintGenerator
+from refcolor.ops.segment_hint_colors import segment_hint_colors
+
+NORMS = ("batch", "instance", "group", "none")
+TEMPERATURE_SCHEDULES = ("exponential", "linear")
+
+
+# --------------------------------------------------------------------------- Gumbel softmax
+
+
+def straight_through_gumbel_softmax(
+    logits: Tensor,
+    tau: float,
+    *,
+    dim: int = 1,
+    generator: torch.Generator | None = None,
+    hard: bool = True,
+) -> Tensor:
+    """Gumbel-softmax sample of `logits` along `dim` (Jang et al. 2017; Maddison et al. 2017).
+
+    g ~ Gumbel(0, 1) i.i.d. (drawn from `generator`: the same seed gives the same sample),
+    soft = softmax((logits + g) / tau, dim). With hard=True (straight-through estimator, Bengio et
+    al. 2013) the forward value is the one-hot of argmax(soft) along `dim` and the gradient is the
+    soft sample's: y = y_hard - soft.detach() + soft. With hard=False: the soft sample.
+    """
+    if not isinstance(logits, Tensor) or not logits.is_floating_point():
+        raise TypeError("straight_through_gumbel_softmax: 'logits' must be a floating-point tensor")
+    if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
+        raise ValueError(f"straight_through_gumbel_softmax: 'tau' must be a finite number > 0, got {tau!r}")
+    gen_device = generator.device if generator is not None else logits.device
+    u = torch.rand(logits.shape, generator=generator, dtype=torch.float32, device=gen_device)
+    u = u.to(device=logits.device, dtype=logits.dtype)
+    tiny = torch.finfo(logits.dtype).tiny
+    gumbel = -torch.log((-torch.log(u.clamp_min(tiny))).clamp_min(tiny))
+    soft = torch.softmax((logits + gumbel) / tau, dim=dim)
+    if not hard:
+        return soft
+    index = soft.argmax(dim=dim, keepdim=True)
+    y_hard = torch.zeros_like(soft).scatter_(dim, index, 1.0)
+    return y_hard - soft.detach() + soft
+
+
+def gumbel_temperature(
+    step: int, total_steps: int, start: float = 1.0, end: float = 0.1, schedule: str = "exponential"
+) -> float:
+    """Gumbel temperature at `step` of `total_steps`, annealed from `start` (step 0) to `end`
+    (step >= total_steps; constant afterwards).
+
+    "exponential" (default): tau = start * (end / start) ** (step / total_steps), a geometric decay
+    like Jang et al.'s exp(-r t) schedule; it spends as many steps between 1 and 0.3 as between 0.3
+    and 0.1, so the segmentation keeps soft, informative gradients early and sharp ones late.
+    "linear": tau = start + (end - start) * step / total_steps.
+    """
+    if schedule not in TEMPERATURE_SCHEDULES:
+        raise ValueError(f"gumbel_temperature: schedule must be one of {TEMPERATURE_SCHEDULES}, got {schedule!r}")
+    if total_steps <= 0:
+        raise ValueError(f"gumbel_temperature: total_steps must be > 0, got {total_steps}")
+    if step < 0:
+        raise ValueError(f"gumbel_temperature: step must be >= 0, got {step}")
+    if not (start > 0 and end > 0):
+        raise ValueError(f"gumbel_temperature: start and end must be > 0, got {start}, {end}")
+    frac = min(step, total_steps) / total_steps
+    if schedule == "linear":
+        return float(start + (end - start) * frac)
+    return float(start * (end / start) ** frac)
+
+
+# --------------------------------------------------------------------------- U-Net
+
+
+def _norm(norm: str, channels: int) -> nn.Module:
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if norm == "group":
+        return nn.GroupNorm(math.gcd(8, channels), channels)
+    return nn.Identity()
+
+
+def _double_conv(cin: int, cout: int, norm: str) -> nn.Sequential:
+    bias = norm == "none"
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=bias),
+        _norm(norm, cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=bias),
+        _norm(norm, cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNet(nn.Module):
+    """U-Net (Ronneberger et al. 2015): `depth` 2x downsamplings (max-pool + two 3x3 conv-norm-ReLU),
+    the mirror decoder (2x2 transposed conv, concatenation with the encoder feature of the same
+    size, two 3x3 convs) and a 1x1 output conv. Width at level i: min(base_channels * 2**i,
+    max_channels). H and W must be divisible by 2**depth."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        base_channels: int = 64,
+        depth: int = 4,
+        max_channels: int = 1024,
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"UNet: norm must be one of {NORMS}, got {norm!r}")
+        if depth < 1 or base_channels < 1 or in_channels < 1 or out_channels < 1:
+            raise ValueError(
+                f"UNet: in_channels, out_channels, base_channels and depth must be >= 1, got "
+                f"{in_channels}, {out_channels}, {base_channels}, {depth}"
+            )
+        widths = [min(base_channels * 2**i, max(max_channels, base_channels)) for i in range(depth + 1)]
+        self.in_channels, self.out_channels, self.depth, self.widths = in_channels, out_channels, depth, widths
+        self.inc = _double_conv(in_channels, widths[0], norm)
+        self.down = nn.ModuleList(_double_conv(widths[i], widths[i + 1], norm) for i in range(depth))
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth))
+        )
+        self.dec = nn.ModuleList(_double_conv(2 * widths[i], widths[i], norm) for i in reversed(range(depth)))
+        self.outc = nn.Conv2d(widths[0], out_channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        skips = []
+        x = self.inc(x)
+        for block in self.down:
+            skips.append(x)
+            x = block(F.max_pool2d(x, 2))
+        for up, block in zip(self.up, self.dec):
+            x = block(torch.cat([skips.pop(), up(x)], dim=1))
+        return self.outc(x)
+
+
+def _check_image(op: str, name: str, x, channels: int, depth: int, like: Tensor | None = None) -> None:
+    layout = f"(B, {channels}, H, W)"
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: argument '{name}' must be a torch.Tensor {layout}, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{op}: argument '{name}' must be a floating-point tensor, got {x.dtype}")
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f"{op}: argument '{name}' must have shape {layout}, got {tuple(x.shape)}")
+    if like is not None:
+        if x.shape[0] != like.shape[0] or x.shape[2:] != like.shape[2:]:
+            raise ValueError(
+                f"{op}: argument '{name}' must have the batch size and H, W of the sketch "
+                f"{tuple(like.shape)}, got {tuple(x.shape)}"
+            )
+        if x.device != like.device:
+            raise ValueError(f"{op}: argument '{name}' must be on the sketch's device ({like.device}), got {x.device}")
+        return
+    factor = 2**depth
+    if x.shape[2] % factor or x.shape[3] % factor or x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(
+            f"{op}: argument '{name}' must have H and W divisible by 2**depth = {factor}, got {tuple(x.shape)}"
+        )
+
+
+class SegmentationUNet(nn.Module):
+    """f: sketch (B, 1, H, W) -> Nc region logits (B, Nc, H, W) (Sec. 3.2).
+
+    segments(sketch, tau, generator): in training mode with a temperature, the straight-through
+    Gumbel one-hot (B, Nc, H, W) (hard forward, soft gradient); otherwise (tau None or eval mode)
+    the one-hot of the argmax, which carries no gradient.
+    """
+
+    def __init__(
+        self,
+        num_segments: int = 30,
+        base_channels: int = 64,
+        depth: int = 4,
+        max_channels: int = 1024,
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        if num_segments < 1:
+            raise ValueError(f"SegmentationUNet: num_segments must be >= 1, got {num_segments}")
+        self.num_segments = num_segments
+        self.depth = depth
+        self.unet = UNet(1, num_segments, base_channels, depth, max_channels, norm)
+
+    def forward(self, sketch: Tensor) -> Tensor:
+        _check_image("SegmentationUNet", "sketch", sketch, 1, self.depth)
+        return self.unet(sketch)
+
+    def segments_from_logits(
+        self, logits: Tensor, tau: float | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        if tau is None or not self.training:
+            return F.one_hot(logits.argmax(dim=1), self.num_segments).permute(0, 3, 1, 2).to(logits.dtype)
+        return straight_through_gumbel_softmax(logits, tau, dim=1, generator=generator, hard=True)
+
+    def segments(self, sketch: Tensor, tau: float | None = None, generator: torch.Generator | None = None) -> Tensor:
+        return self.segments_from_logits(self(sketch), tau, generator)
+
+
+class ColorizationUNet(nn.Module):
+    """g: [sketch X (1), hints C (3), mask M (1), segments S (Nc)] -> image (B, 3, H, W) in [-1, 1]
+    (Sec. 3.4, tanh output).
+
+    forward(sketch, hints, segments): `hints` is U = [C, M] (B, 4, H, W) from HintGenerator.
+    """
+
+    def __init__(
+        self,
+        num_segments: int = 30,
+        base_channels: int = 64,
+        depth: int = 4,
+        max_channels: int = 1024,
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        if num_segments < 1:
+            raise ValueError(f"ColorizationUNet: num_segments must be >= 1, got {num_segments}")
+        self.num_segments = num_segments
+        self.depth = depth
+        self.unet = UNet(1 + 3 + 1 + num_segments, 3, base_channels, depth, max_channels, norm)
+
+    def forward(self, sketch: Tensor, hints: Tensor, segments: Tensor) -> Tensor:
+        op = "ColorizationUNet"
+        _check_image(op, "sketch", sketch, 1, self.depth)
+        _check_image(op, "hints", hints, 4, self.depth, like=sketch)
+        _check_image(op, "segments", segments, self.num_segments, self.depth, like=sketch)
+        x = torch.cat([sketch, hints.to(sketch.dtype), segments.to(sketch.dtype)], dim=1)
+        return torch.tanh(self.unet(x))
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclasses.dataclass
+class GuidingPainterConfig:
+    """Architecture and schedule of a GuidingPainter; JSON-serialisable via to_dict / from_dict.
+
+    Presets (GuidingPainterConfig.preset(name)):
+      "paper": 256x256, Nc = 30, both U-Nets with the classic widths 64-128-256-512-1024
+          (depth 4), batch norm, p = 0.125, tau 1 -> 0.1.
+      "small": 64x64, Nc = 30, widths 16-32-64-128 (depth 3), group norm (no train/eval gap at
+          the tiny CPU batch sizes), for CPU training and tests.
+    Loss weights live in refcolor.losses.GuidingPainterLossWeights.
+    """
+
+    num_segments: int = 30
+    image_size: int = 256
+    seg_base_channels: int = 64
+    color_base_channels: int = 64
+    depth: int = 4
+    max_channels: int = 1024
+    norm: str = "batch"
+    stop_prob: float = 0.125
+    tau_start: float = 1.0
+    tau_end: float = 0.1
+    tau_schedule: str = "exponential"
+    backend: str = "auto"
+
+    PRESETS = ("paper", "small")
+
+    def __post_init__(self) -> None:
+        if self.num_segments < 1:
+            raise ValueError(f"GuidingPainterConfig: num_segments must be >= 1, got {self.num_segments}")
+        if self.depth < 1:
+            raise ValueError(f"GuidingPainterConfig: depth must be >= 1, got {self.depth}")
+        if self.image_size <= 0 or self.image_size % 2**self.depth:
+            raise ValueError(
+                f"GuidingPainterConfig: image_size must be a positive multiple of 2**depth = {2**self.depth}, "
+                f"got {self.image_size}"
+            )
+        if self.norm not in NORMS:
+            raise ValueError(f"GuidingPainterConfig: norm must be one of {NORMS}, got {self.norm!r}")
+        if self.tau_schedule not in TEMPERATURE_SCHEDULES:
+            raise ValueError(
+                f"GuidingPainterConfig: tau_schedule must be one of {TEMPERATURE_SCHEDULES}, got {self.tau_schedule!r}"
+            )
+        if not 0.0 <= self.stop_prob <= 1.0:
+            raise ValueError(f"GuidingPainterConfig: stop_prob must be in [0, 1], got {self.stop_prob}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> GuidingPainterConfig:
+        if name == "paper":
+            base = {
+                "image_size": 256, "seg_base_channels": 64, "color_base_channels": 64,
+                "depth": 4, "max_channels": 1024, "norm": "batch",
+            }
+        elif name == "small":
+            base = {
+                "image_size": 64, "seg_base_channels": 16, "color_base_channels": 16,
+                "depth": 3, "max_channels": 256, "norm": "group",
+            }
+        else:
+            raise ValueError(f"GuidingPainterConfig: unknown preset {name!r}; choose one of {cls.PRESETS}")
+        base.update(overrides)
+        return cls(**base)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GuidingPainterConfig:
+        if not isinstance(data, dict):
+            raise TypeError(f"GuidingPainterConfig.from_dict: expected a dict, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"GuidingPainterConfig.from_dict: unknown keys {unknown}")
+        return cls(**data)
+
+    def temperature(self, step: int, total_steps: int) -> float:
+        return gumbel_temperature(step, total_steps, self.tau_start, self.tau_end, self.tau_schedule)
+
+
+class GuidingPainterOutput(NamedTuple):
+    output: Tensor  # (B, 3, H, W) in [-1, 1]
+    segments: Tensor  # (B, Nc, H, W) one-hot (straight-through in training)
+    logits: Tensor  # (B, Nc, H, W) segmentation logits
+    hints: Tensor  # U = [C, M] (B, 4, H, W)
+
+
+class GuidingPainter(nn.Module):
+    """f (SegmentationUNet), h (HintGenerator, p = stop_prob) and g (ColorizationUNet) in one module.
+
+    forward(sketch, target, tau=..., num_hints=None, generator=None) -> GuidingPainterOutput
+        training pass: Gumbel segments at temperature tau (argmax in eval mode), ground-truth
+        hints of the first Nh regions (Nh drawn from Eq. 3 when None; required in eval mode).
+    colorize(sketch, colors, num_hints=None) -> (B, 3, H, W): inference with the user's colours
+        (B, K, 3) or (K, 3) in [-1, 1] for the first K regions.
+    regions(sketch) -> (B, H, W) int64: the region index of each pixel, 0 = highest priority.
+    """
+
+    def __init__(self, config: GuidingPainterConfig | None = None) -> None:
+        super().__init__()
+        config = config if config is not None else GuidingPainterConfig()
+        if not isinstance(config, GuidingPainterConfig):
+            raise TypeError(f"GuidingPainter: config must be a GuidingPainterConfig, got {type(config).__name__}")
+        self.config = config
+        c = config
+        self.segmentation = SegmentationUNet(c.num_segments, c.seg_base_channels, c.depth, c.max_channels, c.norm)
+        self.hint_generator = HintGenerator(c.num_segments, stop_prob=c.stop_prob, backend=c.backend)
+        self.colorization = ColorizationUNet(c.num_segments, c.color_base_channels, c.depth, c.max_channels, c.norm)
+
+    @property
+    def num_segments(self) -> int:
+        return self.config.num_segments
+
+    def forward(
+        self,
+        sketch: Tensor,
+        target: Tensor,
+        *,
+        tau: float | None,
+        num_hints=None,
+        generator: torch.Generator | None = None,
+    ) -> GuidingPainterOutput:
+        _check_image("GuidingPainter", "sketch", sketch, 1, self.config.depth)
+        _check_image("GuidingPainter", "target", target, 3, self.config.depth, like=sketch)
+        logits = self.segmentation(sketch)
+        segments = self.segmentation.segments_from_logits(logits, tau, generator)
+        hints = self.hint_generator(segments, target.to(segments.dtype), num_hints=num_hints, generator=generator)
+        output = self.colorization(sketch, hints, segments)
+        return GuidingPainterOutput(output, segments, logits, hints)
+
+    def _argmax_segments(self, sketch: Tensor) -> Tensor:
+        logits = self.segmentation(sketch)
+        return F.one_hot(logits.argmax(dim=1), self.num_segments).permute(0, 3, 1, 2).to(logits.dtype)
+
+    def regions(self, sketch: Tensor) -> Tensor:
+        _check_image("GuidingPainter", "sketch", sketch, 1, self.config.depth)
+        with torch.no_grad():
+            return self.segmentation(sketch).argmax(dim=1)
+
+    def colorize(self, sketch: Tensor, colors: Tensor, num_hints=None) -> Tensor:
+        _check_image("GuidingPainter", "sketch", sketch, 1, self.config.depth)
+        with torch.no_grad():
+            segments = self._argmax_segments(sketch)
+            colors = torch.as_tensor(colors, dtype=segments.dtype, device=segments.device)
+            if colors.dim() not in (2, 3) or colors.shape[-1] != 3:
+                raise ValueError(
+                    f"GuidingPainter.colorize: argument 'colors' must have shape (K, 3) or (B, K, 3), "
+                    f"got {tuple(colors.shape)}"
+                )
+            hints = self.hint_generator(segments, colors=colors, num_hints=num_hints)
+            return self.colorization(sketch, hints, segments)
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def hint_consistency_loss(segments: Tensor, target: Tensor, *, backend: str = "auto") -> Tensor:
+    """Mean-squared difference between the hint map built from ALL Nc segments and the target.
+
+    hints = segment_hint_colors(segments, target, Nc) paints every region with its mean target
+    colour; mean((hints - target)^2) is zero exactly when the target is constant inside every
+    region, so the loss pushes f towards regions of one colour (official weight 5). Gradients
+    reach the segments (and the target).
+    """
+    if not isinstance(segments, Tensor) or segments.dim() != 4:
+        raise ValueError(
+            f"hint_consistency_loss: argument 'segments' must be a (B, Nc, H, W) tensor, got "
+            f"{tuple(segments.shape) if isinstance(segments, Tensor) else type(segments).__name__}"
+        )
+    hints, _ = segment_hint_colors(segments, target.to(segments.dtype), segments.shape[1], backend=backend)
+    return F.mse_loss(hints, target.to(hints.dtype))
+
+
+def smoothness_loss(logits: Tensor) -> Tensor:
+    """8-neighbour L1 smoothness of segmentation logits (B, Nc, H, W) (official weight 1).
+
+    The mean of |logits(p) - logits(q)| over channels and all pairs of 8-adjacent pixels p, q
+    (horizontal, vertical and both diagonals; each unordered pair once, so the 8 directions are
+    covered by symmetry). Zero for spatially constant logits.
+    """
+    if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() != 4:
+        raise ValueError(
+            f"smoothness_loss: argument 'logits' must be a floating-point (B, Nc, H, W) tensor, got "
+            f"{tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__}"
+        )
+    diffs = [
+        (logits[:, :, :, 1:] - logits[:, :, :, :-1]).abs().flatten(),  # horizontal
+        (logits[:, :, 1:, :] - logits[:, :, :-1, :]).abs().flatten(),  # vertical
+        (logits[:, :, 1:, 1:] - logits[:, :, :-1, :-1]).abs().flatten(),  # diagonal
+        (logits[:, :, 1:, :-1] - logits[:, :, :-1, 1:]).abs().flatten(),  # anti-diagonal
+    ]
+    diffs = torch.cat(diffs)
+    if diffs.numel() == 0:
+        return logits.new_zeros(())
+    return diffs.mean()
+
+
+__all__ = [
+    "ColorizationUNet",
+    "GuidingPainter",
+    "GuidingPainterConfig",
+    "GuidingPainterOutput",
+    "SegmentationUNet",
+    "UNet",
+    "gumbel_temperature",
+    "hint_consistency_loss",
+    "smoothness_loss",
+    "straight_through_gumbel_softmax",
+]

@@ -1,0 +1,264 @@
+"""GuidingPainter (issue 7 items 1-4): straight-through Gumbel, temperature schedule, the U-Nets,
+the bundled model (f, h, g) and its extra losses."""
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from refcolor.models.guiding_painter import (
+    ColorizationUNet,
+    GuidingPainter,
+    GuidingPainterConfig,
+    SegmentationUNet,
+    gumbel_temperature,
+    hint_consistency_loss,
+    smoothness_loss,
+    straight_through_gumbel_softmax,
+)
+from refcolor.nn import HintGenerator
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These small convolutions run faster on one thread, and much faster on a busy machine
+    (2-thread OpenMP barriers stall when the other core is taken)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# ----------------------------------------------------------------- straight-through Gumbel
+
+
+def test_gumbel_forward_is_one_hot_of_argmax():
+    logits = torch.randn(2, 7, 5, 6, generator=_gen(0))
+    y = straight_through_gumbel_softmax(logits, 0.5, generator=_gen(1))
+    assert y.shape == logits.shape
+    assert torch.all((y == 0) | (y == 1))
+    assert torch.equal(y.sum(dim=1), torch.ones(2, 5, 6))
+    soft = straight_through_gumbel_softmax(logits, 0.5, generator=_gen(1), hard=False)
+    assert torch.allclose(soft.sum(dim=1), torch.ones(2, 5, 6), atol=1e-6)
+    assert torch.equal(y.argmax(dim=1), soft.argmax(dim=1))
+
+
+def test_gumbel_gradient_is_the_soft_samples():
+    logits = torch.randn(2, 5, 4, 4, generator=_gen(2), dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(2, 5, 4, 4, generator=_gen(3), dtype=torch.float64)
+    (straight_through_gumbel_softmax(logits, 0.7, generator=_gen(4)) * weights).sum().backward()
+    grad_hard = logits.grad.clone()
+    logits.grad = None
+    (straight_through_gumbel_softmax(logits, 0.7, generator=_gen(4), hard=False) * weights).sum().backward()
+    assert grad_hard.abs().sum() > 0
+    assert torch.allclose(grad_hard, logits.grad, atol=1e-12)
+
+
+def test_gumbel_reproducible_with_generator_and_other_dim():
+    logits = torch.randn(3, 4, 10, generator=_gen(5))
+    a = straight_through_gumbel_softmax(logits, 1.0, dim=-1, generator=_gen(6), hard=False)
+    b = straight_through_gumbel_softmax(logits, 1.0, dim=-1, generator=_gen(6), hard=False)
+    c = straight_through_gumbel_softmax(logits, 1.0, dim=-1, generator=_gen(7), hard=False)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.allclose(a.sum(dim=-1), torch.ones(3, 4), atol=1e-6)
+    with pytest.raises(ValueError, match="tau"):
+        straight_through_gumbel_softmax(logits, 0.0)
+
+
+@pytest.mark.parametrize("schedule", ["exponential", "linear"])
+def test_temperature_schedule(schedule):
+    assert gumbel_temperature(0, 100, schedule=schedule) == pytest.approx(1.0)
+    assert gumbel_temperature(100, 100, schedule=schedule) == pytest.approx(0.1)
+    assert gumbel_temperature(1000, 100, schedule=schedule) == pytest.approx(0.1)
+    values = [gumbel_temperature(s, 100, schedule=schedule) for s in range(0, 101, 10)]
+    assert all(x > y for x, y in itertools.pairwise(values))
+    mid = gumbel_temperature(50, 100, schedule=schedule)
+    assert mid == pytest.approx(0.55 if schedule == "linear" else 0.1**0.5)
+    with pytest.raises(ValueError, match="schedule"):
+        gumbel_temperature(0, 10, schedule="cosine")
+
+
+# ----------------------------------------------------------------- U-Nets and config
+
+
+def test_small_preset_shapes_and_segments():
+    cfg = GuidingPainterConfig.preset("small")
+    f = SegmentationUNet(cfg.num_segments, cfg.seg_base_channels, cfg.depth, cfg.max_channels, cfg.norm)
+    g = ColorizationUNet(cfg.num_segments, cfg.color_base_channels, cfg.depth, cfg.max_channels, cfg.norm)
+    sketch = torch.rand(1, 1, 64, 64, generator=_gen(8))
+    logits = f(sketch)
+    assert logits.shape == (1, 30, 64, 64)
+    seg = f.segments(sketch, tau=1.0, generator=_gen(9))
+    assert seg.shape == (1, 30, 64, 64) and torch.equal(seg.sum(dim=1), torch.ones(1, 64, 64))
+    assert seg.requires_grad
+    f.eval()
+    with torch.no_grad():
+        hard = f.segments(sketch, tau=1.0)
+        assert torch.equal(hard.argmax(dim=1), f(sketch).argmax(dim=1))
+    out = g(sketch, torch.zeros(1, 4, 64, 64), seg.detach())
+    assert out.shape == (1, 3, 64, 64) and out.abs().max() <= 1
+    assert 100_000 < _count(f) < 2_000_000 and 100_000 < _count(g) < 2_000_000
+
+
+def test_paper_preset_builds():
+    model = GuidingPainter(GuidingPainterConfig.preset("paper"))
+    assert model.config.image_size == 256 and model.num_segments == 30
+    assert model.hint_generator.stop_prob == 0.125
+    assert model.segmentation.unet.widths == [64, 128, 256, 512, 1024]
+    assert model.colorization.unet.inc[0].in_channels == 1 + 3 + 1 + 30
+    assert _count(model.segmentation) == 31_038_366
+    assert _count(model.colorization) == 31_056_195
+
+
+def test_config_roundtrip_and_errors():
+    cfg = GuidingPainterConfig.preset("small", num_segments=12)
+    data = json.loads(json.dumps(cfg.to_dict()))
+    assert GuidingPainterConfig.from_dict(data) == cfg
+    assert cfg.temperature(0, 10) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="unknown preset"):
+        GuidingPainterConfig.preset("huge")
+    with pytest.raises(ValueError, match="unknown keys"):
+        GuidingPainterConfig.from_dict({**data, "widht": 3})
+    with pytest.raises(ValueError, match="image_size"):
+        GuidingPainterConfig.preset("small", image_size=60)
+
+
+def test_input_validation():
+    model = GuidingPainter(GuidingPainterConfig.preset("small", seg_base_channels=4, color_base_channels=4))
+    sketch, target = torch.rand(1, 1, 16, 16), torch.rand(1, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"'sketch' must have shape \(B, 1, H, W\)"):
+        model(torch.rand(1, 3, 16, 16), target, tau=1.0)
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*depth = 8"):
+        model(torch.rand(1, 1, 20, 16), torch.rand(1, 3, 20, 16), tau=1.0)
+    with pytest.raises(ValueError, match="'target'"):
+        model(sketch, torch.rand(1, 3, 8, 8), tau=1.0)
+    with pytest.raises(ValueError, match="'target'"):
+        model(sketch, torch.rand(1, 1, 16, 16), tau=1.0)
+    with pytest.raises(TypeError, match="floating-point"):
+        model(sketch.to(torch.uint8), target, tau=1.0)
+    with pytest.raises(ValueError, match="'colors'"):
+        model.colorize(sketch, torch.rand(2, 4))
+
+
+# ----------------------------------------------------------------- GuidingPainter
+
+
+def test_forward_backward_small_preset():
+    torch.manual_seed(0)
+    model = GuidingPainter(GuidingPainterConfig.preset("small"))
+    assert isinstance(model.hint_generator, HintGenerator)
+    sketch = torch.rand(1, 1, 64, 64, generator=_gen(10))
+    target = torch.rand(1, 3, 64, 64, generator=_gen(11)) * 2 - 1
+    out = model(sketch, target, tau=0.5, generator=_gen(12))
+    output, segments, logits, hints = out
+    assert output.shape == (1, 3, 64, 64) and segments.shape == logits.shape == (1, 30, 64, 64)
+    assert hints.shape == (1, 4, 64, 64)
+    loss = F.l1_loss(output, target) + hint_consistency_loss(segments, target) + smoothness_loss(logits)
+    loss.backward()
+    seg_grad = sum(p.grad.abs().sum() for p in model.segmentation.parameters() if p.grad is not None)
+    col_grad = sum(p.grad.abs().sum() for p in model.colorization.parameters() if p.grad is not None)
+    assert seg_grad > 0 and col_grad > 0
+    # Same generator -> same segments and Nh.
+    with torch.no_grad():
+        again = model(sketch, target, tau=0.5, generator=_gen(12))
+    assert torch.equal(again.segments, segments.detach()) and torch.equal(again.hints, hints.detach())
+
+
+def _tiny_model(num_segments: int = 6) -> GuidingPainter:
+    cfg = GuidingPainterConfig.preset(
+        "small", num_segments=num_segments, image_size=16, seg_base_channels=4, color_base_channels=8, depth=2
+    )
+    torch.manual_seed(0)
+    return GuidingPainter(cfg)
+
+
+def test_regions_and_colorize():
+    model = _tiny_model().eval()
+    sketch = torch.rand(2, 1, 16, 16, generator=_gen(13))
+    regions = model.regions(sketch)
+    assert regions.shape == (2, 16, 16) and regions.dtype == torch.int64
+    assert torch.equal(regions, model.segmentation(sketch).argmax(dim=1))
+    colors = torch.tensor([[1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]])
+    out = model.colorize(sketch, colors)
+    assert out.shape == (2, 3, 16, 16) and out.abs().max() <= 1 and not out.requires_grad
+    # colorize == g(sketch, user hints of the first 3 regions, argmax segments)
+    segments = F.one_hot(regions, 6).permute(0, 3, 1, 2).float()
+    hints = torch.zeros(2, 4, 16, 16)
+    for k in range(3):
+        hints[:, :3] += colors[k][None, :, None, None] * segments[:, k : k + 1]
+        hints[:, 3:] += segments[:, k : k + 1]
+    with torch.no_grad():
+        expected = model.colorization(sketch, hints, segments)
+    assert torch.allclose(out, expected, atol=1e-6)
+    # No hints at all is allowed; eval-mode forward uses the argmax and needs num_hints.
+    assert model.colorize(sketch, colors, num_hints=0).shape == (2, 3, 16, 16)
+    with torch.no_grad():
+        res = model(sketch, torch.rand(2, 3, 16, 16), tau=1.0, num_hints=2)
+    assert torch.equal(res.segments.argmax(dim=1), regions)
+
+
+# ----------------------------------------------------------------- losses
+
+
+def test_hint_consistency_loss_zero_for_constant_regions():
+    labels = torch.randint(0, 5, (2, 8, 8), generator=_gen(14))
+    segments = F.one_hot(labels, 5).permute(0, 3, 1, 2).float()
+    palette = torch.rand(2, 5, 3, generator=_gen(15)) * 2 - 1
+    target = torch.einsum("bkc,bkhw->bchw", palette, segments)
+    assert hint_consistency_loss(segments, target).item() == pytest.approx(0.0, abs=1e-10)
+    noisy = target + 0.1 * torch.randn(target.shape, generator=_gen(16))
+    segments.requires_grad_(True)
+    loss = hint_consistency_loss(segments, noisy)
+    assert loss.item() > 1e-4
+    loss.backward()
+    assert segments.grad.abs().sum() > 0
+
+
+def test_smoothness_loss():
+    assert smoothness_loss(torch.full((2, 4, 6, 6), 3.0)).item() == 0.0
+    assert smoothness_loss(torch.randn(1, 3, 1, 1)).item() == 0.0
+    checker = ((torch.arange(6)[:, None] + torch.arange(6)[None, :]) % 2).float().expand(1, 2, 6, 6)
+    value = smoothness_loss(checker).item()
+    # horizontal and vertical neighbours differ by 1, diagonal ones by 0: 30 + 30 ones of 110 pairs
+    assert value == pytest.approx(60 / 110)
+    ramp = torch.arange(5.0).expand(1, 1, 5, 5)
+    assert smoothness_loss(ramp).item() == pytest.approx((20 * 1 + 20 * 0 + 16 + 16) / 72)
+
+
+def test_it_learns():
+    model = _tiny_model(num_segments=6).train()
+    # A sketch with a vertical line and a disc; the target paints the three parts in flat colours.
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    disc = ((yy - 10) ** 2 + (xx - 11) ** 2 < 12).float()
+    left = (xx < 6).float()
+    sketch = torch.ones(2, 1, 16, 16)
+    sketch[:, :, :, 6] = 0
+    sketch[0, 0] -= disc - disc * F.max_pool2d(1 - disc[None, None], 3, 1, 1)[0, 0]  # disc outline
+    palette = torch.tensor([[0.8, -0.5, -0.6], [-0.7, 0.2, 0.9], [0.1, 0.9, -0.2]])
+    labels = torch.where(left > 0, 0, 1).long().expand(2, 16, 16).clone()
+    labels[0][disc > 0] = 2
+    target = palette[labels].permute(0, 3, 1, 2).contiguous()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def step(i: int, train: bool) -> float:
+        out = model(sketch, target, tau=gumbel_temperature(i, 30), num_hints=3, generator=_gen(100 + i))
+        loss = F.l1_loss(out.output, target) + hint_consistency_loss(out.segments, target)
+        if train:
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return loss.item()
+
+    losses = [step(i, True) for i in range(30)]
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, losses
