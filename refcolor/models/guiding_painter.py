@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from refcolor.nn.hint_generator import HintGenerator
+from refcolor.ops import _validation as check
 from refcolor.ops.segment_hint_colors import segment_hint_colors
 
 NORMS = ("batch", "instance", "group", "none")
@@ -162,13 +163,7 @@ class UNet(nn.Module):
 
 
 def _check_image(op: str, name: str, x, channels: int, depth: int, like: Tensor | None = None) -> None:
-    layout = f"(B, {channels}, H, W)"
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{op}: argument '{name}' must be a torch.Tensor {layout}, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{op}: argument '{name}' must be a floating-point tensor, got {x.dtype}")
-    if x.dim() != 4 or x.shape[1] != channels:
-        raise ValueError(f"{op}: argument '{name}' must have shape {layout}, got {tuple(x.shape)}")
+    check.check_image(op, name, x, channels)
     if like is not None:
         if x.shape[0] != like.shape[0] or x.shape[2:] != like.shape[2:]:
             raise ValueError(

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from refcolor.nn.scft import SCFT
+from refcolor.ops import _validation as check
 
 OP = "SCFTColorizer"
 NORMS = ("instance", "batch", "none")
@@ -311,15 +312,7 @@ class SCFTColorizer(nn.Module):
 
     # ---------------------------------------------------------------- input checks
     def _check_image(self, name: str, value, channels: int) -> None:
-        layout = f"(B, {channels}, H, W)"
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{OP}: argument '{name}' must be a torch.Tensor {layout}, got {type(value).__name__}")
-        if not value.is_floating_point():
-            raise TypeError(f"{OP}: argument '{name}' must be a floating-point tensor, got dtype {value.dtype}")
-        if value.dim() != 4 or value.shape[1] != channels:
-            raise ValueError(f"{OP}: argument '{name}' must have shape {layout}, got {tuple(value.shape)}")
-        if value.shape[0] == 0:
-            raise ValueError(f"{OP}: argument '{name}' must have a batch size >= 1, got {tuple(value.shape)}")
+        check.check_image(OP, name, value, channels)
         d = self.config.downsampling
         H, W = value.shape[-2:]
         if H % d or W % d or H == 0 or W == 0:

@@ -11,18 +11,33 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def check_float_tensor(op: str, name: str, value, ndim: int, layout: str) -> torch.Tensor:
-    """A floating-point tensor of rank `ndim`; `layout` names the dims, e.g. "(B, C, H, W)"."""
+def _check_float_type(op: str, name: str, value, layout: str) -> None:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{op}: argument '{name}' must be a torch.Tensor {layout}, got {type(value).__name__}")
     if not value.is_floating_point():
         raise TypeError(
             f"{op}: argument '{name}' must be a floating-point tensor, got dtype {_dtype_name(value.dtype)}"
         )
+
+
+def check_float_tensor(op: str, name: str, value, ndim: int, layout: str) -> torch.Tensor:
+    """A floating-point tensor of rank `ndim`; `layout` names the dims, e.g. "(B, C, H, W)"."""
+    _check_float_type(op, name, value, layout)
     if value.dim() != ndim:
         raise ValueError(
             f"{op}: argument '{name}' must have shape {layout} ({ndim} dims), got {tuple(value.shape)}"
         )
+    return value
+
+
+def check_image(op: str, name: str, value, channels: int) -> torch.Tensor:
+    """A floating-point image batch (B, channels, H, W) with B >= 1."""
+    layout = f"(B, {channels}, H, W)"
+    _check_float_type(op, name, value, layout)
+    if value.dim() != 4 or value.shape[1] != channels:
+        raise ValueError(f"{op}: argument '{name}' must have shape {layout}, got {tuple(value.shape)}")
+    if value.shape[0] == 0:
+        raise ValueError(f"{op}: argument '{name}' must have a batch size >= 1, got {tuple(value.shape)}")
     return value
 
 
