@@ -1,8 +1,12 @@
-"""The `refcolor` command (also `python -m refcolor`). Subcommands: `demo`, `sketch`."""
+"""The `refcolor` command (also `python -m refcolor`). Subcommands: `demo`, `sketch`, and those of
+refcolor.commands (`train`, `colorize`, `guide`, `evaluate`)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+from refcolor.commands import COMMAND_MODULES, CommandError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         help="draw a random line style per image from SketchExtractor's ranges, with this seed "
         "(options given above stay fixed); without it, the fixed defaults",
     )
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"refcolor.commands.{name}").add_parser(sub)
     return parser
 
 
@@ -105,10 +111,27 @@ def _sketch(args, parser) -> int:
     return 0
 
 
+def _run_command(args) -> int:
+    # Expected failures end as one line on stderr and a non-zero exit, never a traceback.
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print(f"refcolor {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (CommandError, OSError, ValueError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"refcolor {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    return _sketch(args, parser) if args.command == "sketch" else _demo(args, parser)
+    if args.command == "sketch":
+        return _sketch(args, parser)
+    if args.command == "demo":
+        return _demo(args, parser)
+    return _run_command(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,160 @@
+"""TrainConfig: every setting of a training run, from defaults < a config file < command-line options.
+
+The config is saved in every checkpoint. On --resume the saved config is the base: options that
+only schedule the run (SCHEDULE_KEYS: more steps, other intervals, another data folder or device)
+may change; anything that changes what is trained (model, sizes, optimiser, losses, seed) must match,
+or resuming refuses and names the differing keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+MODELS = ("scft", "guide")
+PRESETS = ("small", "paper")
+GAN_MODES = ("lsgan", "hinge", "bce")
+
+# May differ between a run and its resumption.
+SCHEDULE_KEYS = frozenset({
+    "steps", "data", "out", "device", "num_workers", "checkpoint_every", "sample_every", "log_every",
+    "keep_last", "num_samples", "tensorboard", "progress",
+})
+
+
+@dataclass
+class TrainConfig:
+    """Settings of `refcolor train` (and refcolor.train.Trainer). Loss weights not given in
+    `loss_weights` take the model's published defaults (refcolor.losses.SCFTLossWeights,
+    GuidingPainterLossWeights); `model_overrides` sets fields of the model config on top of the preset."""
+
+    model: str = "scft"  # "scft" (Lee et al. 2020) or "guide" (GuidingPainter, Cho et al. 2022)
+    preset: str = "small"  # model preset: "small" (CPU) or "paper"
+    image_size: int | None = None  # training resolution; None: the preset's
+    model_overrides: dict = field(default_factory=dict)
+    data: str | None = None  # image folder; None: the bundled sample set
+    out: str = "runs/refcolor"  # run directory: checkpoints, samples, logs, model.safetensors
+    batch_size: int = 8  # per process
+    steps: int = 1000  # total optimiser steps of the run
+    seed: int = 0
+    lr_generator: float = 1e-4
+    lr_discriminator: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    gan_mode: str = "lsgan"
+    discriminator_channels: int | None = None  # None: 64 (pix2pix) for paper, 32 for small
+    discriminator_layers: int = 3
+    spectral_norm: bool = False
+    loss_weights: dict = field(default_factory=dict)
+    triplet_margin: float = 12.0
+    triplet_negatives: int = 1
+    vgg_weights: str | None = None  # torchvision vgg19 file or URL; None: $REFCOLOR_VGG19_WEIGHTS / hub cache
+    download_vgg: bool = False  # allow fetching the VGG19 weights from download.pytorch.org
+    amp: str = "auto"  # mixed precision: "auto" (on for CUDA), "on", "off"
+    device: str = "auto"  # "auto": cuda (the local rank's GPU under torchrun) when available, else cpu
+    backend: str = "auto"  # backend of the fused ops (refcolor.backends): "auto", "reference", ...
+    num_workers: int | None = None  # data-loader workers; None: 0 on CPU, min(8, cores) with CUDA
+    checkpoint_every: int = 500
+    sample_every: int = 250
+    log_every: int = 10
+    keep_last: int = 3
+    num_samples: int = 4  # rows of the sample grids
+    tensorboard: bool = True  # log to TensorBoard when it is installed
+    progress: str = "auto"  # progress bar: "auto" (when stderr is a terminal), "bar", "lines", "off"
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        self.validate()
+
+    def validate(self) -> None:
+        def bad(name: str, expected: str) -> None:
+            raise ValueError(f"train config: '{name}' must be {expected}, got {getattr(self, name)!r}")
+
+        def positive_int(name: str, minimum: int = 1) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                bad(name, f"an int >= {minimum}")
+
+        if self.model not in MODELS:
+            bad("model", f"one of {MODELS}")
+        if self.preset not in PRESETS:
+            bad("preset", f"one of {PRESETS}")
+        if self.image_size is not None:
+            positive_int("image_size")
+        for name in ("batch_size", "steps", "checkpoint_every", "sample_every", "log_every", "keep_last"):
+            positive_int(name)
+        positive_int("num_samples", 0)
+        positive_int("triplet_negatives")
+        if self.discriminator_channels is not None:
+            positive_int("discriminator_channels")
+        positive_int("discriminator_layers")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            bad("seed", "an int >= 0")
+        if self.num_workers is not None:
+            positive_int("num_workers", 0)
+        for name in ("lr_generator", "lr_discriminator"):
+            if not isinstance(getattr(self, name), (int, float)) or not getattr(self, name) > 0:
+                bad(name, "a number > 0")
+        if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
+            bad("betas", "two numbers in [0, 1)")
+        if self.gan_mode not in GAN_MODES:
+            bad("gan_mode", f"one of {GAN_MODES}")
+        if self.amp not in ("auto", "on", "off"):
+            bad("amp", "'auto', 'on' or 'off'")
+        if self.progress not in ("auto", "bar", "lines", "off"):
+            bad("progress", "'auto', 'bar', 'lines' or 'off'")
+        if not isinstance(self.loss_weights, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in self.loss_weights.values()
+        ):
+            bad("loss_weights", "a table of names to numbers >= 0")
+        if not isinstance(self.model_overrides, dict):
+            bad("model_overrides", "a table of model config fields")
+        if not isinstance(self.triplet_margin, (int, float)) or self.triplet_margin < 0:
+            bad("triplet_margin", "a number >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown keys {unknown}; known keys: {', '.join(sorted(known))}")
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise ValueError(f"{source}: {err}") from None
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON (.json) or TOML (any other suffix) file of TrainConfig keys, as a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ValueError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a table of settings, got {type(data).__name__}")
+    return data
+
+
+def frozen_differences(saved: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """Keys outside SCHEDULE_KEYS whose values differ (the run cannot be resumed with them)."""
+    keys = (set(saved) | set(given)) - SCHEDULE_KEYS
+    return sorted(k for k in keys if saved.get(k) != given.get(k))
+
+
+__all__ = ["MODELS", "PRESETS", "SCHEDULE_KEYS", "TrainConfig", "frozen_differences", "read_config_file"]

@@ -1,0 +1,14 @@
+"""What each model adds to the shared GAN trainer: its data preparation, forward pass, losses and
+sample-grid columns. One module per model kind."""
+from refcolor.train.tasks.base import Task
+from refcolor.train.tasks.guide import GuideTask
+from refcolor.train.tasks.scft import SCFTTask
+
+TASKS = {"scft": SCFTTask, "guide": GuideTask}
+
+
+def make_task(config, device) -> Task:
+    return TASKS[config.model](config, device)
+
+
+__all__ = ["TASKS", "GuideTask", "SCFTTask", "Task", "make_task"]

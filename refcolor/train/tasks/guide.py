@@ -1,0 +1,72 @@
+"""GuidingPainter training (Cho et al. 2022): random-style XDoG sketches of the target, Gumbel
+segments at a temperature annealed over the run (1 -> 0.1), hints of the first Nh regions (Nh from
+Eq. 3) and the official losses (L1 30, adversarial 0.2, hint consistency 5, smoothness 1)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from refcolor.data.sketch import SketchExtractor
+from refcolor.losses import GuidingPainterLossWeights
+from refcolor.models.guiding_painter import hint_consistency_loss, smoothness_loss
+from refcolor.train.tasks.base import Task, to_unit
+
+
+def region_palette(num_segments: int, device=None) -> Tensor:
+    """(Nc, 3) distinct colours in [0, 1] (golden-ratio hues), region 0 first."""
+    hues = (torch.arange(num_segments, dtype=torch.float64) * 0.618033988749895) % 1.0
+    k = (torch.tensor([5.0, 3.0, 1.0], dtype=torch.float64)[None] + hues[:, None] * 6) % 6
+    rgb = 1 - 0.75 * (torch.minimum(k, 4 - k).clamp(0, 1))  # HSV -> RGB with s = 0.75, v = 1
+    return rgb.float().to(device)
+
+
+class GuideTask(Task):
+    kind = "guide"
+    loss_defaults = GuidingPainterLossWeights()
+
+    def __init__(self, config, device):
+        super().__init__(config, device)
+        self.sketcher = SketchExtractor()
+
+    def set_backend(self, backend: str) -> None:
+        self.generator.hint_generator.backend = backend
+        self.backend = backend
+
+    def temperature(self, step: int) -> float:
+        return self.model_config.temperature(step, self.config.steps)
+
+    def prepare(self, images: Tensor, rng: torch.Generator) -> dict[str, Tensor]:
+        with torch.no_grad():
+            sketch = self.sketcher(images, rng)
+        return {"sketch": sketch * 2 - 1, "target": images * 2 - 1}
+
+    def forward(self, generator: nn.Module, data: dict, step: int, rng: torch.Generator) -> dict:
+        out = generator(data["sketch"], data["target"], tau=self.temperature(step), generator=rng)
+        return {"fake": out.output, "segments": out.segments, "logits": out.logits}
+
+    def losses(self, data: dict, out: dict, rng: torch.Generator) -> dict[str, Tensor]:
+        target = data["target"].float()
+        return {
+            "l1": F.l1_loss(out["fake"].float(), target),
+            "hint": hint_consistency_loss(out["segments"].float(), target, backend=self.backend),
+            "smoothness": smoothness_loss(out["logits"].float()),
+        }
+
+    @torch.no_grad()
+    def sample_columns(self, generator: nn.Module, data: dict) -> list[tuple[str, Tensor]]:
+        sketch, target = data["sketch"], data["target"]
+        B, Nc = sketch.shape[0], self.model_config.num_segments
+        # Rows show 0 .. Nc hints, spread evenly, so one grid shows how hints steer the output.
+        counts = torch.linspace(0, Nc, B).round().long().to(sketch.device) if B > 1 else torch.tensor([Nc // 3])
+        out = generator(sketch, target, tau=None, num_hints=counts.to(sketch.device))
+        regions = out.segments.argmax(dim=1)
+        palette = region_palette(Nc, sketch.device)
+        region_image = palette[regions].permute(0, 3, 1, 2) * (0.5 + 0.5 * to_unit(sketch))
+        colors, mask = out.hints[:, :3], out.hints[:, 3:]
+        hint_image = to_unit(colors) * mask + 0.5 * (1 - mask)  # gray where no hint
+        return [("sketch", to_unit(sketch)), ("regions", region_image), ("hints", hint_image),
+                ("output", to_unit(out.output)), ("target", to_unit(target))]
+
+
+__all__ = ["GuideTask", "region_palette"]

@@ -1,0 +1,81 @@
+"""SCFT training (Lee et al., CVPR 2020): augmented-self reference triples, the generator with
+SCFT's projected features for the triplet loss, and the losses of Eq. 11 (L1 30, adversarial 1,
+triplet 1 with margin 12, perceptual 0.01 and style 50 on VGG19 relu{1..5}_1)."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from refcolor.data.augmented_self_reference import AugmentedSelfReference
+from refcolor.losses import SCFTLossWeights, VGGLoss, scft_triplet_loss
+from refcolor.models.vgg import VGG19Features, WeightsUnavailableError
+from refcolor.ops.tps_correspondence import tps_correspondence
+from refcolor.train.tasks.base import Task, to_unit
+
+
+class VGGUnavailableWarning(UserWarning):
+    """No VGG19 weights: the perceptual and style terms are switched off for this run."""
+
+
+class SCFTTask(Task):
+    kind = "scft"
+    loss_defaults = SCFTLossWeights()
+
+    def __init__(self, config, device):
+        super().__init__(config, device)
+        self.augment = AugmentedSelfReference(backend=config.backend)
+        self.vgg_loss = None
+        if self.weights["perceptual"] > 0 or self.weights["style"] > 0:
+            try:
+                vgg = VGG19Features.from_pretrained(config.vgg_weights, download=config.download_vgg)
+            except WeightsUnavailableError as err:
+                warnings.warn(
+                    f"perceptual and style losses are off for this run: {err}", VGGUnavailableWarning, stacklevel=2
+                )
+                self.weights["perceptual"] = self.weights["style"] = 0.0
+            else:
+                self.vgg_loss = VGGLoss(vgg).to(device)
+
+    def set_backend(self, backend: str) -> None:
+        self.generator.scft.backend = backend
+
+    def prepare(self, images: Tensor, rng: torch.Generator) -> dict[str, Tensor]:
+        with torch.no_grad():
+            triple = self.augment(images, rng)
+        return {
+            "sketch": triple["sketch"] * 2 - 1,
+            "reference": triple["reference"] * 2 - 1,
+            "target": triple["target"] * 2 - 1,
+            "grid": triple["grid"],
+        }
+
+    def forward(self, generator: nn.Module, data: dict, step: int, rng: torch.Generator) -> dict:
+        out = generator(data["sketch"], data["reference"], return_triplet=True)
+        return {"fake": out.image, "queries": out.queries, "keys": out.keys,
+                "feature_size": out.feature_size, "reference_feature_size": out.reference_feature_size}
+
+    def losses(self, data: dict, out: dict, rng: torch.Generator) -> dict[str, Tensor]:
+        fake, target = out["fake"], data["target"]
+        terms = {"l1": F.l1_loss(fake.float(), target.float())}
+        if self.weights["triplet"] > 0:
+            # The warp grid says which reference cell shows each sketch cell: the positive key.
+            index, valid = tps_correspondence(data["grid"], out["feature_size"], out["reference_feature_size"])
+            terms["triplet"] = scft_triplet_loss(
+                out["queries"], out["keys"], index, valid, margin=self.config.triplet_margin,
+                num_negatives=self.config.triplet_negatives, generator=rng,
+            )
+        if self.vgg_loss is not None:
+            terms["perceptual"], terms["style"] = self.vgg_loss(fake, target)
+        return terms
+
+    @torch.no_grad()
+    def sample_columns(self, generator: nn.Module, data: dict) -> list[tuple[str, Tensor]]:
+        output = generator(data["sketch"], data["reference"])
+        return [("sketch", to_unit(data["sketch"])), ("reference", to_unit(data["reference"])),
+                ("output", to_unit(output)), ("target", to_unit(data["target"]))]
+
+
+__all__ = ["SCFTTask", "VGGUnavailableWarning"]
