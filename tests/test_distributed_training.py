@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 from refcolor.train.progress import read_metrics
@@ -45,8 +46,9 @@ def _torchrun(tmp_path, model):
     return out, result
 
 
-def test_two_gloo_processes_train_one_model(tmp_path):
-    out, result = _torchrun(tmp_path, "scft")
+@pytest.mark.parametrize("model", ["scft", "guide"])
+def test_two_gloo_processes_train_one_model(tmp_path, model):
+    out, result = _torchrun(tmp_path, model)
     rank0, rank1 = torch.load(out / "params_rank0.pt"), torch.load(out / "params_rank1.pt")
     assert torch.equal(rank0, rank1)  # gradients were all-reduced: both replicas took the same steps
     assert "2 processes, batch 2 x 2" in result.stdout

@@ -41,3 +41,9 @@ def test_regular_wheel_holds_refcolor_kernels_and_no_top_level_kernels(tmp_path)
     assert "refcolor/kernels/__init__.py" in names
     assert "refcolor/kernels/segment_hint_colors.py" in names
     assert not any(n.startswith("kernels/") for n in names)
+    # Every subpackage and the bundled data (a package missing from pyproject's list would be
+    # silently left out of a regular install).
+    for init in (ROOT / "refcolor").rglob("__init__.py"):
+        assert init.relative_to(ROOT).as_posix() in names, f"{init.parent.name} is not packaged"
+    for asset in ("sample.png", "demo/sketch.png", "demo/reference.png", "samples/SOURCES.md"):
+        assert f"refcolor/assets/{asset}" in names

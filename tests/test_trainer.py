@@ -184,3 +184,29 @@ def test_config_rejects_bad_values_and_unknown_keys():
         TrainConfig.from_dict({"learning_rate": 1})
     with pytest.raises(ValueError, match="unknown loss_weights"):
         Trainer(TrainConfig(model="guide", loss_weights={"triplet": 1.0}, out="/nonexistent/x", device="cpu"))
+
+
+def test_tensorboard_gets_scalars_and_sample_grids_when_installed(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    class FakeWriter:  # stands in for torch.utils.tensorboard.SummaryWriter (tensorboard is optional)
+        def __init__(self, log_dir):
+            calls.append(("init", log_dir))
+
+        def add_scalar(self, tag, value, step):
+            calls.append(("scalar", tag, step))
+
+        def add_image(self, tag, image, step):
+            calls.append(("image", tag, tuple(image.shape), step))
+
+        def close(self):
+            calls.append(("close",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    _quiet_trainer(tiny_config(tmp_path, "guide", steps=2, tensorboard=True)).fit()
+    assert calls[0] == ("init", str(tmp_path / "run" / "tensorboard")) and calls[-1] == ("close",)
+    assert ("scalar", "l1", 2) in calls and ("scalar", "images_per_s", 1) in calls
+    assert ("image", "samples", (3, 2 * 34 + 2, 5 * 34 + 2), 2) in calls

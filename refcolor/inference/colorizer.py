@@ -18,16 +18,10 @@ from PIL import Image
 from torch import Tensor
 
 from refcolor.inference import images as im
-from refcolor.inference.loading import load_model
+from refcolor.inference.loading import load_model, resolve_device
 from refcolor.models.scft_colorizer import SCFTColorizer
 
 ImageLike = str | os.PathLike | Image.Image | Tensor
-
-
-def _pick_device(device: str | torch.device) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class Colorizer:
@@ -48,7 +42,7 @@ class Colorizer:
             raise ValueError(f"Colorizer: argument 'extract' must be 'auto', 'always' or 'never', got {extract!r}")
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             raise ValueError(f"Colorizer: argument 'size' must be a positive int or None, got {size!r}")
-        self.device = _pick_device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.size = size or model.config.image_size
         self.extract = extract
@@ -56,7 +50,7 @@ class Colorizer:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, *, device: str | torch.device = "cpu", **kwargs) -> Colorizer:
         """From a run directory, a training checkpoint (.pt) or weights (.safetensors) of an scft model."""
-        return cls(load_model(path, expected_kind="scft", device=_pick_device(device)).model, device=device, **kwargs)
+        return cls(load_model(path, expected_kind="scft", device=resolve_device(device)).model, device=device, **kwargs)
 
     # ------------------------------------------------------------------ inputs
     @staticmethod
@@ -78,11 +72,15 @@ class Colorizer:
     def _prepare(self, image: Tensor, kind: str) -> Tensor:
         """One (C, H, W) image -> (1, C', h, w) in the model range at the working size."""
         d = self.model.config.downsampling
+        size = im.working_size(image.shape[-2], image.shape[-1], self.size, d)
         if kind == "sketch":
-            image = im.as_sketch(image, self.extract)
+            # A colour image is resized first and outlined at the working size, as training sketches
+            # are drawn at the training size (lines outlined at full size thin out when shrunk).
+            extracting = self.extract == "always" or (self.extract == "auto" and not im.is_line_drawing(image))
+            image = im.as_sketch(im.resize(image.cpu(), size), self.extract) if extracting else im.as_sketch(
+                image, "never")
         elif image.shape[0] == 1:
             image = image.expand(3, -1, -1)
-        size = im.working_size(image.shape[-2], image.shape[-1], self.size, d)
         return im.to_model_range(im.resize(image.cpu(), size)).unsqueeze(0).to(self.device)
 
     # ------------------------------------------------------------------ call

@@ -40,6 +40,19 @@ def resolve_model_file(path: str | os.PathLike) -> Path:
     return latest
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> cuda when available, else cpu; otherwise the named device, which must exist."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {str(device)!r}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {str(device)!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+    return device
+
+
 def _is_safetensors(path: Path) -> bool:
     if path.suffix == ".safetensors":
         return True
@@ -82,4 +95,4 @@ def load_model(
     return LoadedModel(model.to(device).eval(), kind, file)
 
 
-__all__ = ["WEIGHTS_NAME", "LoadedModel", "load_model", "resolve_model_file"]
+__all__ = ["WEIGHTS_NAME", "LoadedModel", "load_model", "resolve_device", "resolve_model_file"]

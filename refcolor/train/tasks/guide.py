@@ -8,17 +8,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from refcolor.data.sketch import SketchExtractor
+from refcolor.inference.guided import region_palette
 from refcolor.losses import GuidingPainterLossWeights
 from refcolor.models.guiding_painter import hint_consistency_loss, smoothness_loss
 from refcolor.train.tasks.base import Task, to_unit
-
-
-def region_palette(num_segments: int, device=None) -> Tensor:
-    """(Nc, 3) distinct colours in [0, 1] (golden-ratio hues), region 0 first."""
-    hues = (torch.arange(num_segments, dtype=torch.float64) * 0.618033988749895) % 1.0
-    k = (torch.tensor([5.0, 3.0, 1.0], dtype=torch.float64)[None] + hues[:, None] * 6) % 6
-    rgb = 1 - 0.75 * (torch.minimum(k, 4 - k).clamp(0, 1))  # HSV -> RGB with s = 0.75, v = 1
-    return rgb.float().to(device)
 
 
 class GuideTask(Task):
@@ -61,7 +54,7 @@ class GuideTask(Task):
         counts = torch.linspace(0, Nc, B).round().long().to(sketch.device) if B > 1 else torch.tensor([Nc // 3])
         out = generator(sketch, target, tau=None, num_hints=counts.to(sketch.device))
         regions = out.segments.argmax(dim=1)
-        palette = region_palette(Nc, sketch.device)
+        palette = region_palette(Nc).to(sketch.device)
         region_image = palette[regions].permute(0, 3, 1, 2) * (0.5 + 0.5 * to_unit(sketch))
         colors, mask = out.hints[:, :3], out.hints[:, 3:]
         hint_image = to_unit(colors) * mask + 0.5 * (1 - mask)  # gray where no hint
@@ -69,4 +62,4 @@ class GuideTask(Task):
                 ("output", to_unit(out.output)), ("target", to_unit(target))]
 
 
-__all__ = ["GuideTask", "region_palette"]
+__all__ = ["GuideTask"]

@@ -1,0 +1,82 @@
+"""`refcolor evaluate`: the papers' measurements on a folder of images.
+
+    refcolor evaluate --model guide --checkpoint RUN [--data DIR] [--max-images N] [--batch-size B] --out DIR
+        GuidingPainter's PSNR against the number of simulated hints (0..Nc), see
+        refcolor.evaluation.guide_psnr; writes DIR/psnr_vs_hints.csv, .md and .png.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from refcolor.commands import CommandError
+
+MODELS = ("guide",)  # model kinds with an evaluation protocol
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a trained model (guide: PSNR vs number of hints); writes CSV, Markdown and PNG",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", choices=MODELS, default="guide", help="model kind (default: %(default)s)")
+    parser.add_argument("--checkpoint", required=True, metavar="RUN",
+                        help="run directory, .safetensors weights or .pt checkpoint")
+    parser.add_argument("--data", default=None, metavar="DIR", help="image folder (default: the bundled sample set)")
+    parser.add_argument("--max-images", type=int, default=None, metavar="N", help="the first N images (sorted)")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="B",
+                        help="images per batch (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto (default: %(default)s)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for psnr_vs_hints.csv/.md/.png")
+    parser.set_defaults(run=run)
+
+
+def _show_warning(default, category):
+    """A warnings.showwarning that prints `category` as one CLI line and leaves the rest to `default`."""
+    def show(message, cls, filename, lineno, file=None, line=None):
+        if issubclass(cls, category):
+            print(f"refcolor evaluate: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            default(message, cls, filename, lineno, file, line)
+    return show
+
+
+def run(args) -> int:
+    from refcolor.inference.guided import resolve_device
+    from refcolor.inference.loading import load_model
+
+    for name in ("max_images", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise CommandError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    device = resolve_device(args.device)
+    loaded = load_model(args.checkpoint, expected_kind=args.model, device=device)
+    return EVALUATIONS[args.model](args, loaded, device)
+
+
+def _evaluate_guide(args, loaded, device) -> int:
+    from refcolor.data import ImageFolder, UnreadableImageWarning, sample_images_dir
+    from refcolor.evaluation.guide_psnr import evaluate_guide_psnr, markdown_table, write_report
+
+    model = loaded.model
+    data = args.data if args.data is not None else sample_images_dir()
+    with warnings.catch_warnings():  # unreadable files: one line each on stderr, not a warning dump
+        warnings.simplefilter("always", UnreadableImageWarning)
+        warnings.showwarning = _show_warning(warnings.showwarning, UnreadableImageWarning)
+        dataset = ImageFolder(data, size=model.config.image_size)
+        total = len(dataset) if args.max_images is None else min(args.max_images, len(dataset))
+        print(f"evaluating {loaded.source} on {total} images of {data} at {model.config.image_size}px ({device})")
+        curve = evaluate_guide_psnr(
+            model, dataset, max_images=args.max_images, batch_size=args.batch_size, device=device
+        )
+    paths = write_report(curve, args.out)
+    print(markdown_table(curve))
+    print(f"all-regions hint map: {curve.hint_map_psnr:.2f} dB")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+EVALUATIONS = {"guide": _evaluate_guide}  # --model kind -> its protocol; MODELS lists the same kinds

@@ -1,0 +1,87 @@
+"""`refcolor guide`: GuidingPainter's interactive loop on the command line.
+
+    refcolor guide SKETCH --checkpoint RUN --out DIR
+        DIR/<stem>_regions.png (numbered overlay) and DIR/<stem>_regions.json (per region: rank,
+        channel, pixels, bbox [x0, y0, x1, y1] inclusive, anchor [x, y]).
+    refcolor guide SKETCH --checkpoint RUN --colors COLORS.json -o OUT.png [--out DIR]
+        the colorized sketch at SKETCH's size; COLORS.json is a list whose entry i ("#rrggbb",
+        "#rgb" or [r, g, b]) is the colour of region i + 1. With --out the overlay is written too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from refcolor.commands import CommandError
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "guide",
+        help="GuidingPainter: number a sketch's regions (overlay + JSON), or colorize it from one colour per region",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("sketch", metavar="SKETCH", help="line drawing (or colour image: its outline is extracted)")
+    parser.add_argument("--checkpoint", required=True, metavar="RUN",
+                        help="a 'guide' run directory, .safetensors weights or .pt checkpoint")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="folder for the region overlay and JSON (default without --colors: current folder)")
+    parser.add_argument("--colors", metavar="COLORS.json", default=None,
+                        help="JSON list of region colours: entry i colours region i + 1")
+    parser.add_argument("-o", "--output", metavar="OUT.png", default=None,
+                        help="colorized image (default with --colors and --out: DIR/<stem>_colorized.png)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto (default: %(default)s)")
+    parser.set_defaults(run=run)
+
+
+def _regions_json(sketch: str, data: dict) -> str:
+    """JSON with one line per region: easy to read next to the overlay."""
+    rows = ",\n".join(f"  {json.dumps(region)}" for region in data["regions"])
+    head = json.dumps({"sketch": str(sketch), "size": data["size"]})[:-1]
+    return f'{head}, "regions": [\n{rows}\n]}}\n'
+
+
+def run(args) -> int:
+    from PIL import Image
+
+    from refcolor.inference.guided import GuidedColorizer, read_colors
+    from refcolor.inference.images import read_image
+
+    if args.output is not None and args.colors is None:
+        raise CommandError("-o/--output needs --colors COLORS.json (the region colours to paint with)")
+    if args.colors is not None and args.output is None and args.out is None:
+        raise CommandError("--colors needs -o OUT.png (or --out DIR) for the colorized image")
+    colors = read_colors(args.colors) if args.colors is not None else None  # fail before loading the model
+    out_dir = Path(args.out) if args.out is not None else (Path(".") if colors is None else None)
+    stem = Path(args.sketch).stem
+    output = Path(args.output) if args.output is not None else (out_dir / f"{stem}_colorized.png" if colors else None)
+
+    if output is not None and output.suffix.lower() not in Image.registered_extensions():
+        raise CommandError(f"-o/--output: unknown image format {output.suffix or '(no extension)'!r} of {output}")
+
+    image = read_image(args.sketch)
+    painter = GuidedColorizer.from_checkpoint(args.checkpoint, device=args.device)
+    regions = painter.regions(image)
+    (w, h), (wh, ww) = regions.size, regions.working_size
+    print(f"{args.sketch}: {w}x{h}, {len(regions)} regions (model at {ww}x{wh}, {painter.source})")
+
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        overlay_path, json_path = out_dir / f"{stem}_regions.png", out_dir / f"{stem}_regions.json"
+        regions.overlay().save(overlay_path)
+        json_path.write_text(_regions_json(args.sketch, regions.to_json()))
+        print(f"wrote {overlay_path} and {json_path}")
+
+    if colors is not None:
+        if len(colors) > len(regions):
+            raise CommandError(
+                f"{args.colors}: {len(colors)} colours given but the sketch has only {len(regions)} regions "
+                f"(numbered 1..{len(regions)})"
+            )
+        painted = painter.colorize(image, colors)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        painted.save(output)
+        print(f"coloured {len(colors)} of {len(regions)} regions; wrote {output} ({w}x{h})")
+    return 0

@@ -1,0 +1,311 @@
+"""GuidingPainter's evaluation protocol (Cho et al. 2022, Sec. 4): PSNR against the number of hints.
+
+For every image of a folder (ImageFolder at the model's image_size, sorted, centre crops) the
+target Y is the image in [-1, 1] and the sketch X its XDoG outline with the fixed default
+parameters. For n = 0..Nc the model colorizes X with hints simulated from Y: the first n region
+channels painted with their mean target colour, which is GuidingPainter.forward in eval mode with
+num_hints=n. PSNR is measured per image on [0, 1] images and averaged; everything is deterministic.
+
+For context the result also holds the PSNR of the all-regions hint map itself (every region filled
+with its mean colour): what a perfect flat fill of the model's regions scores.
+
+Outputs: write_report -> psnr_vs_hints.csv, .md and .png (a line chart drawn with PIL).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+
+from refcolor.data.image_folder import ImageFolder
+from refcolor.data.sketch import xdog
+from refcolor.models.guiding_painter import GuidingPainter
+
+REPORT_NAME = "psnr_vs_hints"
+MAX_PSNR = 100.0  # dB; a per-image MSE below 1e-10 (identical images) counts as this, keeping means finite
+
+
+@dataclass
+class HintCurve:
+    """PSNR (dB) against the number of simulated hints, over `num_images` images.
+
+    per_image: (num_images, len(hints)) float64; psnr_mean / psnr_std (population std) over images;
+    coverage: mean fraction of pixels under a hint; hint_map_psnr: mean PSNR of the all-regions
+    hint map."""
+
+    hints: list[int]
+    psnr_mean: list[float]
+    psnr_std: list[float]
+    coverage: list[float]
+    hint_map_psnr: float
+    per_image: Tensor
+    paths: list[str]
+    image_size: int
+
+    @property
+    def num_images(self) -> int:
+        return len(self.paths)
+
+    def rows(self) -> list[dict]:
+        return [
+            {"num_hints": n, "psnr_mean": m, "psnr_std": s, "coverage": c}
+            for n, m, s, c in zip(self.hints, self.psnr_mean, self.psnr_std, self.coverage)
+        ]
+
+
+def _psnr(output: Tensor, target: Tensor) -> Tensor:
+    """Per-image PSNR (dB) of (..., C, H, W) images in [0, 1], float64."""
+    mse = ((output.double() - target.double()) ** 2).mean(dim=(-3, -2, -1))
+    return 10 * torch.log10(1 / mse.clamp_min(10 ** (-MAX_PSNR / 10)))
+
+
+def _to01(x: Tensor) -> Tensor:
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+def hinted_outputs(
+    model: GuidingPainter, sketch: Tensor, target: Tensor, counts: list[int], segments: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Outputs for several hint counts at once: (len(counts), B, 3, H, W) in [-1, 1] and the hint
+    masks (len(counts), B, 1, H, W). In eval mode the same as model(sketch, target, tau=None,
+    num_hints=n).output for each n, with the counts batched; pass `segments` (the argmax one-hot of
+    model.segmentation.segments(sketch)) to reuse one segmentation pass for several calls."""
+    if segments is None:
+        segments = model.segmentation.segments(sketch)
+    k, b = len(counts), sketch.shape[0]
+    num_hints = torch.tensor(counts, dtype=torch.int64, device=sketch.device).repeat_interleave(b)
+    segments_k = segments.repeat(k, 1, 1, 1)
+    sketch_k = sketch.repeat(k, 1, 1, 1)
+    hints = model.hint_generator(segments_k, target.repeat(k, 1, 1, 1).to(segments.dtype), num_hints=num_hints)
+    output = model.colorization(sketch_k, hints, segments_k)
+    return output.reshape(k, b, *output.shape[1:]), hints[:, 3:].reshape(k, b, 1, *hints.shape[2:])
+
+
+def evaluate_guide_psnr(
+    model: GuidingPainter,
+    data: str | os.PathLike | torch.utils.data.Dataset,
+    *,
+    max_images: int | None = None,
+    batch_size: int = 8,
+    hint_counts: list[int] | None = None,
+    samples_per_pass: int = 32,
+    device: str | torch.device | None = None,
+) -> HintCurve:
+    """The PSNR-vs-hints curve of `model` on `data` (a folder, or a dataset of {"image": (3, S, S) in
+    [0, 1], "path"} items at a size the model accepts). hint_counts default: 0..Nc. batch_size images
+    share a segmentation pass; up to samples_per_pass (image, count) pairs share a colorization pass."""
+    if not isinstance(model, GuidingPainter):
+        raise TypeError(f"model: expected a GuidingPainter, got {type(model).__name__}")
+    nc = model.num_segments
+    counts = list(range(nc + 1)) if hint_counts is None else [int(n) for n in hint_counts]
+    if not counts or any(not 0 <= n <= nc for n in counts):
+        raise ValueError(f"hint_counts: expected a non-empty list of counts in 0..{nc}, got {hint_counts!r}")
+    for name, value in (("batch_size", batch_size), ("samples_per_pass", samples_per_pass)):
+        if value < 1:
+            raise ValueError(f"{name}: expected an integer >= 1, got {value}")
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images: expected an integer >= 1, got {max_images}")
+    dataset = data if isinstance(data, torch.utils.data.Dataset) else ImageFolder(data, size=model.config.image_size)
+    total = len(dataset) if max_images is None else min(max_images, len(dataset))
+    if total == 0:
+        raise ValueError("data: no images to evaluate")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+
+    was_training = model.training
+    model.eval()
+    psnrs, coverages, hint_map, paths = [], [], [], []
+    try:
+        with torch.no_grad():
+            for start in range(0, total, batch_size):
+                items = [dataset[i] for i in range(start, min(start + batch_size, total))]
+                image = torch.stack([item["image"] for item in items]).to(device)
+                paths += [str(item.get("path", start + i)) for i, item in enumerate(items)]
+                target = image * 2 - 1
+                sketch = xdog(image) * 2 - 1
+                segments = model.segmentation.segments(sketch)  # argmax one-hot in eval mode
+                step = max(1, samples_per_pass // len(items))
+                batch_psnr, batch_cover = [], []
+                for i in range(0, len(counts), step):
+                    output, mask = hinted_outputs(model, sketch, target, counts[i:i + step], segments)
+                    batch_psnr.append(_psnr(_to01(output), image).cpu())
+                    batch_cover.append(mask.double().mean(dim=(-3, -2, -1)).cpu())
+                psnrs.append(torch.cat(batch_psnr).T)  # (b, len(counts))
+                coverages.append(torch.cat(batch_cover).T)
+                full = model.hint_generator(segments, target.to(segments.dtype), num_hints=nc)
+                hint_map.append(_psnr(_to01(full[:, :3]), image).cpu())
+    finally:
+        model.train(was_training)
+
+    per_image = torch.cat(psnrs)
+    hint_map_psnr = torch.cat(hint_map)
+    return HintCurve(
+        hints=counts,
+        psnr_mean=per_image.mean(dim=0).tolist(),
+        psnr_std=per_image.std(dim=0, correction=0).tolist(),
+        coverage=torch.cat(coverages).mean(dim=0).tolist(),
+        hint_map_psnr=float(hint_map_psnr.mean()),
+        per_image=per_image,
+        paths=paths,
+        image_size=int(image.shape[-1]),
+    )
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def markdown_table(curve: HintCurve) -> str:
+    lines = ["| hints | PSNR mean (dB) | PSNR std (dB) | hinted pixels |", "|---:|---:|---:|---:|"]
+    lines += [f"| {r['num_hints']} | {r['psnr_mean']:.2f} | {r['psnr_std']:.2f} | {r['coverage']:.1%} |"
+              for r in curve.rows()]
+    return "\n".join(lines)
+
+
+def write_csv(curve: HintCurve, path: str | os.PathLike) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["num_hints", "psnr_mean", "psnr_std", "coverage"])
+        for r in curve.rows():
+            writer.writerow([r["num_hints"], f"{r['psnr_mean']:.4f}", f"{r['psnr_std']:.4f}", f"{r['coverage']:.4f}"])
+
+
+def write_markdown(curve: HintCurve, path: str | os.PathLike, title: str) -> None:
+    text = (
+        f"# {title}\n\n"
+        f"{curve.num_images} images at {curve.image_size}x{curve.image_size}; sketches: XDoG (default parameters); "
+        f"hints: mean target colour of the first n regions. PSNR on [0, 1] images, mean and std over images.\n\n"
+        f"{markdown_table(curve)}\n\n"
+        f"For context: the all-regions hint map itself (each region filled with its mean colour) "
+        f"scores {curve.hint_map_psnr:.2f} dB.\n"
+    )
+    Path(path).write_text(text, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- the chart
+
+
+def _nice_step(span: float, target_ticks: int, mantissas=(1, 2, 2.5, 5, 10)) -> float:
+    """A step of `mantissas` times a power of ten giving at most about target_ticks ticks over span."""
+    raw = max(span, 1e-9) / target_ticks
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in mantissas if m * power >= raw)
+
+
+def _label(value: float, step: float) -> str:
+    decimals = 0 if float(step).is_integer() else 1 if float(step * 10).is_integer() else 2
+    return f"{value:.{decimals}f}"
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType
+        return ImageFont.load_default()
+
+
+def _text(draw: ImageDraw.ImageDraw, xy, text: str, font, anchor: str = "lt") -> None:
+    """draw.text aligned by hand ("l"/"m"/"r" then "t"/"m"/"b"): bitmap fonts accept no anchor."""
+    x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
+    x = xy[0] - x0 - {"l": 0, "m": (x1 - x0) / 2, "r": x1 - x0}[anchor[0]]
+    y = xy[1] - y0 - {"t": 0, "m": (y1 - y0) / 2, "b": y1 - y0}[anchor[1]]
+    draw.text((x, y), text, fill="black", font=font)
+
+
+def _vertical_text(image: Image.Image, center, text: str, font) -> None:
+    x0, y0, x1, y1 = ImageDraw.Draw(image).textbbox((0, 0), text, font=font)
+    label = Image.new("L", (x1 - x0 + 2, y1 - y0 + 2), 0)
+    ImageDraw.Draw(label).text((1 - x0, 1 - y0), text, fill=255, font=font)
+    label = label.rotate(90, expand=True)
+    corner = (int(center[0] - label.width / 2), int(center[1] - label.height / 2))
+    image.paste(Image.new("RGB", label.size, "black"), corner, label)
+
+
+BLUE, ORANGE, GRID = (40, 100, 200), (220, 120, 30), (225, 225, 225)
+
+
+def plot_curve(curve: HintCurve, path: str | os.PathLike, title: str, *, size: tuple[int, int] = (720, 460)) -> None:
+    """PSNR mean against hints as a line chart with markers, a +-std band and the hint-map PSNR as a
+    dashed reference line; PNG at `path`."""
+    W, H = size
+    left, right, top, bottom = 72, 24, 48, 64
+    x_lo, x_hi = min(curve.hints), max(max(curve.hints), min(curve.hints) + 1)
+    band_lo = [m - s for m, s in zip(curve.psnr_mean, curve.psnr_std)]
+    band_hi = [m + s for m, s in zip(curve.psnr_mean, curve.psnr_std)]
+    y_values = band_lo + band_hi + [curve.hint_map_psnr]
+    y_step = _nice_step(max(y_values) - min(y_values), 6)
+    y_lo, y_hi = math.floor(min(y_values) / y_step) * y_step, math.ceil(max(y_values) / y_step) * y_step
+    y_hi = y_hi if y_hi > y_lo else y_lo + y_step
+    x_step = max(1, round(_nice_step(x_hi - x_lo, 8, (1, 2, 5, 10))))  # whole hint counts
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return (left + (x - x_lo) / (x_hi - x_lo) * (W - left - right),
+                top + (y_hi - y) / (y_hi - y_lo) * (H - top - bottom))
+
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    font, title_font = _font(13), _font(16)
+    for i in range(round((y_hi - y_lo) / y_step) + 1):  # horizontal grid, y tick labels
+        y = y_lo + i * y_step
+        _, py = px(x_lo, y)
+        draw.line([(left, py), (W - right, py)], fill=GRID)
+        _text(draw, (left - 8, py), _label(y, y_step), font, "rm")
+    for i in range(int((x_hi - x_lo) // x_step) + 1):  # x ticks and labels
+        x = x_lo + i * x_step
+        qx, _ = px(x, y_lo)
+        draw.line([(qx, H - bottom), (qx, H - bottom + 5)], fill="black")
+        _text(draw, (qx, H - bottom + 8), _label(x, x_step), font, "mt")
+    band = Image.new("RGBA", size, (0, 0, 0, 0))
+    outline = [px(x, y) for x, y in zip(curve.hints, band_hi)] + [px(x, y) for x, y in zip(curve.hints, band_lo)][::-1]
+    ImageDraw.Draw(band).polygon(outline, fill=(*BLUE, 50))
+    image.paste(band, (0, 0), band)
+    draw = ImageDraw.Draw(image)
+    draw.line([(left, top), (left, H - bottom), (W - right, H - bottom)], fill="black")
+    _, ref_y = px(x_lo, curve.hint_map_psnr)
+    for x0 in range(left, W - right, 12):  # the hint map's own PSNR, dashed
+        draw.line([(x0, ref_y), (min(x0 + 6, W - right), ref_y)], fill=ORANGE, width=2)
+    points = [px(x, y) for x, y in zip(curve.hints, curve.psnr_mean)]
+    if len(points) > 1:
+        draw.line(points, fill=BLUE, width=2)
+    for qx, qy in points:
+        draw.ellipse([qx - 3.5, qy - 3.5, qx + 3.5, qy + 3.5], fill=BLUE, outline="white")
+    _text(draw, (W / 2, 14), title, title_font, "mt")
+    _text(draw, ((left + W - right) / 2, H - 18), "number of hints (regions coloured)", font, "mm")
+    _vertical_text(image, (18, (top + H - bottom) / 2), "PSNR (dB)", font)
+    lx, ly = left + 12, top + 10  # legend, top left inside the plot
+    draw.line([(lx, ly), (lx + 22, ly)], fill=BLUE, width=2)
+    _text(draw, (lx + 28, ly), f"colorized: mean +- std over {curve.num_images} images", font, "lm")
+    for x0 in (lx, lx + 12):
+        draw.line([(x0, ly + 18), (x0 + 6, ly + 18)], fill=ORANGE, width=2)
+    _text(draw, (lx + 28, ly + 18), f"hint map, all regions ({curve.hint_map_psnr:.2f} dB)", font, "lm")
+    image.save(path)
+
+
+def write_report(curve: HintCurve, out_dir: str | os.PathLike, *, title: str | None = None) -> dict[str, Path]:
+    """psnr_vs_hints.csv, .md and .png under out_dir (created); -> {"csv": path, "md": path, "png": path}."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = title or "GuidingPainter: PSNR vs number of hints"
+    paths = {ext: out_dir / f"{REPORT_NAME}.{ext}" for ext in ("csv", "md", "png")}
+    write_csv(curve, paths["csv"])
+    write_markdown(curve, paths["md"], title)
+    plot_curve(curve, paths["png"], title)
+    return paths
+
+
+__all__ = [
+    "MAX_PSNR",
+    "REPORT_NAME",
+    "HintCurve",
+    "evaluate_guide_psnr",
+    "hinted_outputs",
+    "markdown_table",
+    "plot_curve",
+    "write_csv",
+    "write_markdown",
+    "write_report",
+]

@@ -1,0 +1,361 @@
+"""Interactive GuidingPainter (Cho et al. 2022): show the user the regions the model split a sketch
+into, numbered in the order it asks for colours, then paint from one colour per region number.
+
+    painter = GuidedColorizer.from_checkpoint("runs/guide")
+    regions = painter.regions("sketch.png")         # RegionMap: labels 1..R, per-region stats
+    regions.overlay().save("regions.png")           # numbered overlay for the user
+    painter.colorize("sketch.png", ["#d04030", [40, 90, 200]]).save("out.png")  # regions 1 and 2
+
+Region numbers are compact: the model's region channels that cover at least one pixel of the
+sketch (at the sketch's size), in channel order, which is the model's priority order; number 1 is
+the region the model most wants a colour for. Colours are given for the first regions; the others
+get no hint and the model picks their colour.
+
+Any sketch size works: the model runs at images.working_size (the shorter side at the training
+size, sides multiples of 2**depth) and its regions (nearest) and image (area/bicubic) are mapped
+back to the sketch's size.
+"""
+from __future__ import annotations
+
+import colorsys
+import json
+import numbers
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+
+from refcolor.data.image_folder import to_rgb
+from refcolor.inference import images
+from refcolor.inference.loading import load_model, resolve_device
+from refcolor.models.guiding_painter import GuidingPainter
+
+Color = tuple[int, int, int]
+
+_HEX = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+_COLOR_FORMS = '"#rrggbb", "#rgb" or [r, g, b] with integers 0..255'
+_ANCHOR_SIDE = 256  # the label-placement distance transform runs on a label map at most this big
+_RANGE_TOLERANCE = 1e-3
+
+
+# --------------------------------------------------------------------------- colours
+
+
+def _parse_color(value, index: int) -> Color:
+    where = f"colors[{index}]"
+    if isinstance(value, str):
+        if not _HEX.fullmatch(value):
+            raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {value!r} (not a hex colour)")
+        digits = value[1:] if len(value) == 7 else "".join(2 * d for d in value[1:])
+        return tuple(int(digits[i:i + 2], 16) for i in (0, 2, 4))
+    if isinstance(value, (list, tuple)):
+        if len(value) != 3:
+            raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {value!r} ({len(value)} numbers, not 3)")
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {value!r} ({v!r} is not an integer)")
+            if not 0 <= v <= 255:
+                raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {value!r} ({v} is outside 0..255)")
+        return tuple(int(v) for v in value)
+    raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {type(value).__name__} {value!r}")
+
+
+def parse_colors(data) -> list[Color]:
+    """Validate a colour list (the decoded JSON of a colours file): entry i is the colour of region
+    i + 1, as "#rrggbb", "#rgb" or [r, g, b] (integers 0..255). -> [(r, g, b), ...].
+    ValueError (one line, naming the entry) on anything else."""
+    if not isinstance(data, (list, tuple)):
+        raise ValueError(f"colors must be a list of {_COLOR_FORMS}, got {type(data).__name__}")
+    return [_parse_color(value, i) for i, value in enumerate(data)]
+
+
+def read_colors(path: str | os.PathLike) -> list[Color]:
+    """parse_colors of a JSON file; FileNotFoundError / ValueError with one-line messages."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"colors file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"colors file {path} is not UTF-8 text: {err}") from err
+    except json.JSONDecodeError as err:
+        raise ValueError(f"colors file {path} is not valid JSON: {err}") from err
+    try:
+        return parse_colors(data)
+    except ValueError as err:
+        raise ValueError(f"colors file {path}: {err}") from err
+
+
+# --------------------------------------------------------------------------- sketches
+
+
+def load_sketches(sketch) -> tuple[Tensor, bool]:
+    """A path, PIL image or tensor -> ((B, 1, H, W) sketch in [0, 1] on the CPU, given_as_image).
+
+    Tensors: (C, H, W) or (B, C, H, W), C = 1 or 3, floating point in [0, 1]. Colour images get their
+    XDoG outline extracted, gray ones are used as they are (images.as_sketch)."""
+    if isinstance(sketch, (str, os.PathLike)):
+        sketch = images.read_image(sketch)
+    if isinstance(sketch, Image.Image):
+        batch = images.pil_to_tensor(to_rgb(sketch)).unsqueeze(0)
+        return torch.stack([images.as_sketch(x) for x in batch]), True
+    if not isinstance(sketch, Tensor):
+        raise TypeError(f"sketch: expected a path, a PIL image or a tensor, got {type(sketch).__name__}")
+    if not sketch.is_floating_point():
+        raise ValueError(f"sketch: expected a floating-point tensor in [0, 1], got dtype {sketch.dtype}")
+    batch = sketch.unsqueeze(0) if sketch.dim() == 3 else sketch
+    if batch.dim() != 4 or batch.shape[1] not in (1, 3) or 0 in batch.shape:
+        raise ValueError(f"sketch: expected shape (C, H, W) or (B, C, H, W) with C = 1 or 3, got {tuple(sketch.shape)}")
+    batch = batch.detach().float().cpu()
+    low, high = float(batch.min()), float(batch.max())
+    if low < -_RANGE_TOLERANCE or high > 1 + _RANGE_TOLERANCE:
+        raise ValueError(f"sketch: expected values in [0, 1], got [{low:.3g}, {high:.3g}]")
+    return torch.stack([images.as_sketch(x.clamp(0, 1)) for x in batch]), False
+
+
+# --------------------------------------------------------------------------- region maps
+
+
+def region_palette(count: int) -> Tensor:
+    """(count, 3) distinct light colours in [0, 1]: golden-ratio hue steps, alternating saturation so
+    neighbours in rank differ in two ways; light enough for black numbers to stay readable."""
+    colors = [
+        colorsys.hsv_to_rgb((0.07 + i * 0.618034) % 1.0, 0.55 if i % 2 else 0.35, 1.0 if i % 3 else 0.9)
+        for i in range(count)
+    ]
+    return torch.tensor(colors, dtype=torch.float32).reshape(count, 3)
+
+
+def _distance_to_boundary(labels: Tensor) -> Tensor:
+    """Chessboard distance (pixels) of each pixel to the nearest pixel whose 3x3 neighbourhood holds
+    another label or the image border; (h, w) float."""
+    x = F.pad(labels[None, None].float(), (1, 1, 1, 1), value=-1.0)  # the border counts as a boundary
+    high = F.max_pool2d(x, 3, stride=1)
+    low = -F.max_pool2d(-x, 3, stride=1)
+    big = float(labels.numel())
+    depth = torch.where(high != low, 0.0, big)
+    for _ in range(max(labels.shape)):
+        grown = -F.max_pool2d(-depth, 3, stride=1, padding=1) + 1  # min over the 3x3 neighbours, plus one
+        new = torch.minimum(depth, grown)
+        if torch.equal(new, depth):
+            break
+        depth = new
+    return depth[0, 0]
+
+
+def _nearest_to_centroid(mask: Tensor) -> tuple[int, int]:
+    ys, xs = mask.nonzero(as_tuple=True)
+    cy, cx = ys.float().mean(), xs.float().mean()
+    i = int(((ys - cy) ** 2 + (xs - cx) ** 2).argmin())
+    return int(xs[i]), int(ys[i])
+
+
+def _anchors(labels: Tensor, count: int) -> list[tuple[int, int]]:
+    """Per region 1..count an (x, y) pixel inside it, far from its edges: the deepest pixel of a
+    distance transform (computed on a map scaled down to at most _ANCHOR_SIDE, ties broken towards
+    the centroid); for regions lost in that scaling, the region pixel nearest the centroid."""
+    H, W = labels.shape
+    scale = min(1.0, _ANCHOR_SIDE / max(H, W))
+    h, w = max(1, round(H * scale)), max(1, round(W * scale))
+    small = labels if (h, w) == (H, W) else F.interpolate(labels[None, None].float(), (h, w), mode="nearest-exact")
+    small = small.reshape(h, w).long()
+    depth = _distance_to_boundary(small)
+    anchors = []
+    for rank in range(1, count + 1):
+        mask = small == rank
+        point = None
+        if mask.any():
+            deepest = mask & (depth == depth[mask].max())
+            sx, sy = _nearest_to_centroid(deepest)
+            x, y = min(W - 1, int((sx + 0.5) * W / w)), min(H - 1, int((sy + 0.5) * H / h))
+            point = (x, y) if labels[y, x] == rank else None
+        anchors.append(point or _nearest_to_centroid(labels == rank))
+    return anchors
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+@dataclass
+class RegionMap:
+    """The regions of one sketch at its own size.
+
+    labels: (H, W) int64, region number 1..R of each pixel (0 is never used).
+    regions: one dict per region, in number order: {"rank": number, "channel": the model's region
+        channel, "pixels": count, "bbox": [x0, y0, x1, y1] inclusive pixel coordinates, "anchor":
+        [x, y] a pixel inside the region, where the overlay writes its number}.
+    sketch: (1, H, W) in [0, 1], the line drawing the model saw (for the overlay).
+    working_size: (h, w) the model ran at.
+    """
+
+    labels: Tensor
+    regions: list[dict]
+    sketch: Tensor
+    working_size: tuple[int, int]
+    channels: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.channels = [r["channel"] for r in self.regions]
+
+    def __len__(self) -> int:
+        return len(self.regions)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) like PIL."""
+        return self.labels.shape[1], self.labels.shape[0]
+
+    def to_json(self) -> dict:
+        return {"size": list(self.size), "regions": [dict(r) for r in self.regions]}
+
+    def overlay(self, *, line_strength: float = 0.6) -> Image.Image:
+        """The sketch faded (lines at 1 - line_strength) over a distinct tint per region, each region's
+        number written at its anchor (black on a white outline). Numbers that would overlap one of a
+        higher-priority region are left out (their regions are tiny slivers next to it)."""
+        palette = torch.cat([torch.ones(1, 3), region_palette(len(self))])  # index 0 unused
+        faded = 1 - line_strength * (1 - self.sketch[0])
+        rgb = palette[self.labels] * faded[..., None]
+        image = Image.fromarray((rgb * 255).round().to(torch.uint8).numpy(), "RGB")
+        W, H = self.size
+        font = _font(max(10, min(28, round(min(W, H) / 22))))
+        draw = ImageDraw.Draw(image)
+        taken: list[tuple[int, int, int, int]] = []
+        for region in self.regions:
+            text = str(region["rank"])
+            x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font, stroke_width=1)
+            x, y = region["anchor"]
+            left = min(max(0, x - (x1 - x0) // 2), max(0, W - (x1 - x0)))
+            top = min(max(0, y - (y1 - y0) // 2), max(0, H - (y1 - y0)))
+            box = (left, top, left + x1 - x0, top + y1 - y0)
+            if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken):
+                continue
+            taken.append(box)
+            draw.text((left - x0, top - y0), text, fill=(0, 0, 0), font=font, stroke_width=1,
+                      stroke_fill=(255, 255, 255))
+        return image
+
+
+def region_map(channel_map: Tensor, sketch: Tensor, working_size: tuple[int, int]) -> RegionMap:
+    """RegionMap of an (H, W) map of the model's region channels (0 = highest priority)."""
+    counts = torch.bincount(channel_map.flatten())
+    channels = counts.nonzero().flatten().tolist()
+    lut = torch.zeros(len(counts), dtype=torch.int64)
+    lut[channels] = torch.arange(1, len(channels) + 1)
+    labels = lut[channel_map]
+    anchors = _anchors(labels, len(channels))
+    regions = []
+    for rank, channel in enumerate(channels, start=1):
+        mask = labels == rank
+        ys = mask.any(dim=1).nonzero().flatten()
+        xs = mask.any(dim=0).nonzero().flatten()
+        regions.append({
+            "rank": rank,
+            "channel": channel,
+            "pixels": int(counts[channel]),
+            "bbox": [int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1])],
+            "anchor": list(anchors[rank - 1]),
+        })
+    return RegionMap(labels, regions, sketch, working_size)
+
+
+# --------------------------------------------------------------------------- the colorizer
+
+
+class GuidedColorizer:
+    """A GuidingPainter for interactive use on sketches of any size (see the module docstring)."""
+
+    def __init__(self, model: GuidingPainter, *, device: str | torch.device = "cpu", source: Path | None = None):
+        if not isinstance(model, GuidingPainter):
+            raise TypeError(f"model: expected a GuidingPainter, got {type(model).__name__}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.config = model.config
+        self.source = source
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> GuidedColorizer:
+        """Load a "guide" model from a run directory, .safetensors weights or a .pt checkpoint."""
+        device = resolve_device(device)
+        loaded = load_model(path, expected_kind="guide", device=device)
+        return cls(loaded.model, device=device, source=loaded.source)
+
+    def working_size(self, height: int, width: int) -> tuple[int, int]:
+        return images.working_size(height, width, self.config.image_size, 2**self.config.depth)
+
+    def _prepare(self, sketches: Tensor) -> Tensor:
+        """(B, 1, H, W) in [0, 1] -> the model's input at the working size, in [-1, 1], on its device."""
+        size = self.working_size(*sketches.shape[-2:])
+        x = torch.stack([images.resize(s, size) for s in sketches])
+        return images.to_model_range(x).to(self.device)
+
+    def _channel_maps(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        """The model's region channel per pixel, (B, *size) int64 on the CPU (nearest resampling)."""
+        channels = self.model.regions(x).cpu()
+        return F.interpolate(channels[:, None].float(), size=size, mode="nearest-exact")[:, 0].long()
+
+    def regions(self, sketch) -> RegionMap:
+        """The numbered regions of one sketch (a path, PIL image, or (C, H, W) / (1, C, H, W) tensor)."""
+        sketches, _ = load_sketches(sketch)
+        if sketches.shape[0] != 1:
+            raise ValueError(f"sketch: regions() takes one sketch, got a batch of {sketches.shape[0]}")
+        x = self._prepare(sketches)
+        channel_map = self._channel_maps(x, tuple(sketches.shape[-2:]))[0]
+        return region_map(channel_map, sketches[0], tuple(x.shape[-2:]))
+
+    def colorize(self, sketch, colors):
+        """Paint `sketch` with colors[i] as the colour of region i + 1 (numbering of regions()).
+
+        colors: "#rrggbb" / "#rgb" strings or [r, g, b] integers 0..255; fewer than the regions is
+        normal (the rest get no hint), more is a ValueError. A tensor batch gets the same colour list
+        applied to each sketch's own regions. Returns a PIL RGB image of the sketch's size for a
+        path or PIL image, else a (B, 3, H, W) tensor in [0, 1] on the input's device."""
+        parsed = parse_colors(colors)
+        sketches, as_image = load_sketches(sketch)
+        x = self._prepare(sketches)
+        size = tuple(sketches.shape[-2:])
+        channel_maps = self._channel_maps(x, size)
+        mapped = []  # per sketch: the channel each colour goes to
+        for b, channel_map in enumerate(channel_maps):
+            present = torch.bincount(channel_map.flatten()).nonzero().flatten().tolist()
+            if len(parsed) > len(present):
+                which = f" (sketch {b} of the batch)" if len(channel_maps) > 1 else ""
+                raise ValueError(
+                    f"colors: {len(parsed)} colours given but the sketch{which} has only {len(present)} regions "
+                    f"(numbered 1..{len(present)})"
+                )
+            mapped.append(present[:len(parsed)])
+        counts = [chans[-1] + 1 if chans else 0 for chans in mapped]
+        # Channels below a sketch's count that got no colour cover no pixel at the sketch's size (at
+        # most sub-pixel specks at the working size): they keep a neutral gray; those above a
+        # sketch's count get no hint through num_hints.
+        table = torch.zeros(len(mapped), max(counts), 3)
+        rgb = torch.tensor(parsed, dtype=torch.float32).reshape(-1, 3) / 127.5 - 1
+        for b, chans in enumerate(mapped):
+            table[b, chans] = rgb
+        output = self.model.colorize(x, table.to(self.device), num_hints=counts)
+        output = images.from_model_range(output.float()).cpu()
+        output = torch.stack([images.resize(image, size) for image in output])
+        if as_image:
+            return images.tensor_to_pil(output[0])
+        return output.to(sketch.device)
+
+
+__all__ = [
+    "GuidedColorizer",
+    "RegionMap",
+    "load_sketches",
+    "parse_colors",
+    "read_colors",
+    "region_map",
+    "region_palette",
+    "resolve_device",
+]

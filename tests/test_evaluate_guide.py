@@ -1,0 +1,120 @@
+"""GuidingPainter's PSNR-vs-hints evaluation (refcolor.evaluation.guide_psnr) and `refcolor evaluate`."""
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+
+import pytest
+import torch
+from PIL import Image
+
+from refcolor import cli
+from refcolor.data import sample_images_dir, xdog
+from refcolor.evaluation import evaluate_guide_psnr, hinted_outputs, write_report
+from refcolor.models.guiding_painter import GuidingPainter, GuidingPainterConfig
+from refcolor.models.registry import describe
+from refcolor.train.weights import save_weights
+
+NC = 8  # few regions keep the (Nc + 1)-point curve cheap
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """A folder of three bundled sample images."""
+    folder = tmp_path_factory.mktemp("images")
+    for path in sorted(sample_images_dir().glob("*.png"))[:3]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def _model() -> GuidingPainter:
+    torch.manual_seed(0)
+    return GuidingPainter(GuidingPainterConfig.preset("small", image_size=32, num_segments=NC))
+
+
+class HintColors(torch.nn.Module):
+    """An 'oracle' colorization net: the hint colours themselves (0, mid gray, where unhinted)."""
+
+    def forward(self, sketch, hints, segments):
+        return hints[:, :3]
+
+
+def test_batched_counts_match_forward_in_eval_mode():
+    model = _model().eval()
+    image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    target, sketch = image * 2 - 1, xdog(image) * 2 - 1
+    with torch.no_grad():
+        outputs, masks = hinted_outputs(model, sketch, target, [0, 3, NC])
+        for out, mask, n in zip(outputs, masks, [0, 3, NC]):
+            expected = model(sketch, target, tau=None, num_hints=n)
+            assert torch.allclose(out, expected.output, atol=1e-5)
+            assert torch.equal(mask, expected.hints[:, 3:])
+
+
+def test_curve_has_one_finite_row_per_hint_count(images):
+    model = _model().train()
+    curve = evaluate_guide_psnr(model, images, batch_size=2)
+    assert model.training  # the mode is restored
+    assert curve.hints == list(range(NC + 1)) and len(curve.rows()) == NC + 1
+    assert curve.num_images == 3 and curve.per_image.shape == (3, NC + 1) and curve.image_size == 32
+    assert all(math.isfinite(v) for v in curve.psnr_mean + curve.psnr_std + [curve.hint_map_psnr])
+    assert curve.coverage[0] == 0.0 and curve.coverage[-1] == pytest.approx(1.0)
+    assert all(a <= b + 1e-12 for a, b in zip(curve.coverage, curve.coverage[1:]))
+    # Deterministic, and the batching does not change the numbers.
+    again = evaluate_guide_psnr(model, images, batch_size=3, samples_per_pass=5, max_images=2)
+    assert torch.allclose(again.per_image, curve.per_image[:2], atol=1e-6)
+
+
+def test_oracle_colorizer_improves_with_every_hint(images):
+    model = _model()
+    model.colorization = HintColors()
+    curve = evaluate_guide_psnr(model, images, hint_counts=[0, 2, NC])
+    # A region's mean colour is its least-squares fill: each hint can only lower the error.
+    assert curve.psnr_mean[0] < curve.psnr_mean[1] <= curve.psnr_mean[2]
+    assert curve.psnr_mean[-1] == pytest.approx(curve.hint_map_psnr, abs=1e-6)
+
+
+def test_bad_arguments(images):
+    with pytest.raises(ValueError, match="hint_counts"):
+        evaluate_guide_psnr(_model(), images, hint_counts=[NC + 1])
+    with pytest.raises(ValueError, match="max_images"):
+        evaluate_guide_psnr(_model(), images, max_images=0)
+
+
+def test_report_files(images, tmp_path):
+    curve = evaluate_guide_psnr(_model(), images, max_images=2, hint_counts=[0, 1, 4])
+    paths = write_report(curve, tmp_path / "report")
+    with open(paths["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["num_hints"]) for r in rows] == [0, 1, 4]
+    assert [float(r["psnr_mean"]) for r in rows] == pytest.approx(curve.psnr_mean, abs=1e-4)
+    markdown = paths["md"].read_text()
+    assert "| hints | PSNR mean (dB) |" in markdown and f"{curve.hint_map_psnr:.2f} dB" in markdown
+    with Image.open(paths["png"]) as chart:
+        assert chart.format == "PNG" and chart.size == (720, 460)
+        assert len(chart.getcolors(1 << 16)) > 10  # something was drawn
+
+
+def test_evaluate_cli(tmp_path, images, capsys):
+    model = _model()
+    save_weights(tmp_path / "model.safetensors", model, describe("guide", model.config))
+    out = tmp_path / "eval"
+    args = ["evaluate", "--model", "guide", "--checkpoint", str(tmp_path), "--out", str(out)]
+    assert cli.main([*args, "--data", str(images), "--max-images", "2", "--batch-size", "2"]) == 0
+    stdout = capsys.readouterr().out
+    assert "| hints |" in stdout and f"| {NC} |" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["psnr_vs_hints.csv", "psnr_vs_hints.md", "psnr_vs_hints.png"]
+
+    assert cli.main([*args, "--data", str(tmp_path / "none")]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"refcolor evaluate: error: image folder not found: {tmp_path / 'none'}"
+    assert "Traceback" not in captured.err
