@@ -1,4 +1,5 @@
-"""Training building blocks: crash-safe checkpoints for exact resume, and pickle-free inference weights."""
+"""Training: the shared GAN trainer (Trainer, TrainConfig, train; loaded on first use), crash-safe
+checkpoints for exact resume, and pickle-free inference weights."""
 from refcolor.train.checkpoint import (
     CheckpointManager,
     InterruptGuard,
@@ -14,8 +15,21 @@ from refcolor.train.checkpoint import (
 )
 from refcolor.train.weights import load_weights, read_config, save_weights
 
+_LAZY = {"Trainer": "trainer", "train": "trainer", "TrainConfig": "config"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"refcolor.train.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'refcolor.train' has no attribute {name!r}")
+
+
 __all__ = [
     "CheckpointManager",
+    "TrainConfig",
+    "Trainer",
     "InterruptGuard",
     "atomic_save",
     "atomic_write",
@@ -29,4 +43,5 @@ __all__ = [
     "restore_checkpoint",
     "restore_rng_state",
     "save_weights",
+    "train",
 ]
