@@ -195,6 +195,7 @@ class SegmentationUNet(nn.Module):
         depth: int = 4,
         max_channels: int = 1024,
         norm: str = "batch",
+        priority_bias: float = 0.0,
     ) -> None:
         super().__init__()
         if num_segments < 1:
@@ -202,6 +203,11 @@ class SegmentationUNet(nn.Module):
         self.num_segments = num_segments
         self.depth = depth
         self.unet = UNet(1, num_segments, base_channels, depth, max_channels, norm)
+        if priority_bias:
+            # Initial logits favour low (high-priority) channels: training starts with pixels in the
+            # channels that get hints most often instead of spread over all Nc (see GuidingPainterConfig).
+            with torch.no_grad():
+                self.unet.outc.bias.copy_(-priority_bias * torch.arange(num_segments, dtype=torch.float32))
 
     def forward(self, sketch: Tensor) -> Tensor:
         _check_image("SegmentationUNet", "sketch", sketch, 1, self.depth)
@@ -276,6 +282,7 @@ class GuidingPainterConfig:
     tau_end: float = 0.1
     tau_schedule: str = "exponential"
     backend: str = "auto"
+    priority_bias: float = 0.0
 
     PRESETS = ("paper", "small")
 
@@ -357,7 +364,9 @@ class GuidingPainter(nn.Module):
             raise TypeError(f"GuidingPainter: config must be a GuidingPainterConfig, got {type(config).__name__}")
         self.config = config
         c = config
-        self.segmentation = SegmentationUNet(c.num_segments, c.seg_base_channels, c.depth, c.max_channels, c.norm)
+        self.segmentation = SegmentationUNet(
+            c.num_segments, c.seg_base_channels, c.depth, c.max_channels, c.norm, c.priority_bias
+        )
         self.hint_generator = HintGenerator(c.num_segments, stop_prob=c.stop_prob, backend=c.backend)
         self.colorization = ColorizationUNet(c.num_segments, c.color_base_channels, c.depth, c.max_channels, c.norm)
 
