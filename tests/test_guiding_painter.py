@@ -262,3 +262,12 @@ def test_it_learns():
 
     losses = [step(i, True) for i in range(30)]
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, losses
+
+
+def test_priority_bias_starts_low_channels_ahead():
+    plain = GuidingPainter(GuidingPainterConfig.preset("small", priority_bias=0.0))
+    assert GuidingPainterConfig.preset("paper").priority_bias == 0.0  # the paper's init
+    biased = GuidingPainter(GuidingPainterConfig.preset("small"))
+    bias = biased.segmentation.unet.outc.bias.detach()
+    assert torch.allclose(bias, -0.1 * torch.arange(30, dtype=torch.float32))
+    assert not torch.allclose(plain.segmentation.unet.outc.bias.detach(), bias)

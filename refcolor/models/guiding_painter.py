@@ -266,7 +266,13 @@ class GuidingPainterConfig:
       "paper": 256x256, Nc = 30, both U-Nets with the classic widths 64-128-256-512-1024
           (depth 4), batch norm, p = 0.125, tau 1 -> 0.1.
       "small": 64x64, Nc = 30, widths 16-32-64-128 (depth 3), group norm (no train/eval gap at
-          the tiny CPU batch sizes), for CPU training and tests.
+          the tiny CPU batch sizes), priority_bias 0.1, for CPU training and tests.
+    priority_bias: the segmentation's output bias starts at -priority_bias * channel index (0: the
+        paper's plain init). Measured on the bundled set (1500 steps, batch 8): with 0 the
+        segmentation settled within 500 steps into regions at rarely hinted channels (15, 20, 29),
+        so the colorizer almost never saw hints and PSNR barely moved with them (15.19 dB at 0 hints,
+        15.72 at 16, 15.12 at 30); with 0.1 it settled on channels 0, 2 and 6 and PSNR rose
+        15.78 -> 17.07 (1 hint) -> 17.47 (3+). Long GPU runs can keep the paper's init.
     Loss weights live in refcolor.losses.GuidingPainterLossWeights.
     """
 
@@ -315,7 +321,7 @@ class GuidingPainterConfig:
         elif name == "small":
             base = {
                 "image_size": 64, "seg_base_channels": 16, "color_base_channels": 16,
-                "depth": 3, "max_channels": 256, "norm": "group",
+                "depth": 3, "max_channels": 256, "norm": "group", "priority_bias": 0.1,
             }
         else:
             raise ValueError(f"GuidingPainterConfig: unknown preset {name!r}; choose one of {cls.PRESETS}")
