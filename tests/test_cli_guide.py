@@ -17,12 +17,7 @@ from refcolor.train.weights import save_weights
 SAMPLE = Path(str(resources.files("refcolor") / "assets" / "sample.png"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

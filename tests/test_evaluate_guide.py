@@ -19,12 +19,7 @@ from refcolor.train.weights import save_weights
 NC = 8  # few regions keep the (Nc + 1)-point curve cheap
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,7 @@ from refcolor.train.weights import save_weights
 RIGHT, BOTTOM_LEFT, TOP_LEFT = 2, 5, 7
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small convolutions run faster on one thread, and much faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class FixedRegions(torch.nn.Module):

@@ -21,15 +21,7 @@ from refcolor.models.guiding_painter import (
 )
 from refcolor.nn import HintGenerator
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These small convolutions run faster on one thread, and much faster on a busy machine
-    (2-thread OpenMP barriers stall when the other core is taken)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gen(seed: int) -> torch.Generator:
