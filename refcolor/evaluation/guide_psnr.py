@@ -25,6 +25,7 @@ from torch import Tensor
 
 from refcolor.data.image_folder import ImageFolder
 from refcolor.data.sketch import xdog
+from refcolor.inference.images import from_model_range
 from refcolor.models.guiding_painter import GuidingPainter
 
 REPORT_NAME = "psnr_vs_hints"
@@ -63,10 +64,6 @@ def _psnr(output: Tensor, target: Tensor) -> Tensor:
     """Per-image PSNR (dB) of (..., C, H, W) images in [0, 1], float64."""
     mse = ((output.double() - target.double()) ** 2).mean(dim=(-3, -2, -1))
     return 10 * torch.log10(1 / mse.clamp_min(10 ** (-MAX_PSNR / 10)))
-
-
-def _to01(x: Tensor) -> Tensor:
-    return ((x + 1) / 2).clamp(0, 1)
 
 
 def hinted_outputs(
@@ -133,12 +130,12 @@ def evaluate_guide_psnr(
                 batch_psnr, batch_cover = [], []
                 for i in range(0, len(counts), step):
                     output, mask = hinted_outputs(model, sketch, target, counts[i:i + step], segments)
-                    batch_psnr.append(_psnr(_to01(output), image).cpu())
+                    batch_psnr.append(_psnr(from_model_range(output), image).cpu())
                     batch_cover.append(mask.double().mean(dim=(-3, -2, -1)).cpu())
                 psnrs.append(torch.cat(batch_psnr).T)  # (b, len(counts))
                 coverages.append(torch.cat(batch_cover).T)
                 full = model.hint_generator(segments, target.to(segments.dtype), num_hints=nc)
-                hint_map.append(_psnr(_to01(full[:, :3]), image).cpu())
+                hint_map.append(_psnr(from_model_range(full[:, :3]), image).cpu())
     finally:
         model.train(was_training)
 

@@ -77,8 +77,9 @@ class Colorizer:
             # A colour image is resized first and outlined at the working size, as training sketches
             # are drawn at the training size (lines outlined at full size thin out when shrunk).
             extracting = self.extract == "always" or (self.extract == "auto" and not im.is_line_drawing(image))
-            image = im.as_sketch(im.resize(image.cpu(), size), self.extract) if extracting else im.as_sketch(
-                image, "never")
+            if extracting:
+                image = im.resize(image.cpu(), size)
+            image = im.as_sketch(image, "always" if extracting else "never")
         elif image.shape[0] == 1:
             image = image.expand(3, -1, -1)
         return im.to_model_range(im.resize(image.cpu(), size)).unsqueeze(0).to(self.device)

@@ -5,7 +5,6 @@ Tensors here are float32 in [0, 1]; the models work in [-1, 1] (to_model_range /
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -119,11 +118,6 @@ def from_model_range(image: Tensor) -> Tensor:
     return ((image + 1) / 2).clamp(0, 1)
 
 
-def psnr(a: Tensor, b: Tensor, peak: float = 1.0) -> float:
-    """PSNR in dB of two images in [0, peak]; inf when identical."""
-    mse = float(((a.double() - b.double()) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
-
 
 __all__ = [
     "LINE_ART_MAX_CHROMA",
@@ -132,7 +126,6 @@ __all__ = [
     "image_files",
     "is_line_drawing",
     "pil_to_tensor",
-    "psnr",
     "read_image",
     "resize",
     "tensor_to_pil",

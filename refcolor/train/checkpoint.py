@@ -211,14 +211,16 @@ def restore_checkpoint(
     strict_config: bool = False,
     map_location: Any = "cpu",
     restore_rng: bool = True,
+    checkpoint: dict | None = None,
 ) -> dict:
     """Load `path` into the given models, optimisers, scaler, RNGs and generators (in place).
 
     Returns the checkpoint dict; its "step", "config" and "extra" tell the trainer where to go on.
     strict_config=True raises ValueError naming every key where `config` differs from the saved one.
-    The format, config and name checks run before anything is modified.
+    The format, config and name checks run before anything is modified. `checkpoint`: the dict
+    load_checkpoint(path) already returned, when the caller has read it (it is not read again).
     """
-    ckpt = load_checkpoint(path, map_location)
+    ckpt = checkpoint if checkpoint is not None else load_checkpoint(path, map_location)
     if strict_config:
         diffs = config_differences(ckpt["config"], _json_like(config or {}))
         if diffs:

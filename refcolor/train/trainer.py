@@ -30,7 +30,13 @@ from refcolor.data.image_folder import ImageFolder, UnreadableImageWarning, samp
 from refcolor.inference.loading import WEIGHTS_NAME
 from refcolor.losses import gan_loss
 from refcolor.train import distributed as dist_utils
-from refcolor.train.checkpoint import CheckpointManager, atomic_write, install_interrupt_handler, restore_checkpoint
+from refcolor.train.checkpoint import (
+    CheckpointManager,
+    atomic_write,
+    install_interrupt_handler,
+    load_checkpoint,
+    restore_checkpoint,
+)
 from refcolor.train.config import TrainConfig, frozen_differences
 from refcolor.train.progress import MetricLog, ProgressBar
 from refcolor.train.sample_grid import save_grid
@@ -66,10 +72,12 @@ class Trainer:
         self.manager = CheckpointManager(self.run_dir, keep_last=config.keep_last)
         self.start_step = 0
         saved_path = self.manager.latest_path()
+        saved = None
         if resume:
             if saved_path is None:
                 raise FileNotFoundError(f"nothing to resume: no checkpoint in {self.manager.directory}")
-            config = self._merge_saved_config(saved_path, config)
+            saved = load_checkpoint(saved_path, map_location=self.device)  # read once: checked, then restored
+            self._check_resumable(saved_path, _train_config_of(saved), config)
         elif saved_path is not None:
             raise RunExistsError(
                 f"{self.run_dir} already holds a run (latest checkpoint {saved_path.name}); "
@@ -100,7 +108,7 @@ class Trainer:
         self.optimizers = {"generator": self.opt_g, "discriminator": self.opt_d}
         if resume:
             ckpt = restore_checkpoint(saved_path, self.models, self.optimizers, self.scaler,
-                                      map_location=self.device, restore_rng=True)
+                                      restore_rng=True, checkpoint=saved)
             self.start_step = int(ckpt["step"])
             self.log(f"resumed from {saved_path} at step {self.start_step}")
         if self.info.enabled:
@@ -112,8 +120,8 @@ class Trainer:
         self._rng = torch.Generator(device=self.device)
 
     # ---------------------------------------------------------------- config
-    def _merge_saved_config(self, path: Path, given: TrainConfig) -> TrainConfig:
-        saved = saved_config(self.run_dir)
+    @staticmethod
+    def _check_resumable(path: Path, saved: dict, given: TrainConfig) -> None:
         try:
             previous = TrainConfig.from_dict(saved, source=f"checkpoint {path}")
         except ValueError as err:
@@ -123,7 +131,6 @@ class Trainer:
             old, new = previous.to_dict(), given.to_dict()
             details = ", ".join(f"{k} (saved {old.get(k)!r}, given {new.get(k)!r})" for k in diffs)
             raise ValueError(f"cannot resume {path} with a different config: {details}")
-        return given
 
     def checkpoint_config(self) -> dict:
         return {**self.config.to_dict(), "model_config": self.task.model_config.to_dict()}
@@ -300,16 +307,19 @@ class Trainer:
         dist_utils.destroy_process_group()
 
 
+def _train_config_of(checkpoint: dict) -> dict:
+    """The TrainConfig keys of a checkpoint's config (it also stores the resolved model config)."""
+    saved = dict(checkpoint["config"])
+    saved.pop("model_config", None)
+    return saved
+
+
 def saved_config(run_dir: str | Path) -> dict:
     """The TrainConfig dict of the latest checkpoint in `run_dir` (the base of a resumed run)."""
-    from refcolor.train.checkpoint import load_checkpoint
-
     path = CheckpointManager(run_dir).latest_path()
     if path is None:
         raise FileNotFoundError(f"nothing to resume: no checkpoint in {Path(run_dir) / 'checkpoints'}")
-    saved = dict(load_checkpoint(path)["config"])
-    saved.pop("model_config", None)
-    return saved
+    return _train_config_of(load_checkpoint(path))
 
 
 def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:

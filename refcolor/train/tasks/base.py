@@ -79,9 +79,5 @@ def resolve_model_config(config: TrainConfig):
     return model_config(config.model, config.preset, **overrides)
 
 
-def to_unit(images: Tensor) -> Tensor:
-    """[-1, 1] model range -> [0, 1] for display."""
-    return ((images.detach().float() + 1) / 2).clamp(0, 1)
 
-
-__all__ = ["Task", "resolve_model_config", "to_unit"]
+__all__ = ["Task", "resolve_model_config"]

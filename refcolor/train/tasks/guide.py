@@ -9,9 +9,10 @@ from torch import Tensor, nn
 
 from refcolor.data.sketch import SketchExtractor
 from refcolor.inference.guided import region_palette
+from refcolor.inference.images import from_model_range
 from refcolor.losses import GuidingPainterLossWeights
 from refcolor.models.guiding_painter import hint_consistency_loss, smoothness_loss
-from refcolor.train.tasks.base import Task, to_unit
+from refcolor.train.tasks.base import Task
 
 
 class GuideTask(Task):
@@ -51,15 +52,15 @@ class GuideTask(Task):
         sketch, target = data["sketch"], data["target"]
         B, Nc = sketch.shape[0], self.model_config.num_segments
         # Rows show 0 .. Nc hints, spread evenly, so one grid shows how hints steer the output.
-        counts = torch.linspace(0, Nc, B).round().long().to(sketch.device) if B > 1 else torch.tensor([Nc // 3])
+        counts = torch.linspace(0, Nc, B).round().long() if B > 1 else torch.tensor([Nc // 3])
         out = generator(sketch, target, tau=None, num_hints=counts.to(sketch.device))
         regions = out.segments.argmax(dim=1)
         palette = region_palette(Nc).to(sketch.device)
-        region_image = palette[regions].permute(0, 3, 1, 2) * (0.5 + 0.5 * to_unit(sketch))
+        region_image = palette[regions].permute(0, 3, 1, 2) * (0.5 + 0.5 * from_model_range(sketch))
         colors, mask = out.hints[:, :3], out.hints[:, 3:]
-        hint_image = to_unit(colors) * mask + 0.5 * (1 - mask)  # gray where no hint
-        return [("sketch", to_unit(sketch)), ("regions", region_image), ("hints", hint_image),
-                ("output", to_unit(out.output)), ("target", to_unit(target))]
+        hint_image = from_model_range(colors) * mask + 0.5 * (1 - mask)  # gray where no hint
+        return [("sketch", from_model_range(sketch)), ("regions", region_image), ("hints", hint_image),
+                ("output", from_model_range(out.output)), ("target", from_model_range(target))]
 
 
 __all__ = ["GuideTask"]

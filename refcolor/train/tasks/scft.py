@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from refcolor.data.augmented_self_reference import AugmentedSelfReference
+from refcolor.inference.images import from_model_range
 from refcolor.losses import SCFTLossWeights, VGGLoss, scft_triplet_loss
 from refcolor.models.vgg import VGG19Features, WeightsUnavailableError
 from refcolor.ops.tps_correspondence import tps_correspondence
-from refcolor.train.tasks.base import Task, to_unit
+from refcolor.train.tasks.base import Task
 
 
 class VGGUnavailableWarning(UserWarning):
@@ -74,8 +75,8 @@ class SCFTTask(Task):
     @torch.no_grad()
     def sample_columns(self, generator: nn.Module, data: dict) -> list[tuple[str, Tensor]]:
         output = generator(data["sketch"], data["reference"])
-        return [("sketch", to_unit(data["sketch"])), ("reference", to_unit(data["reference"])),
-                ("output", to_unit(output)), ("target", to_unit(data["target"]))]
+        return [("sketch", from_model_range(data["sketch"])), ("reference", from_model_range(data["reference"])),
+                ("output", from_model_range(output)), ("target", from_model_range(data["target"]))]
 
 
 __all__ = ["SCFTTask", "VGGUnavailableWarning"]
