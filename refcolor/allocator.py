@@ -155,7 +155,8 @@ def reexec_environment(env: dict[str, str], library: str) -> dict[str, str]:
 def select_for_command(args: list[str], log=None) -> Decision | None:
     """At the start of `refcolor <args>`: for the COMMANDS, re-execute under tcmalloc/jemalloc when
     one is installed and not yet loaded (this call then does not return), and log which allocator
-    runs. Returns the decision, or None for other commands, help and non-Linux systems."""
+    runs (under torchrun: local rank 0 only). Returns the decision, or None for other commands,
+    help and non-Linux systems."""
     command = next((a for a in args if not a.startswith("-")), None)
     if command not in COMMANDS or "-h" in args or "--help" in args or not sys.platform.startswith("linux"):
         return None
@@ -171,5 +172,6 @@ def select_for_command(args: list[str], log=None) -> Decision | None:
             os.execve(sys.executable, argv, reexec_environment(dict(os.environ), decision.preload))
         except OSError as exc:  # cannot happen for a running interpreter, but never fail a command over it
             decision = Decision("system", None, f"system malloc (re-executing under {decision.preload} failed: {exc})")
-    log(f"refcolor {command}: memory allocator: {decision.message}")
+    if os.environ.get("LOCAL_RANK", "0") == "0":  # under torchrun, one line per node, not one per process
+        log(f"refcolor {command}: memory allocator: {decision.message}")
     return decision

@@ -29,7 +29,8 @@ print("mapped:", "tcmalloc" if "libtcmalloc" in maps else "", "jemalloc" if "lib
 
 
 def run_probe(**env):
-    full = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", GUARD_VAR, allocator.ENV_VAR)}
+    full = {k: v for k, v in os.environ.items()
+            if k not in ("LD_PRELOAD", GUARD_VAR, allocator.ENV_VAR, "LOCAL_RANK", "RANK")}
     full.update(env)
     done = subprocess.run([sys.executable, "-c", PROBE], env=full, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -119,6 +120,13 @@ def test_command_reexecutes_under_tcmalloc_and_says_so():
 
 
 @linux_only
+@pytest.mark.skipif(TCMALLOC is None, reason="tcmalloc not installed (apt install libtcmalloc-minimal4)")
+def test_torchrun_workers_other_than_local_rank_0_switch_silently():
+    out, err = run_probe(LOCAL_RANK="1", RANK="5")
+    assert out == "mapped: tcmalloc" and err == ""
+
+
+@linux_only
 @pytest.mark.skipif(JEMALLOC is None, reason="jemalloc not installed (apt install libjemalloc2)")
 def test_command_runs_under_the_requested_jemalloc():
     out, err = run_probe(REFCOLOR_ALLOCATOR="jemalloc")
@@ -146,7 +154,7 @@ def test_a_failed_preload_goes_on_without_a_loop():
 def test_refcolor_cli_reports_its_allocator():
     # The real command line: `refcolor evaluate` without its arguments re-executes, logs, then fails
     # on the missing arguments (exit 2), all before any model is built.
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", GUARD_VAR, allocator.ENV_VAR)}
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", GUARD_VAR, allocator.ENV_VAR, "LOCAL_RANK")}
     done = subprocess.run([sys.executable, "-m", "refcolor", "evaluate"], env=env, capture_output=True,
                           text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 2
