@@ -223,7 +223,8 @@ def render_markdown(result: dict) -> str:
     if all_targets:
         lines += ["## Targets", "", "| section | target | value | threshold | result |", "| --- | --- | --- | --- | --- |"]
         for name, t in all_targets:
-            lines.append(f"| {name} | {t['target']} | {_fmt(t['value'])} {t['unit']} | {t['threshold']:g} | "
+            digits = 1 if t["unit"].startswith("%") else 2
+            lines.append(f"| {name} | {t['target']} | {_fmt(t['value'], digits)} {t['unit']} | {t['threshold']:g} | "
                          f"{'PASS' if t['passed'] else 'FAIL'} |")
         passed = sum(t["passed"] for _, t in all_targets)
         lines += ["", f"{passed} of {len(all_targets)} targets met.", ""]
@@ -276,7 +277,7 @@ def summary(result: dict) -> str:
     out.append(f"failed steps: {', '.join(failed)}" if failed else "all steps finished")
     for name, section in result.get("sections", {}).items():
         for t in section.get("targets", []):
-            out.append(f"{'PASS' if t['passed'] else 'FAIL'}  {name}: {t['target']} (value {_fmt(t['value'])} {t['unit']})")
+            out.append(f"{'PASS' if t['passed'] else 'FAIL'}  {name}: {t['target']} (value {_fmt(t['value'], 2)} {t['unit']})")
     return "\n".join(out)
 
 

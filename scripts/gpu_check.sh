@@ -132,13 +132,16 @@ export -f probe install_wheels build gpu_tests
 main() {
 say "refcolor GPU check in $(pwd), budget $((DEADLINE - START)) s"
 probe_ok=1
-step probe 60 probe || probe_ok=0
+step probe 45 probe || probe_ok=0
 if [ -d .whl ] && compgen -G ".whl/*.whl" >/dev/null; then
   step wheels 60 install_wheels && export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 if ((probe_ok)); then
-  step build 210 build
-  step tests 120 gpu_tests
+  # A fresh results file: figures left from an earlier run must not pass for this run's (git keeps them).
+  old=$("$PYTHON" -m benchmarks.gpu_common device-file --out "$RESULTS" "${SMOKE_FLAG[@]}") &&
+    rm -f "$old" "${old%.json}.md" && echo "results go to $old (any earlier one removed)"
+  step build 200 build
+  step tests 110 gpu_tests
   step bench_segment_hint_colors 50 "$PYTHON" -m benchmarks.gpu_segment_hint_colors "${BENCH[@]}"
   step bench_tps_warp 50 "$PYTHON" -m benchmarks.gpu_tps_warp "${BENCH[@]}"
   step bench_scft_attention 120 "$PYTHON" -m benchmarks.gpu_scft_attention "${BENCH[@]}"

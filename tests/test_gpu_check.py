@@ -53,8 +53,8 @@ def test_write_section_keeps_other_sections_and_renders_every_figure(tmp_path):
     assert [t["passed"] for t in result["sections"]["first"]["targets"]] == [True, False]
     assert result["sections"]["second"]["rows"][0]["refused"] == "head dim 992 > 256"
     md = path.with_suffix(".md").read_text()
-    assert "| first | triton bf16: >= 70% of the bandwidth floor | 80.000 % of floor | 70 | PASS |" in md
-    assert "| first | cuda bf16: >= 70% of the bandwidth floor | 50.000 % of floor | 70 | FAIL |" in md
+    assert "| first | triton bf16: >= 70% of the bandwidth floor | 80.0 % of floor | 70 | PASS |" in md
+    assert "| first | cuda bf16: >= 70% of the bandwidth floor | 50.0 % of floor | 70 | FAIL |" in md
     assert "| second | missing method | - x | 1.5 | FAIL |" in md
     assert "1 of 3 targets met." in md
     assert "| triton bf16 | 1.250 | bandwidth | 1.000 | 80.0 | 3.50 |" in md
