@@ -57,7 +57,8 @@ def loaded_allocator(maps_text: str | None = None) -> tuple[str, str] | None:
         except OSError:  # not Linux
             return None
     for line in maps_text.splitlines():
-        path = line.split(maxsplit=5)[5] if len(line.split(maxsplit=5)) == 6 else ""
+        fields = line.split(maxsplit=5)  # address, perms, offset, device, inode, path (absent if anonymous)
+        path = fields[5] if len(fields) == 6 else ""
         name = os.path.basename(path)
         for allocator in SONAMES:
             if name.startswith(f"lib{allocator}"):
