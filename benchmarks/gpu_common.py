@@ -62,14 +62,14 @@ def synchronize(device: str) -> None:
 
 def time_ms(fn, device: str = "cuda", warmup_ms: float = 25, rep_ms: float = 100) -> float:
     """Median milliseconds of `fn()`. CUDA: triton's do_bench (CUDA events, L2 flushed between
-    runs); CPU (smoke runs only): a wall-clock median of a few calls."""
+    runs); CPU (smoke runs only, where the figures mean nothing): one warm-up, the median of two calls."""
     if device == "cuda":
         from triton.testing import do_bench
 
         return float(do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median"))
     fn()
     times = []
-    for _ in range(3):
+    for _ in range(2):
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1e3)
