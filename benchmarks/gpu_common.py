@@ -153,11 +153,23 @@ def find(rows: list[dict], **params) -> list[dict]:
 # ---------------------------------------------------------------- results files
 
 
+def _commit() -> str | None:
+    """The checkout's commit (with "-dirty" for local changes), or None outside a git checkout."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], capture_output=True,
+                              text=True, timeout=10, cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
 def environment() -> dict:
     import torch
 
     info = {"torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
-            "triton_interpret": os.environ.get("TRITON_INTERPRET", "0")}
+            "triton_interpret": os.environ.get("TRITON_INTERPRET", "0"), "commit": _commit()}
     try:
         import triton
 
