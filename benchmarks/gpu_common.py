@@ -126,11 +126,12 @@ def figure(name: str, params: dict, ms: float, floors: dict, *, floor_bytes: flo
     if floor_flops is not None:
         candidates.append({"kind": "bf16_matmul", "flops": floor_flops,
                            "ms": floor_flops / floors["bf16_matmul_flop_per_s"] * 1e3})
+    pct = None
     if candidates:
         floor = max(candidates, key=lambda c: c["ms"])
-        floor = {k: (round(v, 5) if k == "ms" else v) for k, v in floor.items()}
-    return {"name": name, "params": params, "ms": round(ms, 5), "floor": floor,
-            "pct_of_floor": None if floor is None else round(100 * floor["ms"] / ms, 1),
+        pct = round(100 * floor["ms"] / ms, 1)  # before rounding: small floors are a few microseconds
+        floor["ms"] = round(floor["ms"], 6)
+    return {"name": name, "params": params, "ms": round(ms, 5), "floor": floor, "pct_of_floor": pct,
             "extra": extra or {}, "targets": []}
 
 
