@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,16 +103,31 @@ def parse_ldconfig(text: str) -> dict[str, list[str]]:
     return paths
 
 
+def _search_dirs() -> tuple[list[str], list[str]]:
+    """(LD_LIBRARY_PATH folders, fallback folders): the dynamic linker searches the first before
+    its cache and its default folders after it; this Python's lib folder is where conda and similar
+    environments install the libraries."""
+    first = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    defaults = [str(Path(sys.prefix) / "lib")]
+    if multiarch:
+        defaults += [f"/usr/lib/{multiarch}", f"/lib/{multiarch}"]
+    defaults += ["/usr/local/lib", "/usr/lib64", "/lib64", "/usr/lib", "/lib"]
+    return first, defaults
+
+
 def find_library(allocator: str, cache: dict[str, list[str]] | None = None) -> str | None:
     """Path of an installed `allocator` for this interpreter's architecture, or None.
 
-    Looks in the dynamic linker's cache (what LD_PRELOAD of a bare name would find), then in this
-    Python's own lib folder (conda and similar environments install the libraries there)."""
+    Looks where the dynamic linker would (LD_LIBRARY_PATH, its cache from `ldconfig -p`, its
+    default folders) and in this Python's lib folder; skips files of another architecture."""
     cache = _ldconfig_paths() if cache is None else cache
     own = _elf_machine(sys.executable)
-    prefix_lib = Path(sys.prefix) / "lib"
+    first, defaults = _search_dirs()
     for soname in SONAMES[allocator]:
-        for path in [*cache.get(soname, []), str(prefix_lib / soname)]:
+        paths = [os.path.join(d, soname) for d in first] + cache.get(soname, [])
+        paths += [os.path.join(d, soname) for d in defaults]
+        for path in paths:
             if os.path.isfile(path) and (own is None or _elf_machine(path) == own):
                 return path
     return None

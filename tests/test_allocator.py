@@ -1,5 +1,6 @@
 """refcolor.allocator: refcolor's commands re-execute themselves once under tcmalloc/jemalloc."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,10 +57,18 @@ def test_parse_ldconfig_maps_sonames_to_paths():
 def test_find_library_skips_missing_and_foreign_files(tmp_path, monkeypatch):
     not_elf = tmp_path / "libjemalloc.so.2"
     not_elf.write_bytes(b"not a shared library")
-    monkeypatch.setattr(sys, "prefix", str(tmp_path / "env"))  # no lib/ folder there
+    monkeypatch.setattr(allocator, "_search_dirs", lambda: ([], []))  # the cache alone
     cache = {"libjemalloc.so.2": [str(tmp_path / "missing.so"), str(not_elf)]}
     assert find_library("jemalloc", cache) is None
     assert find_library("tcmalloc", {}) is None
+
+
+def test_find_library_searches_ld_library_path_first(tmp_path, monkeypatch):
+    # Any ELF file of this machine's architecture passes the check: a copy of the interpreter will do.
+    own = tmp_path / "libjemalloc.so.2"
+    shutil.copyfile(os.path.realpath(sys.executable), own)
+    monkeypatch.setenv("LD_LIBRARY_PATH", f"{tmp_path / 'empty'}:{tmp_path}")
+    assert find_library("jemalloc", {"libjemalloc.so.2": ["/elsewhere/libjemalloc.so.2"]}) == str(own)
 
 
 def test_auto_prefers_tcmalloc_then_jemalloc_then_system():
