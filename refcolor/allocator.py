@@ -169,6 +169,13 @@ def reexec_environment(env: dict[str, str], library: str) -> dict[str, str]:
     return new
 
 
+def started_as_refcolor(argv0: str | None = None) -> bool:
+    """True when this process is the `refcolor` command (console script or `python -m refcolor`),
+    not another program (a test runner, say) that calls refcolor.cli.main() and must not be restarted."""
+    path = Path(sys.argv[0] if argv0 is None else argv0)
+    return path.name == "refcolor" or (path.name == "__main__.py" and path.parent.name == "refcolor")
+
+
 def select_for_command(args: list[str], log=None) -> Decision | None:
     """At the start of `refcolor <args>`: for the COMMANDS, re-execute under tcmalloc/jemalloc when
     one is installed and not yet loaded (this call then does not return), and log which allocator

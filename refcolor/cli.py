@@ -125,9 +125,9 @@ def _run_command(args) -> int:
 
 
 def main(argv=None) -> int:
-    if argv is None:  # a real command line (not a call from Python): pick the CPU allocator first
-        from refcolor import allocator
+    from refcolor import allocator
 
+    if argv is None and allocator.started_as_refcolor():  # the command itself: pick the CPU allocator first
         try:
             allocator.select_for_command(sys.argv[1:])  # may re-execute this process under LD_PRELOAD
         except ValueError as exc:  # a bad REFCOLOR_ALLOCATOR

@@ -114,6 +114,13 @@ def test_reexec_environment_keeps_other_preloads_and_sets_the_guard():
     assert "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD" not in reexec_environment({}, "/x/libjemalloc.so.2")
 
 
+def test_only_the_refcolor_command_itself_is_restarted():
+    assert allocator.started_as_refcolor("/venv/bin/refcolor")
+    assert allocator.started_as_refcolor("/src/refcolor/__main__.py")  # python -m refcolor (torchrun -m too)
+    assert not allocator.started_as_refcolor("/venv/bin/pytest")  # a program calling cli.main() itself
+    assert not allocator.started_as_refcolor("/venv/lib/python3.11/site-packages/pytest/__main__.py")
+
+
 def test_other_commands_and_help_keep_the_process():
     assert allocator.select_for_command(["sketch", "a.png", "b.png"]) is None
     assert allocator.select_for_command(["train", "--help"]) is None
