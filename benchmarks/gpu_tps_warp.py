@@ -1,11 +1,16 @@
-"""GPU benchmark of tps_warp: time of each backend, its share of the memory floor, and the ratio
-to kornia (get_tps_transform + warp_image_tps) on the same GPU.
+"""GPU benchmark of tps_warp: each backend's time, its share of the memory floor, and its ratio to
+kornia (get_tps_transform + warp_image_tps) on the same GPU.
 
-    python -m benchmarks.gpu_tps_warp [--out benchmarks/results]
+    python -m benchmarks.gpu_tps_warp [--out benchmarks/results] [--smoke]
 
-The floor counts the image read once and the output written once (the spline parameters are a
-few hundred bytes) at the measured device-to-device copy bandwidth. Times include the float64
-spline solve, as a training step pays it; `kernel_ms` times the fused kernel alone."""
+Two figures per backend: "warp" is the fused kernel alone (tps_warp_from_params on a solved spline),
+"solve+warp" the whole call with its float64 spline solve, as a training step pays it. The floor
+counts the image read once and the output written once (the spline parameters are a few hundred
+bytes) at the copy bandwidth measured on the spot. Targets (issue 11), for the fastest of refcolor's
+kernels (cuda, triton): "warp" >= 70% of the floor at the shape that fills the GPU (its 200 MB of
+float32 are several times the L2; the benchmark shapes from test_bench_tps_warp are launch-bound on
+a GPU), and "solve+warp" >= 20x faster than kornia, float32, at every shape. kornia's spline is not
+the standard thin-plate spline (refcolor.ops.tps): it is a speed baseline only."""
 from __future__ import annotations
 
 import argparse
@@ -14,48 +19,86 @@ from pathlib import Path
 import torch
 
 import refcolor
-from benchmarks.gpu_common import RESULTS, copy_bandwidth, require_gpu, time_ms, write_results
+from benchmarks.gpu_common import (RESULTS, describe_floors, device_name, device_of, figure, find, floor_target,
+                                   measure_floors, refused, target, time_ms, write_section)
 from benchmarks.test_bench_tps_warp import SHAPES, control_points
 from refcolor.ops import tps_solve, tps_warp, tps_warp_from_params
 
+GPU_SHAPES = {**SHAPES, "64x3x512x512_k16": (64, 3, 512, 512, 16)}
+FLOOR_SHAPE = "64x3x512x512_k16"  # the floor target's shape
+SMOKE_SHAPES = {"2x3x16x16_k16": (2, 3, 16, 16, 16)}
+KERNELS = ("cuda", "triton", "cpp")  # refcolor's own (cpp: CPU smoke runs only)
+TARGET_PCT, TARGET_X_KORNIA = 70, 20
 
-def main():
+
+def add_targets(rows: list[dict], floor_shape: str) -> None:
+    """The floor target on the fastest kernel's "warp" row at `floor_shape`; the kornia target on the
+    fastest kernel's float32 "solve+warp" row at each shape that has a kornia row."""
+    for shape, dtype in sorted({(r["params"]["shape"], r["params"]["dtype"]) for r in rows}):
+        def best(part):
+            kernels = [r for r in find(rows, shape=shape, dtype=dtype, part=part) if r["params"]["backend"] in KERNELS]
+            return min(kernels, key=lambda r: r["ms"]) if kernels else None
+
+        warp, whole = best("warp"), best("solve+warp")
+        if warp is not None and shape == floor_shape:
+            warp["targets"].append(floor_target(warp, TARGET_PCT))
+        kornia = find(rows, shape=shape, dtype=dtype, backend="kornia")
+        if whole is not None and kornia:
+            whole["targets"].append(target(f"{whole['name']}: >= {TARGET_X_KORNIA}x faster than kornia",
+                                           kornia[0]["ms"] / whole["ms"], TARGET_X_KORNIA, "x kornia"))
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    device = require_gpu("gpu_tps_warp.py")
-    bandwidth = copy_bandwidth()
-    print(f"{device}: copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + write)")
+    parser.add_argument("--smoke", action="store_true", help="CPU dry run at toy sizes (figures meaningless)")
+    args = parser.parse_args(argv)
+    device = device_of(args.smoke)
+    shapes = SMOKE_SHAPES if args.smoke else GPU_SHAPES
+    floors = measure_floors(device)
+    print(f"{device_name(device)}: {describe_floors(floors)}")
+    notes = []
     try:
         from kornia.geometry import transform as kornia_transform
-    except ImportError:
+    except ImportError as exc:
         kornia_transform = None
+        notes.append(f"kornia not importable ({exc}): no kornia rows, the kornia targets are not evaluated")
+    backends = [b for b in ("reference", *KERNELS) if b in refcolor.available_backends(device)]
     rows = []
-    for shape, (B, C, H, W, K) in SHAPES.items():
-        src, dst = control_points(B, K, "cuda")
+
+    def add(name, params, fn, image):
+        try:
+            with torch.no_grad():
+                ms = time_ms(fn, device)
+        except (RuntimeError, ValueError, torch.OutOfMemoryError) as exc:
+            rows.append(refused(name, params, exc))
+            print(f"{name:50} refused: {rows[-1]['refused'][:100]}")
+            return
+        rows.append(figure(name, params, ms, floors, floor_bytes=2 * image.numel() * image.element_size()))
+        print(f"{name:50} {ms:8.3f} ms  floor {rows[-1]['floor']['ms']:.3f} ms  {rows[-1]['pct_of_floor']:5.1f}%")
+
+    for shape, (B, C, H, W, K) in shapes.items():
+        src, dst = control_points(B, K, device)
         for dtype in (torch.float32, torch.bfloat16):
-            image = torch.rand(B, C, H, W, device="cuda", dtype=dtype)
-            floor_ms = 2 * image.numel() * image.element_size() / bandwidth * 1e3
-            kornia_ms = None
+            dt = str(dtype).removeprefix("torch.")
+            image = torch.rand(B, C, H, W, device=device, dtype=dtype)
             if kornia_transform is not None and dtype == torch.float32:
                 def kornia_step():
-                    kw, aw = kornia_transform.get_tps_transform(dst, src)
-                    kornia_transform.warp_image_tps(image, src, kw, aw)
-                kornia_ms = time_ms(kornia_step)
+                    kernel_weights, affine_weights = kornia_transform.get_tps_transform(dst, src)
+                    kornia_transform.warp_image_tps(image, src, kernel_weights, affine_weights)
+                add(f"kornia {dt} {shape} solve+warp", {"backend": "kornia", "dtype": dt, "shape": shape,
+                                                         "part": "solve+warp"}, kornia_step, image)
             params = tps_solve(src, dst)
-            for backend in refcolor.available_backends("cuda"):
-                with torch.no_grad():
-                    ms = time_ms(lambda: tps_warp(image, src, dst, backend=backend))
-                    kernel_ms = time_ms(lambda: tps_warp_from_params(image, params, dst, backend=backend))
-                row = {"backend": backend, "dtype": str(dtype).replace("torch.", ""), "shape": shape, "ms": round(ms, 4),
-                       "kernel_ms": round(kernel_ms, 4), "floor_ms": round(floor_ms, 4),
-                       "pct_of_floor": round(100 * floor_ms / kernel_ms, 1),
-                       "kornia_ms": None if kornia_ms is None else round(kornia_ms, 4),
-                       "speedup_vs_kornia": None if kornia_ms is None else round(kornia_ms / ms, 1)}
-                rows.append(row)
-                print(f"{shape:17} {row['dtype']:9} {backend:9} {ms:8.3f} ms (kernel {kernel_ms:.3f})  "
-                      f"floor {floor_ms:.3f} ms  {row['pct_of_floor']:5.1f}%  kornia x{row['speedup_vs_kornia']}")
-    print(f"wrote {write_results(args.out, 'tps_warp', rows, bandwidth)}")
+            for backend in backends:
+                base = {"backend": backend, "dtype": dt, "shape": shape}
+                add(f"{backend} {dt} {shape} warp", {**base, "part": "warp"},
+                    lambda: tps_warp_from_params(image, params, dst, backend=backend), image)
+                add(f"{backend} {dt} {shape} solve+warp", {**base, "part": "solve+warp"},
+                    lambda: tps_warp(image, src, dst, backend=backend), image)
+            del image
+    add_targets(rows, next(iter(shapes)) if args.smoke else FLOOR_SHAPE)
+    path = write_section(args.out, device_name(device), "tps_warp", rows, floors, notes=notes)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

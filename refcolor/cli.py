@@ -125,6 +125,14 @@ def _run_command(args) -> int:
 
 
 def main(argv=None) -> int:
+    from refcolor import allocator
+
+    if argv is None and allocator.started_as_refcolor():  # the command itself: pick the CPU allocator first
+        try:
+            allocator.select_for_command(sys.argv[1:])  # may re-execute this process under LD_PRELOAD
+        except ValueError as exc:  # a bad REFCOLOR_ALLOCATOR
+            print(f"refcolor: error: {exc}", file=sys.stderr)
+            return 2
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "sketch":
