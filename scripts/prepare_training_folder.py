@@ -216,11 +216,11 @@ def main(argv=None) -> int:
     with ProcessPoolExecutor(args.jobs) as pool:
         for k, ((path, dst, *_), status) in enumerate(zip(jobs, pool.map(_process, jobs, chunksize=16)), 1):
             key = status.split(":")[0]
+            if key == "unreadable":
+                print(f"\nskipped {path}: {status}", file=sys.stderr)
             if split:
                 key = f"{Path(dst).relative_to(args.out).parts[0]} {key}"
             counts[key] = counts.get(key, 0) + 1
-            if key == "unreadable":
-                print(f"\nskipped {path}: {status}", file=sys.stderr)
             if k % 50 == 0 or k == len(jobs):
                 print(f"\r{k}/{len(jobs)} files, {time.time() - t0:.0f}s", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
