@@ -133,6 +133,12 @@ def test_palette_intersection_of_equal_and_disjoint_palettes():
     assert S.palette_intersection(red, red).item() == pytest.approx(1)
     assert S.palette_intersection(red, green).item() == 0
     assert S.palette_intersection(half, red).item() == pytest.approx(0.5)
+    # White and grey pixels are not part of the palette; an image without colour matches nothing.
+    red_on_white = torch.ones(1, 3, 4, 4)
+    red_on_white[..., :1] = red[..., :1]
+    assert S.palette_intersection(red_on_white, red).item() == pytest.approx(1)
+    gray = torch.full((1, 3, 4, 4), 0.5)
+    assert S.palette_intersection(gray, gray).item() == 0
 
 
 def test_correspondence_hits_against_a_known_grid():

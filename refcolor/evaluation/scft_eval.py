@@ -23,8 +23,10 @@ from). The model colours X with R; everything is measured on [0, 1] images:
   uniform random argmax) beside them.
 - Palette transfer, with a reference from another image: X of image i coloured with the plain,
   unwarped image i + 1 (cyclically) as R'. Score: the intersection sum_k min(p_k, q_k) of the
-  normalised a*b* histograms (CIELAB via kornia.color.rgb_to_lab, 16 x 16 bins over [-128, 128]^2,
-  all pixels) of the output and of R'; 1 means the same palette. Beside it, what the two ignoring
+  normalised a*b* histograms (CIELAB via kornia.color.rgb_to_lab, 16 x 16 bins over [-128, 128]^2)
+  of the coloured pixels (chroma >= MIN_CHROMA = 10; white paper, greys and lines are left out, as
+  they would make any two clip-art images look alike) of the output and of R'; 1 means the same
+  palette, 0 disjoint palettes or no colour at all in one of them. Beside it, what the two ignoring
   baselines score against R': the image's own colours (Y: a model that disregards the reference)
   and R''s mean colour under X's lines. Needs at least two images.
 
@@ -52,6 +54,9 @@ METHODS = ("model", "copy_reference", "mean_colour")
 PALETTE_METHODS = ("model", "own_colours", "mean_colour")
 AB_BINS = 16
 AB_RANGE = 128.0
+# Pixels below this chroma (white paper, grey and black lines) are left out of the palette: on clip
+# art they are most of the picture and would make any two images look alike.
+MIN_CHROMA = 10.0
 _SEED_STRIDE = 1_000_003
 
 
@@ -77,17 +82,19 @@ def mean_colour_fill(sketch: Tensor, reference: Tensor) -> Tensor:
     return reference.mean(dim=(-2, -1), keepdim=True) * sketch
 
 
-def ab_histogram(images: Tensor, bins: int = AB_BINS) -> Tensor:
-    """Normalised a*b* histograms (B, bins * bins) of (B, 3, H, W) RGB images in [0, 1]."""
+def ab_histogram(images: Tensor, bins: int = AB_BINS, min_chroma: float = MIN_CHROMA) -> Tensor:
+    """Normalised a*b* histograms (B, bins * bins) of the coloured pixels (chroma sqrt(a*^2 + b*^2)
+    >= min_chroma) of (B, 3, H, W) RGB images in [0, 1]; all zeros for an image without any."""
     import kornia.color
 
     lab = kornia.color.rgb_to_lab(images.float().clamp(0, 1))
     ab = lab[:, 1:].flatten(2)  # (B, 2, H W)
+    coloured = ab.pow(2).sum(dim=1) >= min_chroma**2  # (B, H W)
     cell = ((ab + AB_RANGE) / (2 * AB_RANGE) * bins).floor().long().clamp(0, bins - 1)
     flat = cell[:, 0] * bins + cell[:, 1]  # (B, H W)
     counts = torch.zeros(images.shape[0], bins * bins, dtype=torch.float64, device=images.device)
-    counts.scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float64))
-    return counts / counts.sum(dim=1, keepdim=True)
+    counts.scatter_add_(1, flat, coloured.double())
+    return counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
 
 
 def palette_intersection(images: Tensor, references: Tensor, bins: int = AB_BINS) -> Tensor:
@@ -327,8 +334,9 @@ def write_markdown(result: SCFTEvaluation, path: str | os.PathLike, title: str) 
         f"{result.num_images} images at {result.image_size}x{result.image_size}, augmented-self triples "
         f"(seed {result.seed}): PSNR and SSIM against the target, mean +- std over images. Baselines: "
         f"copy_reference (the warped reference itself), mean_colour (the reference's mean colour under "
-        f"the sketch's lines). Palette match: a*b* histogram intersection of the output and an "
-        f"unwarped reference from the next image (own_colours: the target's own colours against it).\n\n"
+        f"the sketch's lines). Palette match: a*b* histogram intersection (coloured pixels, chroma >= "
+        f"{MIN_CHROMA:g}) of the output and an unwarped reference from the next image (own_colours: the "
+        f"target's own colours against it).\n\n"
         f"{markdown_table(result)}\n"
     )
     Path(path).write_text(text, encoding="utf-8")
