@@ -6,17 +6,32 @@ under OUT with the same relative path. Unreadable files are skipped and counted,
     python scripts/prepare_training_folder.py openclipart data/openclipart256 --size 256
     python scripts/prepare_training_folder.py ~/my_images data/mine256 --limit 10000
 
-SRC "openclipart" means Debian's openclipart-png (/usr/share/openclipart/png, ~8,000
+SRC "openclipart" means Debian's openclipart-png (/usr/share/openclipart/png, 6,900
 public-domain clip-art PNGs). For that source --min-size defaults to size/2 and --colour-only is
 on: much of it is small icons and black-and-white line art, useless for learning colour. For any
-other folder nothing is filtered unless asked. Existing outputs are kept (reruns resume) unless
+other folder nothing is filtered unless asked. For openclipart, byte-identical copies are skipped
+(--dedupe, see drop_duplicates). Existing outputs are kept (reruns resume) unless
 --overwrite; each output is written to a temporary name and renamed, so an interrupted run
 leaves no half-written file.
+
+The fixed held-out split (openclipart only, on by default there; --no-split to turn it off): the
+files listed in refcolor/assets/openclipart_heldout.txt (paths relative to the source folder) go
+to OUT/heldout/, all others to OUT/train/, so every training run and every evaluation agree on
+which images were never trained on. The list was made once by `--write-heldout-list` with the
+rule of `heldout_rule` (about 5%, chosen by a hash of each file's bytes, so byte-identical copies,
+which the package has, always fall on the same side; the bundled sample set's sources stay in
+training, so the quick-start model never saw a held-out image either) and is read, not
+recomputed, on every run: a later package version with other files cannot move an image across.
+
+    python scripts/prepare_training_folder.py openclipart data/openclipart128 --size 128
+        -> data/openclipart128/train/..., data/openclipart128/heldout/...
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import re
 import random
 import sys
 import time
@@ -30,6 +45,61 @@ from PIL import Image
 from refcolor.data.image_folder import EXTENSIONS, open_rgb, resize_crop
 
 OPENCLIPART = "/usr/share/openclipart/png"
+REPO = Path(__file__).resolve().parent.parent
+HELDOUT_LIST = REPO / "refcolor" / "assets" / "openclipart_heldout.txt"
+SAMPLE_SOURCES = REPO / "refcolor" / "assets" / "samples" / "SOURCES.md"
+HELDOUT_PER_MILLE = 50  # ~5% of the files
+
+
+def sample_set_sources() -> set[str]:
+    """Source paths (relative to the openclipart folder) of the bundled sample set, from its SOURCES.md."""
+    if not SAMPLE_SOURCES.is_file():
+        return set()
+    return set(re.findall(r"^\| `[^`]+` \| `([^`]+)` \|", SAMPLE_SOURCES.read_text(), flags=re.M))
+
+
+def file_digests(files: list[Path]) -> dict[Path, bytes]:
+    return {f: hashlib.sha256(f.read_bytes()).digest() for f in files}
+
+
+def drop_duplicates(files: list[Path], digests: dict[Path, bytes]) -> tuple[list[Path], int]:
+    """The first (sorted) file of each distinct content, and how many copies were dropped. The
+    package holds about 1,200 byte-identical copies (symbolic links across categories): kept, they
+    would weigh some images twice in training and count them twice in evaluation."""
+    seen: set[bytes] = set()
+    kept = []
+    for f in files:
+        if digests[f] not in seen:
+            seen.add(digests[f])
+            kept.append(f)
+    return kept, len(files) - len(kept)
+
+
+def heldout_rule(src: Path, files: list[Path]) -> list[str]:
+    """The held-out files among `files` (sorted relative POSIX paths): those whose content's SHA-256,
+    read as an integer, is below HELDOUT_PER_MILLE / 1000 of the range, minus every file with the
+    same bytes as a bundled sample-set source (those are trained on by the quick start)."""
+    digests = file_digests(files)
+    samples = sample_set_sources()
+    sample_digests = {d for f, d in digests.items() if f.relative_to(src).as_posix() in samples}
+    return sorted(
+        f.relative_to(src).as_posix() for f, d in digests.items()
+        if int.from_bytes(d[:8], "big") % 1000 < HELDOUT_PER_MILLE and d not in sample_digests
+    )
+
+
+def read_heldout_list(path: Path | None = None) -> set[str]:
+    lines = (path or HELDOUT_LIST).read_text(encoding="utf-8").splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def write_heldout_list(paths: list[str], total: int, path: Path | None = None) -> None:
+    header = (
+        "# openclipart-png held-out split: never train on these files (paths relative to /usr/share/openclipart/png).\n"
+        f"# {len(paths)} of {total} files; made by scripts/prepare_training_folder.py --write-heldout-list "
+        "(rule: heldout_rule there). Read, not recomputed, by every run.\n"
+    )
+    (path or HELDOUT_LIST).write_text(header + "".join(p + "\n" for p in paths), encoding="utf-8")
 
 
 def colour_stats(im: Image.Image) -> tuple[float, float, int]:
@@ -91,6 +161,12 @@ def main(argv=None) -> int:
                     help="skip near-monochrome images (see colour_stats)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--dedupe", action=argparse.BooleanOptionalAction,
+                    help="skip byte-identical copies, keeping the first path (default: on for openclipart)")
+    ap.add_argument("--split", action=argparse.BooleanOptionalAction,
+                    help="openclipart only (default on): OUT/train and OUT/heldout from " + str(HELDOUT_LIST.name))
+    ap.add_argument("--write-heldout-list", action="store_true",
+                    help="(re)make refcolor/assets/openclipart_heldout.txt with heldout_rule and stop")
     args = ap.parse_args(argv)
 
     clipart = args.src == "openclipart"
@@ -101,24 +177,50 @@ def main(argv=None) -> int:
     colour_only = args.colour_only if args.colour_only is not None else clipart
 
     files = list_images(src)
+    if args.write_heldout_list:
+        if not clipart:
+            ap.error("--write-heldout-list applies to the openclipart source only")
+        paths = heldout_rule(src, files)
+        write_heldout_list(paths, len(files))
+        print(f"wrote {HELDOUT_LIST}: {len(paths)} of {len(files)} files held out")
+        return 0
+    split = args.split if args.split is not None else clipart
+    if split and not clipart:
+        ap.error("--split needs the openclipart source (its held-out list names openclipart files)")
+    heldout = read_heldout_list() if split else set()
+    if split:
+        missing = heldout - {f.relative_to(src).as_posix() for f in files}
+        if missing:
+            print(f"warning: {len(missing)} held-out files are not under {src} (another package version?)",
+                  file=sys.stderr)
+    duplicates = 0
+    if args.dedupe if args.dedupe is not None else clipart:
+        files, duplicates = drop_duplicates(files, file_digests(files))
     if args.limit is not None and args.limit < len(files):
         files = sorted(random.Random(args.seed).sample(files, args.limit))
     if not files:
         ap.error(f"no image files ({', '.join(EXTENSIONS)}) under {src}")
-    outs = [(args.out / f.relative_to(src)).with_suffix(".png") for f in files]
+    def out_dir(f: Path) -> Path:
+        if not split:
+            return args.out
+        return args.out / ("heldout" if f.relative_to(src).as_posix() in heldout else "train")
+
+    outs = [(out_dir(f) / f.relative_to(src)).with_suffix(".png") for f in files]
     # a.jpg and a.png in one folder would map to the same output: keep the extension for those.
     clash = {o for o, n in Counter(outs).items() if n > 1}
     outs = [o.with_name(f"{o.stem}_{f.suffix[1:].lower()}.png") if o in clash else o for f, o in zip(files, outs)]
     jobs = [(str(f), str(o), args.size, min_size, colour_only, args.overwrite) for f, o in zip(files, outs)]
 
-    counts: dict[str, int] = {}
+    counts: dict[str, int] = {"duplicate (skipped)": duplicates} if duplicates else {}
     t0 = time.time()
     with ProcessPoolExecutor(args.jobs) as pool:
-        for k, ((path, *_), status) in enumerate(zip(jobs, pool.map(_process, jobs, chunksize=16)), 1):
+        for k, ((path, dst, *_), status) in enumerate(zip(jobs, pool.map(_process, jobs, chunksize=16)), 1):
             key = status.split(":")[0]
-            counts[key] = counts.get(key, 0) + 1
             if key == "unreadable":
                 print(f"\nskipped {path}: {status}", file=sys.stderr)
+            if split:
+                key = f"{Path(dst).relative_to(args.out).parts[0]} {key}"
+            counts[key] = counts.get(key, 0) + 1
             if k % 50 == 0 or k == len(jobs):
                 print(f"\r{k}/{len(jobs)} files, {time.time() - t0:.0f}s", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)

@@ -23,9 +23,11 @@ MODELS = ("scft", "guide")
 
 @pytest.fixture(autouse=True)
 def no_vgg_weights(monkeypatch, tmp_path):
-    # Tests must never find (or download) real VGG weights: an empty hub dir and no env var.
+    # Tests must never find (or download) real VGG weights: an empty hub dir and no env var; and
+    # feature_network="auto" must not fall back to EfficientNet-Lite0 (its env var names no file).
     monkeypatch.delenv("REFCOLOR_VGG19_WEIGHTS", raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setenv("REFCOLOR_EFFICIENTNET_LITE0_WEIGHTS", str(tmp_path / "no-efficientnet.pth"))
 
 
 def _quiet_trainer(config, **kwargs) -> Trainer:

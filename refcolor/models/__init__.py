@@ -1,6 +1,7 @@
-"""Networks of refcolor: the colorizers (SCFT, GuidingPainter), the VGG19 loss network and the
-PatchGAN discriminators."""
+"""Networks of refcolor: the colorizers (SCFT, GuidingPainter), the loss networks (VGG19,
+EfficientNet-Lite0) and the PatchGAN discriminators."""
 from refcolor.models.discriminator import ConditionalPatchDiscriminator, PatchDiscriminator
+from refcolor.models.efficientnet_lite import EfficientNetLite0, EfficientNetLite0Features
 from refcolor.models.guiding_painter import (
     ColorizationUNet,
     GuidingPainter,
@@ -20,6 +21,8 @@ __all__ = [
     "STYLE_LAYERS",
     "ColorizationUNet",
     "ConditionalPatchDiscriminator",
+    "EfficientNetLite0",
+    "EfficientNetLite0Features",
     "GuidingPainter",
     "GuidingPainterConfig",
     "GuidingPainterOutput",

@@ -19,6 +19,7 @@ import tomllib
 MODELS = ("scft", "guide")
 PRESETS = ("small", "paper")
 GAN_MODES = ("lsgan", "hinge", "bce")
+FEATURE_NETWORKS = ("auto", "vgg19", "efficientnet-lite0")  # refcolor.losses.FEATURE_NETWORK_CHOICES
 
 # May differ between a run and its resumption.
 SCHEDULE_KEYS = frozenset({
@@ -54,6 +55,10 @@ class TrainConfig:
     triplet_negatives: int = 1
     vgg_weights: str | None = None  # torchvision vgg19 file or URL; None: $REFCOLOR_VGG19_WEIGHTS / hub cache
     download_vgg: bool = False  # allow fetching the VGG19 weights from download.pytorch.org
+    # network of the perceptual and style losses: "vgg19", "efficientnet-lite0" (the extra
+    # refcolor[features]) or "auto" (VGG19 when its weights are found, else EfficientNet-Lite0 when
+    # installed, else both terms off with one warning); config.json's "resolved" says which ran.
+    feature_network: str = "auto"
     amp: str = "auto"  # mixed precision: "auto" (on for CUDA), "on", "off"
     device: str = "auto"  # "auto": cuda (the local rank's GPU under torchrun) when available, else cpu
     backend: str = "auto"  # backend of the fused ops (refcolor.backends): "auto", "reference", ...
@@ -103,6 +108,8 @@ class TrainConfig:
             bad("betas", "two numbers in [0, 1)")
         if self.gan_mode not in GAN_MODES:
             bad("gan_mode", f"one of {GAN_MODES}")
+        if self.feature_network not in FEATURE_NETWORKS:
+            bad("feature_network", f"one of {FEATURE_NETWORKS}")
         if self.amp not in ("auto", "on", "off"):
             bad("amp", "'auto', 'on' or 'off'")
         if self.progress not in ("auto", "bar", "lines", "off"):

@@ -133,7 +133,8 @@ class Trainer:
             raise ValueError(f"cannot resume {path} with a different config: {details}")
 
     def checkpoint_config(self) -> dict:
-        return {**self.config.to_dict(), "model_config": self.task.model_config.to_dict()}
+        return {**self.config.to_dict(), "model_config": self.task.model_config.to_dict(),
+                "resolved": self.task.run_record()}
 
     # ---------------------------------------------------------------- pieces of a step
     def _autocast(self):
@@ -308,9 +309,11 @@ class Trainer:
 
 
 def _train_config_of(checkpoint: dict) -> dict:
-    """The TrainConfig keys of a checkpoint's config (it also stores the resolved model config)."""
+    """The TrainConfig keys of a checkpoint's config (it also stores the resolved model config and
+    the task's run_record)."""
     saved = dict(checkpoint["config"])
     saved.pop("model_config", None)
+    saved.pop("resolved", None)  # what the run resolved (feature network, loss weights), not settings
     return saved
 
 

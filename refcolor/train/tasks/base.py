@@ -57,6 +57,10 @@ class Task:
     def set_backend(self, backend: str) -> None:
         """Backend of the fused ops at run time (not stored in the model config: inference picks its own)."""
 
+    def run_record(self) -> dict:
+        """What the task resolved at construction, recorded in the run's config.json (not a setting)."""
+        return {"loss_weights": dict(self.weights)}
+
     # subclass API ---------------------------------------------------------------------------
     def prepare(self, images: Tensor, rng: torch.Generator) -> dict[str, Tensor]:
         raise NotImplementedError

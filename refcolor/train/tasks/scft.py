@@ -1,6 +1,7 @@
 """SCFT training (Lee et al., CVPR 2020): augmented-self reference triples, the generator with
 SCFT's projected features for the triplet loss, and the losses of Eq. 11 (L1 30, adversarial 1,
-triplet 1 with margin 12, perceptual 0.01 and style 50 on VGG19 relu{1..5}_1)."""
+triplet 1 with margin 12, perceptual 0.01 and style 50 on VGG19 relu{1..5}_1, or on EfficientNet-Lite0
+when VGG19's weights are absent: TrainConfig.feature_network, refcolor.losses.resolve_feature_loss)."""
 from __future__ import annotations
 
 import warnings
@@ -11,14 +12,15 @@ from torch import Tensor, nn
 
 from refcolor.data.augmented_self_reference import AugmentedSelfReference
 from refcolor.inference.images import from_model_range
-from refcolor.losses import SCFTLossWeights, VGGLoss, scft_triplet_loss
-from refcolor.models.vgg import VGG19Features, WeightsUnavailableError
+from refcolor.losses import SCFTLossWeights, resolve_feature_loss, scft_triplet_loss
+from refcolor.models.vgg import WeightsUnavailableError
 from refcolor.ops.tps_correspondence import tps_correspondence
 from refcolor.train.tasks.base import Task
 
 
 class VGGUnavailableWarning(UserWarning):
-    """No VGG19 weights: the perceptual and style terms are switched off for this run."""
+    """No pretrained feature network (neither VGG19 weights nor the EfficientNet-Lite0 extra): the
+    perceptual and style terms are switched off for this run."""
 
 
 class SCFTTask(Task):
@@ -28,17 +30,25 @@ class SCFTTask(Task):
     def __init__(self, config, device):
         super().__init__(config, device)
         self.augment = AugmentedSelfReference(backend=config.backend)
-        self.vgg_loss = None
+        self.feature_loss, self.feature_network = None, None
         if self.weights["perceptual"] > 0 or self.weights["style"] > 0:
             try:
-                vgg = VGG19Features.from_pretrained(config.vgg_weights, download=config.download_vgg)
-            except WeightsUnavailableError as err:
+                loss, self.feature_network, why = resolve_feature_loss(
+                    config.feature_network, vgg_weights=config.vgg_weights, download_vgg=config.download_vgg
+                )
+            except WeightsUnavailableError as err:  # an explicit choice whose weights are missing
+                raise ValueError(f"train config: feature_network {config.feature_network!r} is unavailable: {err}") from None
+            if loss is None:
                 warnings.warn(
-                    f"perceptual and style losses are off for this run: {err}", VGGUnavailableWarning, stacklevel=2
+                    f"perceptual and style losses are off for this run: {why}", VGGUnavailableWarning, stacklevel=2
                 )
                 self.weights["perceptual"] = self.weights["style"] = 0.0
             else:
-                self.vgg_loss = VGGLoss(vgg).to(device)
+                self.feature_loss = loss.to(device)
+
+    def run_record(self) -> dict:
+        """What the run resolved (written to config.json): the feature network and the loss weights in effect."""
+        return {"feature_network": self.feature_network, "loss_weights": dict(self.weights)}
 
     def set_backend(self, backend: str) -> None:
         self.generator.scft.backend = backend
@@ -68,8 +78,8 @@ class SCFTTask(Task):
                 out["queries"], out["keys"], index, valid, margin=self.config.triplet_margin,
                 num_negatives=self.config.triplet_negatives, generator=rng,
             )
-        if self.vgg_loss is not None:
-            terms["perceptual"], terms["style"] = self.vgg_loss(fake, target)
+        if self.feature_loss is not None:
+            terms["perceptual"], terms["style"] = self.feature_loss(fake, target)
         return terms
 
     @torch.no_grad()

@@ -1,0 +1,434 @@
+"""SCFT's evaluation on held-out images: the augmented-self protocol (Lee et al., CVPR 2020, Sec. 4).
+
+For image i of a folder (ImageFolder at the model's image_size, sorted, centre crops), the triple is
+what training sees: refcolor.data.AugmentedSelfReference with its default settings, drawn with a
+torch.Generator seeded with `seed * 1_000_003 + i` on the CPU, one image at a time, so every image
+gets the same triple whatever the batch size, device or number of images: the target Y (the
+colour-jittered image), its sketch X (random-style XDoG, white paper, dark lines) and the reference R
+(Y warped by a random thin-plate spline, with the warp grid saying where each reference pixel came
+from). The model colours X with R; everything is measured on [0, 1] images:
+
+- PSNR (dB, per image, MSE over all pixels and channels; identical images count as MAX_PSNR) and
+  SSIM (kornia.metrics.ssim, 11 x 11 Gaussian window, averaged over the map and channels) of the
+  output against Y, beside two baselines that need no model:
+  * copy_reference: R itself (the warped target: right colours, wrong places);
+  * mean_colour: R's mean colour laid under X's lines, i.e. fill * X per pixel, where fill is the
+    per-channel mean of R over all its pixels and X in [0, 1] is the sketch: white paper (X = 1)
+    shows the flat fill, black lines (X = 0) stay black, grey strokes darken it in proportion.
+- Correspondence accuracy of the attention (when the model returns it, as SCFTColorizer does with
+  return_attention=True): for every sketch feature cell with a true reference cell
+  (refcolor.ops.tps_correspondence on the warp grid, as the training triplet loss uses it), whether
+  the attention's argmax is that cell (top-1 exact) or within one cell of it (Chebyshev distance
+  <= 1 on the reference lattice). Pooled over all valid cells of all images; chance levels (a
+  uniform random argmax) beside them.
+- Palette transfer, with a reference from another image: X of image i coloured with the plain,
+  unwarped image i + 1 (cyclically) as R'. Score: the intersection sum_k min(p_k, q_k) of the
+  normalised a*b* histograms (CIELAB via kornia.color.rgb_to_lab, 16 x 16 bins over [-128, 128]^2)
+  of the coloured pixels (chroma >= MIN_CHROMA = 10; white paper, greys and lines are left out, as
+  they would make any two clip-art images look alike) of the output and of R'; 1 means the same
+  palette, 0 disjoint palettes or no colour at all in one of them. Beside it, what the two ignoring
+  baselines score against R': the image's own colours (Y: a model that disregards the reference)
+  and R''s mean colour under X's lines. Needs at least two images.
+
+Outputs: write_report -> scft_eval.csv and .md, and scft_eval.png when matplotlib is installed
+(the extra refcolor[plot]).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from refcolor.data.augmented_self_reference import AugmentedSelfReference
+from refcolor.data.image_folder import ImageFolder
+from refcolor.ops.tps_correspondence import tps_correspondence
+
+REPORT_NAME = "scft_eval"
+MAX_PSNR = 100.0  # dB; identical images count as this, keeping means finite
+METHODS = ("model", "copy_reference", "mean_colour")
+PALETTE_METHODS = ("model", "own_colours", "mean_colour")
+AB_BINS = 16
+AB_RANGE = 128.0
+# Pixels below this chroma (white paper, grey and black lines) are left out of the palette: on clip
+# art they are most of the picture and would make any two images look alike.
+MIN_CHROMA = 10.0
+_SEED_STRIDE = 1_000_003
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def psnr(output: Tensor, target: Tensor) -> Tensor:
+    """Per-image PSNR (dB) of (B, C, H, W) images in [0, 1], float64."""
+    mse = ((output.double() - target.double()) ** 2).mean(dim=(-3, -2, -1))
+    return 10 * torch.log10(1 / mse.clamp_min(10 ** (-MAX_PSNR / 10)))
+
+
+def ssim(output: Tensor, target: Tensor, window_size: int = 11) -> Tensor:
+    """Per-image SSIM of (B, C, H, W) images in [0, 1] (kornia.metrics.ssim, mean over the map)."""
+    import kornia.metrics
+
+    return kornia.metrics.ssim(output.float(), target.float(), window_size, max_val=1.0).mean(dim=(-3, -2, -1)).double()
+
+
+def mean_colour_fill(sketch: Tensor, reference: Tensor) -> Tensor:
+    """The mean_colour baseline: reference's per-channel mean colour times the sketch (B, 1, H, W)
+    in [0, 1] (white paper keeps the fill, black lines stay black). -> (B, 3, H, W) in [0, 1]."""
+    return reference.mean(dim=(-2, -1), keepdim=True) * sketch
+
+
+def ab_histogram(images: Tensor, bins: int = AB_BINS, min_chroma: float = MIN_CHROMA) -> Tensor:
+    """Normalised a*b* histograms (B, bins * bins) of the coloured pixels (chroma sqrt(a*^2 + b*^2)
+    >= min_chroma) of (B, 3, H, W) RGB images in [0, 1]; all zeros for an image without any."""
+    import kornia.color
+
+    lab = kornia.color.rgb_to_lab(images.float().clamp(0, 1))
+    ab = lab[:, 1:].flatten(2)  # (B, 2, H W)
+    coloured = ab.pow(2).sum(dim=1) >= min_chroma**2  # (B, H W)
+    cell = ((ab + AB_RANGE) / (2 * AB_RANGE) * bins).floor().long().clamp(0, bins - 1)
+    flat = cell[:, 0] * bins + cell[:, 1]  # (B, H W)
+    counts = torch.zeros(images.shape[0], bins * bins, dtype=torch.float64, device=images.device)
+    counts.scatter_add_(1, flat, coloured.double())
+    return counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
+
+
+def palette_intersection(images: Tensor, references: Tensor, bins: int = AB_BINS) -> Tensor:
+    """Per-image histogram intersection (B,) in [0, 1] of the a*b* histograms of images and references."""
+    return torch.minimum(ab_histogram(images, bins), ab_histogram(references, bins)).sum(dim=1)
+
+
+def correspondence_hits(
+    attention: Tensor, grid: Tensor, query_size: tuple[int, int], key_size: tuple[int, int]
+) -> dict[str, Tensor]:
+    """Per image: the number of valid sketch cells, of exact and within-one-cell argmax hits, and the
+    expected hits of a uniform random argmax (float64 (B,) each).
+
+    attention: (B, hq * wq, hk * wk) weights (or logits: only the argmax counts); grid: the
+    reference's warp grid (B, H, W, 2)."""
+    hq, wq = query_size
+    hk, wk = key_size
+    if attention.shape[1:] != (hq * wq, hk * wk):
+        raise ValueError(
+            f"attention: expected shape (B, {hq * wq}, {hk * wk}) for feature sizes {query_size} and "
+            f"{key_size}, got {tuple(attention.shape)}"
+        )
+    index, valid = tps_correspondence(grid, query_size, key_size)
+    guess = attention.argmax(dim=-1)
+    dr = (guess // wk - index // wk).abs()
+    dc = (guess % wk - index % wk).abs()
+    exact = (guess == index) & valid
+    near = (torch.maximum(dr, dc) <= 1) & valid
+    # A uniform guess hits the true cell's 3 x 3 neighbourhood (clipped at the lattice border) with
+    # probability (its cell count) / M.
+    rows, cols = index // wk, index % wk
+    span_r = torch.minimum(rows + 1, torch.full_like(rows, hk - 1)) - (rows - 1).clamp_min(0) + 1
+    span_c = torch.minimum(cols + 1, torch.full_like(cols, wk - 1)) - (cols - 1).clamp_min(0) + 1
+    m = hk * wk
+    validf = valid.double()
+    return {
+        "valid": validf.sum(1),
+        "exact": exact.double().sum(1),
+        "within_one": near.double().sum(1),
+        "chance_exact": validf.sum(1) / m,
+        "chance_within_one": ((span_r * span_c).double() * validf).sum(1) / m,
+    }
+
+
+# --------------------------------------------------------------------------- the protocol
+
+
+def augmented_self_triple(image: Tensor, index: int, seed: int = 0) -> dict[str, Tensor]:
+    """The protocol's triple for image `index` (3, S, S) in [0, 1]: {"sketch" (1, 1, S, S),
+    "reference", "target" (1, 3, S, S), "grid" (1, S, S, 2)}, all in [0, 1] on image's device."""
+    generator = torch.Generator().manual_seed(seed * _SEED_STRIDE + index)
+    augment = AugmentedSelfReference()
+    return augment(image.unsqueeze(0), generator)
+
+
+@dataclass
+class SCFTEvaluation:
+    """Figures of one evaluation. psnr / ssim: (num_images, len(METHODS)) float64, columns in METHODS
+    order; palette: (num_images, len(PALETTE_METHODS)) or None (fewer than two images);
+    correspondence: summed counts of correspondence_hits, or None (the model returns no attention)."""
+
+    paths: list[str]
+    image_size: int
+    seed: int
+    psnr: Tensor
+    ssim: Tensor
+    palette: Tensor | None = None
+    correspondence: dict[str, float] | None = None
+    methods: tuple[str, ...] = field(default=METHODS)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.paths)
+
+    def rows(self) -> list[dict]:
+        """One row per method: psnr/ssim mean and std (population, over images) and palette mean."""
+        rows = []
+        for j, name in enumerate(self.methods):
+            row = {
+                "method": name,
+                "psnr_mean": float(self.psnr[:, j].mean()), "psnr_std": float(self.psnr[:, j].std(correction=0)),
+                "ssim_mean": float(self.ssim[:, j].mean()), "ssim_std": float(self.ssim[:, j].std(correction=0)),
+                "palette_mean": math.nan,
+            }
+            if self.palette is not None and name in PALETTE_METHODS:
+                row["palette_mean"] = float(self.palette[:, PALETTE_METHODS.index(name)].mean())
+            rows.append(row)
+        if self.palette is not None:  # the own-colours baseline has only a palette figure
+            k = PALETTE_METHODS.index("own_colours")
+            rows.append({"method": "own_colours", "psnr_mean": math.nan, "psnr_std": math.nan, "ssim_mean": math.nan,
+                         "ssim_std": math.nan, "palette_mean": float(self.palette[:, k].mean())})
+        return rows
+
+    def accuracy(self) -> dict[str, float] | None:
+        """{"exact", "within_one", "chance_exact", "chance_within_one"} as fractions of valid cells,
+        and "valid_cells"; None without attention."""
+        c = self.correspondence
+        if c is None:
+            return None
+        n = max(c["valid"], 1.0)
+        return {"exact": c["exact"] / n, "within_one": c["within_one"] / n, "chance_exact": c["chance_exact"] / n,
+                "chance_within_one": c["chance_within_one"] / n, "valid_cells": c["valid"]}
+
+
+def _call(model: nn.Module, sketch: Tensor, reference: Tensor, with_attention: bool):
+    """(image in [-1, 1], attention or None, feature sizes or None) from an SCFTColorizer-like model."""
+    if not with_attention:
+        out = model(sketch, reference)
+        return (out if isinstance(out, Tensor) else out.image), None, None
+    out = model(sketch, reference, return_attention=True)
+    if isinstance(out, Tensor):
+        return out, None, None
+    return out.image, out.attention, (tuple(out.feature_size), tuple(out.reference_feature_size))
+
+
+def evaluate_scft(
+    model: nn.Module,
+    data: str | os.PathLike | torch.utils.data.Dataset,
+    *,
+    image_size: int | None = None,
+    max_images: int | None = None,
+    batch_size: int = 8,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> SCFTEvaluation:
+    """Run the protocol of the module docstring on `data` (a folder, or a dataset of {"image": (3, S, S)
+    in [0, 1], "path"} items). `model` is called as model(sketch, reference, return_attention=True)
+    (-> an SCFTColorizerOutput or a bare image) and model(sketch, reference) (-> an image), with
+    sketch (B, 1, S, S) and reference (B, 3, S, S) in [-1, 1]; it returns images in [-1, 1].
+    image_size: default model.config.image_size."""
+    for name, value in (("batch_size", batch_size),):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images: expected an integer >= 1, got {max_images}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+    if image_size is None:
+        image_size = getattr(getattr(model, "config", None), "image_size", None)
+        if image_size is None:
+            raise ValueError("image_size: the model has no config.image_size; pass image_size")
+    dataset = data if isinstance(data, torch.utils.data.Dataset) else ImageFolder(data, size=image_size)
+    total = len(dataset) if max_images is None else min(max_images, len(dataset))
+    if total == 0:
+        raise ValueError("data: no images to evaluate")
+    if device is None:
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
+
+    was_training = model.training
+    model.eval()
+    psnrs, ssims, palettes, paths = [], [], [], []
+    hits: dict[str, float] | None = {}
+    try:
+        with torch.no_grad():
+            for start in range(0, total, batch_size):
+                indices = list(range(start, min(start + batch_size, total)))
+                items = [dataset[i] for i in indices]
+                paths += [str(item.get("path", i)) for i, item in zip(indices, items)]
+                triples = [augmented_self_triple(item["image"], i, seed) for i, item in zip(indices, items)]
+                sketch, reference, target, grid = (
+                    torch.cat([t[k] for t in triples]).to(device) for k in ("sketch", "reference", "target", "grid")
+                )
+                image, attention, sizes = _call(model, sketch * 2 - 1, reference * 2 - 1, with_attention=True)
+                output = ((image.float() + 1) / 2).clamp(0, 1)
+                candidates = (output, reference, mean_colour_fill(sketch, reference))
+                psnrs.append(torch.stack([psnr(c, target) for c in candidates], dim=1).cpu())
+                ssims.append(torch.stack([ssim(c, target) for c in candidates], dim=1).cpu())
+                if attention is None:
+                    hits = None
+                elif hits is not None:
+                    for key, value in correspondence_hits(attention.float(), grid, *sizes).items():
+                        hits[key] = hits.get(key, 0.0) + float(value.sum())
+                if total >= 2:  # palette transfer from the next image, unwarped
+                    other = torch.stack([dataset[(i + 1) % total]["image"] for i in indices]).to(device)
+                    image, _, _ = _call(model, sketch * 2 - 1, other * 2 - 1, with_attention=False)
+                    transferred = ((image.float() + 1) / 2).clamp(0, 1)
+                    palettes.append(torch.stack([
+                        palette_intersection(transferred, other),
+                        palette_intersection(target, other),
+                        palette_intersection(mean_colour_fill(sketch, other), other),
+                    ], dim=1).cpu())
+    finally:
+        model.train(was_training)
+    return SCFTEvaluation(
+        paths=paths, image_size=int(target.shape[-1]), seed=seed, psnr=torch.cat(psnrs), ssim=torch.cat(ssims),
+        palette=torch.cat(palettes) if palettes else None, correspondence=hits or None,
+    )
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "-" if math.isnan(value) else format(value, spec)
+
+
+def markdown_table(result: SCFTEvaluation) -> str:
+    lines = ["| method | PSNR (dB) | SSIM | palette match |", "|---|---:|---:|---:|"]
+    for r in result.rows():
+        psnr_text = "-" if math.isnan(r["psnr_mean"]) else f"{r['psnr_mean']:.2f} +- {r['psnr_std']:.2f}"
+        ssim_text = "-" if math.isnan(r["ssim_mean"]) else f"{r['ssim_mean']:.3f} +- {r['ssim_std']:.3f}"
+        lines.append(f"| {r['method']} | {psnr_text} | {ssim_text} | {_fmt(r['palette_mean'], '.3f')} |")
+    acc = result.accuracy()
+    if acc is not None:
+        lines += [
+            "",
+            "| attention correspondence | model | chance |",
+            "|---|---:|---:|",
+            f"| top-1 exact | {acc['exact']:.1%} | {acc['chance_exact']:.1%} |",
+            f"| within one cell | {acc['within_one']:.1%} | {acc['chance_within_one']:.1%} |",
+        ]
+    return "\n".join(lines)
+
+
+def write_csv(result: SCFTEvaluation, path: str | os.PathLike) -> None:
+    """One row per method, then the correspondence figures as rows of their own."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["method", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "palette_mean"])
+        for r in result.rows():
+            writer.writerow([r["method"]] + [_fmt(r[k], ".4f") for k in
+                                             ("psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "palette_mean")])
+        acc = result.accuracy()
+        if acc is not None:
+            writer.writerow([])
+            writer.writerow(["correspondence", "model", "chance", "valid_cells"])
+            writer.writerow(["top1_exact", f"{acc['exact']:.4f}", f"{acc['chance_exact']:.4f}", int(acc["valid_cells"])])
+            writer.writerow(["within_one_cell", f"{acc['within_one']:.4f}", f"{acc['chance_within_one']:.4f}",
+                             int(acc["valid_cells"])])
+
+
+def write_markdown(result: SCFTEvaluation, path: str | os.PathLike, title: str) -> None:
+    text = (
+        f"# {title}\n\n"
+        f"{result.num_images} images at {result.image_size}x{result.image_size}, augmented-self triples "
+        f"(seed {result.seed}): PSNR and SSIM against the target, mean +- std over images. Baselines: "
+        f"copy_reference (the warped reference itself), mean_colour (the reference's mean colour under "
+        f"the sketch's lines). Palette match: a*b* histogram intersection (coloured pixels, chroma >= "
+        f"{MIN_CHROMA:g}) of the output and an unwarped reference from the next image (own_colours: the "
+        f"target's own colours against it).\n\n"
+        f"{markdown_table(result)}\n"
+    )
+    Path(path).write_text(text, encoding="utf-8")
+
+
+def plot_results(result: SCFTEvaluation, path: str | os.PathLike, title: str) -> None:
+    """Bars of PSNR and SSIM per method (mean +- std), the attention accuracy against chance and the
+    palette match, as a PNG at `path`. Needs matplotlib (ImportError otherwise)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result.rows() if not math.isnan(r["psnr_mean"])]
+    names = [r["method"] for r in rows]
+    colours = ["tab:blue", "tab:gray", "tab:orange"][: len(rows)]
+    panels = 2 + (result.accuracy() is not None) + (result.palette is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.6), squeeze=False)
+    axes = list(axes[0])
+    for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
+        ax.bar(names, [r[f"{key}_mean"] for r in rows], yerr=[r[f"{key}_std"] for r in rows],
+               color=colours, capsize=4)
+        ax.set_ylabel(label)
+        ax.tick_params(axis="x", labelrotation=20)
+    next_ax = 2
+    acc = result.accuracy()
+    if acc is not None:
+        ax = axes[next_ax]
+        next_ax += 1
+        x = range(2)
+        ax.bar([i - 0.2 for i in x], [acc["exact"], acc["within_one"]], width=0.4, label="attention", color="tab:blue")
+        ax.bar([i + 0.2 for i in x], [acc["chance_exact"], acc["chance_within_one"]], width=0.4, label="chance",
+               color="tab:gray")
+        ax.set_xticks(list(x), ["top-1 exact", "within one cell"])
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("fraction of valid cells")
+        ax.legend()
+    if result.palette is not None:
+        ax = axes[next_ax]
+        means = result.palette.mean(dim=0).tolist()
+        ax.bar(list(PALETTE_METHODS), means, color=["tab:blue", "tab:green", "tab:orange"])
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("a*b* histogram intersection")
+        ax.set_title("palette vs another reference", fontsize=9)
+        ax.tick_params(axis="x", labelrotation=20)
+    fig.suptitle(f"{title} ({result.num_images} images, {result.image_size} px)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plotting_available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_report(result: SCFTEvaluation, out_dir: str | os.PathLike, *, title: str | None = None) -> dict[str, Path]:
+    """scft_eval.csv and .md under out_dir (created), and scft_eval.png when matplotlib is installed;
+    -> {"csv": path, "md": path[, "png": path]}."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = title or "SCFT: augmented-self evaluation"
+    paths = {"csv": out_dir / f"{REPORT_NAME}.csv", "md": out_dir / f"{REPORT_NAME}.md"}
+    write_csv(result, paths["csv"])
+    write_markdown(result, paths["md"], title)
+    if plotting_available():
+        paths["png"] = out_dir / f"{REPORT_NAME}.png"
+        plot_results(result, paths["png"], title)
+    return paths
+
+
+__all__ = [
+    "MAX_PSNR",
+    "METHODS",
+    "PALETTE_METHODS",
+    "REPORT_NAME",
+    "SCFTEvaluation",
+    "ab_histogram",
+    "augmented_self_triple",
+    "correspondence_hits",
+    "evaluate_scft",
+    "markdown_table",
+    "mean_colour_fill",
+    "palette_intersection",
+    "plot_results",
+    "plotting_available",
+    "psnr",
+    "ssim",
+    "write_csv",
+    "write_markdown",
+    "write_report",
+]
