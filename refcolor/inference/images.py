@@ -98,7 +98,7 @@ def to_tensor(value: ImageInput, name: str = "image", *, op: str = "refcolor") -
             raise ValueError(f"{op}: argument '{name}' must be an array {layouts}, got shape {value.shape}")
         if value.dtype.kind not in "uf" or (value.dtype.kind == "u" and value.dtype != np.uint8):
             raise ValueError(f"{op}: argument '{name}' must be a float array in [0, 1] or uint8, got dtype {value.dtype}")
-        batch = torch.from_numpy(np.ascontiguousarray(value)).movedim(-1, -3)
+        batch = torch.from_numpy(np.array(value)).movedim(-1, -3)  # a copy: arrays may be read-only
         batch = batch.unsqueeze(0) if batch.dim() == 3 else batch
         given = f"array {value.shape}"
     elif isinstance(value, Tensor):
