@@ -146,3 +146,9 @@ def test_cli_errors_are_one_line(case, match, weights, images, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert err.startswith("refcolor colorize: error:") and match in err, err
+
+
+def test_a_reference_batch_of_the_wrong_size_is_a_clear_error(weights):
+    colorizer = refcolor.Colorizer.from_checkpoint(weights)
+    with pytest.raises(ValueError, match=r"argument 'reference' must hold 1 image or one per sketch \(3\), got 2"):
+        colorizer(torch.rand(3, 1, 16, 16), torch.rand(2, 3, 16, 16))

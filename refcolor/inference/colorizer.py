@@ -103,7 +103,7 @@ class Colorizer:
         if references.shape[0] not in (1, sketches.shape[0]):
             raise ValueError(
                 f"Colorizer: argument 'reference' must hold 1 image or one per sketch ({sketches.shape[0]}), "
-                f"got {tuple(reference.shape)}"
+                f"got {references.shape[0]}"
             )
         outputs = []
         for b in range(sketches.shape[0]):
