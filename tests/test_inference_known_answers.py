@@ -225,3 +225,29 @@ def test_guided_regions_of_a_padded_sketch_are_cropped_not_stretched():
     channel_of_label = torch.tensor([0] + regions.channels)
     assert torch.equal(channel_of_label[regions.labels[0]], expected_channels)
     assert torch.equal(channel_of_label[regions.labels], expected_channels.expand(64, 100))
+
+
+def test_guided_model_input_is_the_sketch_padded_with_white(monkeypatch):
+    painter = GuidedColorizer(_guide_model())
+    seen = []
+    regions = painter.model.regions
+    monkeypatch.setattr(painter.model, "regions", lambda x: seen.append(x) or regions(x))
+    sketch = _boxes(100, 64)
+    painter.regions(sketch)
+    x = seen[0]
+    s = torch.from_numpy(np.asarray(sketch.resize((50, 32), Image.Resampling.BOX), dtype=np.float32) / 255)
+    assert x.shape == (1, 1, 32, 56)
+    assert torch.equal(x[0, 0, :, :3], torch.ones(32, 3)) and torch.equal(x[0, 0, :, 53:], torch.ones(32, 3))
+    # Inside: the darkest-pixel shrink of the drawing, in [-1, 1] (lines -1, paper 1).
+    assert set(x[0, 0, :, 3:53].unique().tolist()) == {-1.0, 1.0}
+    assert bool(((x[0, 0, :, 3:53] < 0) >= (s < 1)).all())  # every 2x2 block holding a line is black
+
+
+def test_as_many_colours_as_regions_is_fine():
+    painter = GuidedColorizer(_guide_model())
+    sketch = _boxes(40, 32)
+    count = len(painter.regions(sketch))
+    out = painter.colorize(sketch, ["#808080"] * count)
+    assert out.size == (40, 32)
+    with pytest.raises(ValueError, match=f"{count + 1} colours given but the sketch has only {count} regions"):
+        painter.colorize(sketch, ["#808080"] * (count + 1))

@@ -18,7 +18,6 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
@@ -35,14 +34,6 @@ from refcolor.inference.loading import load_model, resolve_device
 from refcolor.models.scft_colorizer import SCFTColorizer
 
 ImageLike = im.ImageInput
-
-
-def resize_output(images: Tensor, size: tuple[int, int]) -> Tensor:
-    """(B, C, h, w) in [0, 1] -> (B, C, *size): the model's output back at the input's size
-    (antialiased bicubic, so shrinking does not alias)."""
-    if tuple(images.shape[-2:]) == tuple(size):
-        return images
-    return F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
 
 
 class Colorizer:
@@ -110,7 +101,7 @@ class Colorizer:
             s, box = self.prepare_sketch(sketches[b:b + 1])
             r = self.prepare_reference(references[b if references.shape[0] > 1 else 0][None])
             out = crop(im.from_model_range(self.model(s, r).float()), box).cpu()
-            outputs.append(resize_output(out, tuple(sketches.shape[-2:]))[0])
+            outputs.append(im.resize_output(out, tuple(sketches.shape[-2:]))[0])
         return torch.stack(outputs)
 
     def __call__(self, sketch: ImageLike, reference: ImageLike) -> Image.Image | Tensor:

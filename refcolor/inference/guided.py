@@ -33,7 +33,6 @@ from torch import Tensor
 
 from refcolor.data.sketch_preparation import crop, pad_to_multiple, prepare_sketch, scaled_size
 from refcolor.inference import images
-from refcolor.inference.colorizer import resize_output
 from refcolor.inference.loading import load_model, resolve_device
 from refcolor.models.guiding_painter import GuidingPainter
 
@@ -332,7 +331,7 @@ class GuidedColorizer:
         for b, chans in enumerate(mapped):
             table[b, chans] = rgb
         output = self.model.colorize(x, table.to(self.device), num_hints=counts)
-        output = resize_output(crop(images.from_model_range(output.float()), box).cpu(), size)
+        output = images.resize_output(crop(images.from_model_range(output.float()), box).cpu(), size)
         if as_image:
             return images.tensor_to_pil(output[0])
         return output.to(sketch.device)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
@@ -115,6 +116,14 @@ def to_tensor(value: ImageInput, name: str = "image", *, op: str = "refcolor") -
     return _composite_alpha(batch) if batch.shape[1] == 4 else batch
 
 
+def resize_output(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, C, h, w) in [0, 1] -> (B, C, *size): a model's output back at the input's size
+    (antialiased bicubic, so shrinking does not alias), clamped to [0, 1]."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+
+
 def to_model_range(image: Tensor) -> Tensor:
     return image * 2 - 1
 
@@ -130,6 +139,7 @@ __all__ = [
     "image_files",
     "pil_to_tensor",
     "read_image",
+    "resize_output",
     "tensor_to_pil",
     "to_model_range",
     "to_tensor",
