@@ -41,7 +41,8 @@ def test_transparency_is_composited_on_white_for_every_input_form(tmp_path):
     for form, value in forms.items():
         got = to_tensor(value, "sketch")
         assert got.shape == (1, 3, 12, 10) and got.dtype == torch.float32, form
-        assert torch.allclose(got, expected, atol=1 / 255), form
+        # Decoded files and PIL images go through PIL's 8-bit compositing; arrays and tensors are exact.
+        assert torch.allclose(got, expected, atol=1 / 255 if form in ("path", "pil") else 1e-6), form
 
 
 def test_gray_palette_sixteen_bit_and_exif():
@@ -79,6 +80,19 @@ def test_batches_and_channel_counts():
     assert torch.equal(to_tensor(rgba), torch.ones(1, 3, 3, 3))
     slightly_off = torch.full((1, 3, 3), 1.0005)  # rounding overshoot within the tolerance: clamped
     assert float(to_tensor(slightly_off).max()) == 1.0
+    assert float(to_tensor(-slightly_off + 1).min()) == 0.0  # and undershoot
+    assert torch.equal(to_tensor(torch.tensor([[[0, 51, 255]]], dtype=torch.uint8)), torch.tensor([[[[0.0, 0.2, 1.0]]]]))
+
+
+def test_the_0_255_hint_only_for_values_that_look_like_0_255():
+    with pytest.raises(ValueError, match=r"got \[0, 1.5\]$"):
+        to_tensor(torch.tensor([[[0.0, 1.5]]]))
+    with pytest.raises(ValueError, match=r"got \[-0.5, 0.5\]$"):
+        to_tensor(torch.tensor([[[-0.5, 0.5]]]))
+    with pytest.raises(ValueError, match=r"got \[0, 300\]$"):
+        to_tensor(torch.tensor([[[0.0, 300.0]]]))
+    with pytest.raises(ValueError, match=r"got \[0, 255\] \(0..255 values"):
+        to_tensor(torch.tensor([[[0.0, 255.0]]]))
 
 
 @pytest.mark.parametrize("value, words", [

@@ -76,7 +76,8 @@ def _checked_values(op: str, name: str, batch: Tensor, given: str) -> Tensor:
     batch = batch.detach().float()
     low, high = float(batch.min()), float(batch.max())
     if not (low >= -RANGE_TOLERANCE and high <= 1 + RANGE_TOLERANCE):  # also catches NaN
-        hint = " (0..255 values: divide by 255 or pass uint8)" if high > 1 + RANGE_TOLERANCE and high <= 255 else ""
+        looks_8_bit = 2 < high <= 255  # a slight overshoot is a bug upstream, not a 0..255 image
+        hint = " (0..255 values: divide by 255 or pass uint8)" if looks_8_bit else ""
         raise ValueError(f"{op}: argument '{name}' must hold values in [0, 1], got [{low:.4g}, {high:.4g}]{hint}")
     return batch.clamp(0, 1)
 
