@@ -251,3 +251,18 @@ def test_as_many_colours_as_regions_is_fine():
     assert out.size == (40, 32)
     with pytest.raises(ValueError, match=f"{count + 1} colours given but the sketch has only {count} regions"):
         painter.colorize(sketch, ["#808080"] * (count + 1))
+
+
+def test_a_gray_reference_tensor_lends_its_gray():
+    colorizer = _mean_colour_colorizer()
+    sketch = torch.from_numpy(np.asarray(_boxes(40, 32), dtype=np.float32) / 255)[None, None]
+    out = colorizer(sketch, torch.full((1, 1, 16, 16), 0.4))
+    assert out.shape == (1, 3, 32, 40) and torch.allclose(out, ((sketch + 0.4) / 2).expand(1, 3, 32, 40), atol=1e-6)
+
+
+def test_outputs_are_shrunk_back_without_aliasing():
+    from refcolor.inference.images import resize_output
+
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]).remainder(2).float().expand(1, 3, 8, 8)
+    assert torch.allclose(resize_output(checker, (4, 4)), torch.full((1, 3, 4, 4), 0.5), atol=0.02)  # nearest: 0 or 1
+    assert resize_output(checker, (8, 8)) is checker

@@ -164,3 +164,22 @@ def test_paper_is_brought_to_white_and_enlarging_keeps_the_range():
     assert big.shape == (1, 1, 80, 80) and 0 <= float(big.min()) and float(big.max()) <= 1
     with pytest.raises(ValueError, match="argument 'extract' must be one of"):
         prepare_sketch(scan, extract="sometimes")
+
+
+def test_resize_colour_keeps_orientation_and_matches_pil():
+    ramp = torch.linspace(0, 1, 60).expand(1, 3, 40, 60).contiguous()  # brighter to the right
+    out = resize_colour(ramp, (20, 30))
+    assert out.shape == (1, 3, 20, 30)
+    pil = Image.fromarray((ramp[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    expected = np.asarray(pil.resize((30, 20), Image.Resampling.LANCZOS, reducing_gap=3.0), dtype=np.float32) / 255
+    assert torch.equal(out[0], torch.from_numpy(expected).permute(2, 0, 1))
+    assert bool((out[0, 0, 10, 1:] >= out[0, 0, 10, :-1]).all())  # still a left-to-right ramp
+
+
+def test_always_outlines_with_the_given_extractor_and_generator():
+    images = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(3))
+    extractor = SketchExtractor(sigma=(0.4, 0.7), phi=(50.0, 300.0))
+    direct = extractor(images, torch.Generator().manual_seed(11))  # training's extractor, called by hand
+    prepared = prepare_sketch(images, extract="always", extractor=extractor, generator=torch.Generator().manual_seed(11))
+    assert torch.equal(prepared, direct)
+    assert not torch.equal(prepared, xdog(images))  # the random style, not the fixed inference one

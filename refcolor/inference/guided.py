@@ -306,7 +306,7 @@ class GuidedColorizer:
         colors: "#rrggbb" / "#rgb" strings or [r, g, b] integers 0..255; fewer than the regions is
         normal (the rest get no hint), more is a ValueError. A tensor batch gets the same colour list
         applied to each sketch's own regions. Returns a PIL RGB image of the sketch's size for a
-        path or PIL image, else a (B, 3, H, W) tensor in [0, 1] on the input's device."""
+        path, PIL image or numpy array, else a (B, 3, H, W) tensor in [0, 1] on the input's device."""
         parsed = parse_colors(colors)
         sketches, as_image = load_sketches(sketch)
         x, box = self._prepare(sketches)
