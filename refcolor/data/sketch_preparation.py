@@ -5,8 +5,9 @@ the GuidingPainter evaluation, Colorizer and GuidedColorizer):
 
 - A colour image is resized to the working size first (`resize_colour`: the Lanczos resampling
   ImageFolder uses for training images) and outlined there, as training outlines images that are
-  already at the training size. Outlines drawn at full size and then shrunk fade: a 512 px image
-  outlined and shrunk to 64 px keeps lines no darker than 0.56.
+  already at the training size. Outlines drawn at full size and then shrunk fade: a 512 px disc
+  outlined and area-shrunk to 64 px keeps its outline no darker than 0.66 (0.0 when resized
+  first; tests/test_sketch_preparation.py).
 - Line art (a gray image, `is_line_drawing`) is shrunk by `downsample_lines`, which keeps strokes as
   dark and connected as drawn, like the 1-2 px dark XDoG strokes of training. Area averaging, the
   usual choice, turns a 2 px black line at 8x reduction into 0.75 gray, a stroke the models never
