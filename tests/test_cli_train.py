@@ -53,6 +53,9 @@ def test_train_then_resume_with_more_steps(tmp_path, capsys, monkeypatch):
     # Resume takes the saved settings; only what is given changes (here the number of steps).
     assert main(["train", "--out", str(out), "--resume", "--steps", "3", "--progress", "off"]) == 0
     assert CheckpointManager(out).checkpoints()[-1][0] == 3
+    # The Gumbel temperature keeps annealing over the first run's 2 steps (issue 16 item 4).
+    from refcolor.train.trainer import saved_config
+    assert saved_config(out)["steps"] == 3 and saved_config(out)["temperature_steps"] == 2
     _fail(capsys, ["train", "--out", str(out), "--resume", "--preset", "paper"], "cannot resume")
 
 

@@ -8,6 +8,7 @@ from PIL import Image
 
 import refcolor
 from refcolor.cli import main
+from refcolor.data.sketch_preparation import is_line_drawing, prepare_sketch, scaled_size
 from refcolor.inference import images as im
 from refcolor.inference.loading import load_model
 from refcolor.models import GuidingPainter, GuidingPainterConfig, SCFTColorizer, SCFTColorizerConfig
@@ -50,23 +51,35 @@ def test_any_size_sketch_gives_an_image_of_its_size(weights, images):
 
 
 def test_colour_sketches_are_outlined_and_line_art_is_kept():
-    colour = torch.zeros(3, 32, 32)
-    colour[0, 8:24, 8:24] = 1  # a red square on black
-    assert not im.is_line_drawing(colour)
-    sketch = im.as_sketch(colour)
-    assert sketch.shape == (1, 32, 32) and sketch[0, 16, 16] > 0.9 and sketch.min() < 0.5  # white inside, a line
-    gray = torch.full((3, 16, 16), 0.8)
-    assert im.is_line_drawing(gray) and torch.allclose(im.as_sketch(gray), torch.full((1, 16, 16), 0.8), atol=1e-3)
-    assert im.working_size(45, 70, 32, 8) == (32, 48) and im.working_size(3, 3, 32, 8) == (32, 32)
+    colour = torch.zeros(1, 3, 32, 32)
+    colour[0, 0, 8:24, 8:24] = 1  # a red square on black
+    assert is_line_drawing(colour).tolist() == [False]
+    sketch = prepare_sketch(colour)
+    assert sketch.shape == (1, 1, 32, 32) and sketch[0, 0, 16, 16] > 0.9 and sketch.min() < 0.5  # white inside, a line
+    gray = torch.full((1, 3, 16, 16), 0.8)
+    gray[..., 4, :] = 0.2
+    assert is_line_drawing(gray).tolist() == [True]
+    expected = torch.ones(1, 1, 16, 16)
+    expected[..., 4, :] = 0.25  # the paper (median 0.8) brought to white, the line scaled alike
+    assert torch.allclose(prepare_sketch(gray), expected, atol=1e-6)
+    assert scaled_size(45, 70, 32) == (32, 50) and scaled_size(3, 3, 32) == (32, 32)
 
 
 def test_runs_the_model_at_the_training_size_with_the_aspect_kept(weights, monkeypatch):
     colorizer = refcolor.Colorizer.from_checkpoint(weights)
     seen = []
     forward = colorizer.model.forward
-    monkeypatch.setattr(colorizer.model, "forward", lambda s, r: seen.append((s.shape, r.shape)) or forward(s, r))
+    monkeypatch.setattr(colorizer.model, "forward", lambda s, r: seen.append((s, r.shape)) or forward(s, r))
     colorizer(torch.rand(1, 90, 60), torch.rand(3, 64, 128))
-    assert seen == [((1, 1, 48, 32), (1, 3, 32, 64))]
+    (sketch, reference_shape), = seen
+    # 90x60 -> 48x32 exactly (no rounding of the aspect), already a multiple of 8: no padding.
+    assert sketch.shape == (1, 1, 48, 32) and reference_shape == (1, 3, 32, 64)
+    seen.clear()
+    colorizer(torch.rand(1, 64, 100), torch.rand(3, 32, 32))
+    # 64x100 -> 32x50, padded with white (1 in the model range) to 32x56, 3 columns each side.
+    sketch = seen[0][0]
+    assert sketch.shape == (1, 1, 32, 56)
+    assert torch.equal(sketch[..., :3], torch.ones(1, 1, 32, 3)) and torch.equal(sketch[..., -3:], torch.ones(1, 1, 32, 3))
 
 
 def test_loads_from_run_dir_checkpoint_and_weights(weights, tmp_path):
@@ -133,3 +146,9 @@ def test_cli_errors_are_one_line(case, match, weights, images, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert err.startswith("refcolor colorize: error:") and match in err, err
+
+
+def test_a_reference_batch_of_the_wrong_size_is_a_clear_error(weights):
+    colorizer = refcolor.Colorizer.from_checkpoint(weights)
+    with pytest.raises(ValueError, match=r"argument 'reference' must hold 1 image or one per sketch \(3\), got 2"):
+        colorizer(torch.rand(3, 1, 16, 16), torch.rand(2, 3, 16, 16))

@@ -113,3 +113,20 @@ def test_evaluate_cli(tmp_path, images, capsys):
     captured = capsys.readouterr()
     assert captured.err.strip() == f"refcolor evaluate: error: image folder not found: {tmp_path / 'none'}"
     assert "Traceback" not in captured.err
+
+
+def test_evaluate_requires_data_and_the_report_names_it(tmp_path, images, capsys):
+    model = _model()
+    save_weights(tmp_path / "model.safetensors", model, describe("guide", model.config))
+    args = ["evaluate", "--model", "guide", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "eval")]
+    with pytest.raises(SystemExit) as exit_info:  # argparse: the bundled (training) set is never a silent default
+        cli.main(args)
+    assert exit_info.value.code == 2 and "--data" in capsys.readouterr().err
+    assert cli.main([*args, "--data", str(images), "--max-images", "1"]) == 0
+    markdown = (tmp_path / "eval" / "psnr_vs_hints.md").read_text()
+    assert f"Data: {images.resolve()}." in markdown
+
+
+def test_the_report_flags_the_bundled_training_set():
+    curve = evaluate_guide_psnr(_model(), sample_images_dir(), max_images=1, hint_counts=[0])
+    assert curve.data.startswith(str(sample_images_dir().resolve())) and "not held out" in curve.data

@@ -201,6 +201,7 @@ def test_evaluate_cli(tmp_path, images, capsys, monkeypatch):
     stdout = capsys.readouterr().out
     assert "| copy_reference |" in stdout and "| within one cell |" in stdout
     assert sorted(p.name for p in out.iterdir()) == ["scft_eval.csv", "scft_eval.md", "scft_eval.png"]
+    assert f"Data: {images.resolve()}." in (out / "scft_eval.md").read_text()  # the report names its data
 
     monkeypatch.setattr(S, "plotting_available", lambda: False)
     assert cli.main([*args, "--max-images", "2"]) == 0

@@ -151,9 +151,9 @@ def test_return_types_follow_the_input(tmp_path):
 @pytest.mark.parametrize(
     "sketch, words",
     [
-        (torch.rand(1, 20, 20) * 2 - 1, r"values in \[0, 1\]"),
-        (torch.rand(2, 20, 20), r"shape \(C, H, W\)"),
-        (torch.zeros(1, 20, 20, dtype=torch.uint8), "floating-point"),
+        (torch.rand(1, 20, 20) * 2 - 1, r"argument 'sketch' must hold values in \[0, 1\], got \[-"),
+        (torch.rand(2, 20, 20), r"argument 'sketch' must be a tensor \(C, H, W\) or \(B, C, H, W\).*got shape \(2, 20, 20\)"),
+        (torch.zeros(1, 20, 20, dtype=torch.int32), "floating point in \\[0, 1\\] or uint8"),
     ],
 )
 def test_bad_sketch_tensors(sketch, words):

@@ -1,14 +1,16 @@
 """`refcolor evaluate`: the papers' measurements on a folder of images.
 
-    refcolor evaluate --model guide --checkpoint RUN [--data DIR] [--max-images N] [--batch-size B] --out DIR
+    refcolor evaluate --model guide --checkpoint RUN --data DIR [--max-images N] [--batch-size B] --out DIR
         GuidingPainter's PSNR against the number of simulated hints (0..Nc), see
         refcolor.evaluation.guide_psnr; writes DIR/psnr_vs_hints.csv, .md and .png.
 
-    refcolor evaluate --model scft --checkpoint RUN [--data DIR] [--max-images N] [--batch-size B] --out DIR
+    refcolor evaluate --model scft --checkpoint RUN --data DIR [--max-images N] [--batch-size B] --out DIR
         SCFT's augmented-self protocol: PSNR and SSIM against the target beside the copy-the-warped-
         reference and mean-colour baselines, the attention's correspondence accuracy and the palette
         match with another image's reference, see refcolor.evaluation.scft_eval; writes
         DIR/scft_eval.csv, .md and (with matplotlib, the extra refcolor[plot]) .png.
+
+--data is required and should hold images the model was not trained on; the report names it.
 """
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--model", choices=MODELS, default="guide", help="model kind (default: %(default)s)")
     parser.add_argument("--checkpoint", required=True, metavar="RUN",
                         help="run directory, .safetensors weights or .pt checkpoint")
-    parser.add_argument("--data", default=None, metavar="DIR", help="image folder (default: the bundled sample set)")
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="held-out image folder to evaluate on (required: the bundled sample set is the "
+                        "default training data, so it is never a silent default here)")
     parser.add_argument("--max-images", type=int, default=None, metavar="N", help="the first N images (sorted)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="B",
                         help="images per batch (default: %(default)s)")
@@ -64,11 +68,11 @@ def run(args) -> int:
 
 
 def _evaluate_guide(args, loaded, device) -> int:
-    from refcolor.data import ImageFolder, UnreadableImageWarning, sample_images_dir
+    from refcolor.data import ImageFolder, UnreadableImageWarning
     from refcolor.evaluation.guide_psnr import evaluate_guide_psnr, markdown_table, write_report
 
     model = loaded.model
-    data = args.data if args.data is not None else sample_images_dir()
+    data = args.data
     with warnings.catch_warnings():  # unreadable files: one line each on stderr, not a warning dump
         warnings.simplefilter("always", UnreadableImageWarning)
         warnings.showwarning = _show_warning(warnings.showwarning, UnreadableImageWarning)
@@ -86,11 +90,11 @@ def _evaluate_guide(args, loaded, device) -> int:
 
 
 def _evaluate_scft(args, loaded, device) -> int:
-    from refcolor.data import ImageFolder, UnreadableImageWarning, sample_images_dir
+    from refcolor.data import ImageFolder, UnreadableImageWarning
     from refcolor.evaluation import scft_eval
 
     model = loaded.model
-    data = args.data if args.data is not None else sample_images_dir()
+    data = args.data
     with warnings.catch_warnings():  # unreadable files: one line each on stderr, not a warning dump
         warnings.simplefilter("always", UnreadableImageWarning)
         warnings.showwarning = _show_warning(warnings.showwarning, UnreadableImageWarning)

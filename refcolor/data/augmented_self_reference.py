@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from refcolor.data.sketch import SketchExtractor
+from refcolor.data.sketch_preparation import prepare_sketch
 from refcolor.nn.random_tps import RandomTPS
 from refcolor.ops import _validation as check
 from refcolor.ops.tps import tps_solve
@@ -193,7 +194,7 @@ class AugmentedSelfReference(nn.Module):
                 f"{OP}: argument 'generator' must be a torch.Generator or None, got {type(generator).__name__}"
             )
         target = self.appearance(images, self.sample_jitter(images.shape[0], generator=generator))
-        sketch = self.sketch(target, generator)
+        sketch = prepare_sketch(target, extract="always", extractor=self.sketch, generator=generator)
         reference, grid = self.distort(target, generator)
         return {"sketch": sketch, "reference": reference, "target": target, "grid": grid}
 

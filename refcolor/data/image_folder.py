@@ -37,6 +37,21 @@ class UnreadableImageWarning(UserWarning):
     """A file with an image extension that could not be decoded and was skipped."""
 
 
+def list_images(root: str | os.PathLike, extensions=EXTENSIONS) -> list[str]:
+    """Image files under `root`, recursively, sorted: by extension (case-insensitive, with or
+    without the dot), hidden files and folders (names starting with ".") skipped. The one folder
+    listing of training, sketch extraction and the inference commands."""
+    extensions = tuple(e.lower().lstrip(".") for e in extensions)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # also prunes the walk
+        found += [
+            os.path.join(dirpath, f) for f in filenames
+            if not f.startswith(".") and os.path.splitext(f)[1][1:].lower() in extensions
+        ]
+    return sorted(found)
+
+
 def sample_images_dir() -> Path:
     """The bundled public-domain sample set (`refcolor/assets/samples/`, 128x128 PNGs; see its
     SOURCES.md). Needs a filesystem install (a regular or editable one, not a zip)."""
@@ -80,7 +95,14 @@ def resize_crop(im: Image.Image, size: int, offset: tuple[float, float] = (0.5, 
     w, h = im.size
     side = min(w, h)
     left, top = (w - side) * offset[0], (h - side) * offset[1]
-    return im.resize((size, size), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side), reducing_gap=3.0)
+    return resize_lanczos(im, (size, size), box=(left, top, left + side, top + side))
+
+
+def resize_lanczos(im: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float] | None = None) -> Image.Image:
+    """`im` (or its `box`) resized to size = (width, height): the one resampling of colour images
+    for training (ImageFolder) and inference (refcolor.data.sketch_preparation), so both see the
+    same pixels. Lanczos with a box pre-reduction beyond 3x (reducing_gap): fast on large photos."""
+    return im.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
 
 
 class ImageFolder(torch.utils.data.Dataset):
@@ -122,14 +144,7 @@ class ImageFolder(torch.utils.data.Dataset):
             warnings.warn(f"ImageFolder({self.root}): {self.summary()} (see .skipped)", UnreadableImageWarning, stacklevel=2)
 
     def _candidates(self) -> list[str]:
-        found = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # also prunes the walk
-            found += [
-                os.path.join(dirpath, f) for f in filenames
-                if not f.startswith(".") and os.path.splitext(f)[1][1:].lower() in self.extensions
-            ]
-        return sorted(found)
+        return list_images(self.root, self.extensions)
 
     def _skip(self, path: str, err: BaseException) -> None:
         reason = f"{type(err).__name__}: {err}"

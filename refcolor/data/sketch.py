@@ -23,13 +23,15 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from refcolor.data.image_folder import EXTENSIONS as IMAGE_EXTENSIONS
+from refcolor.data.image_folder import list_images, open_rgb
 from refcolor.ops import _validation as check
 
 # Rec. 601 luma, as OpenCV's COLOR_RGB2GRAY (the grayscale Tag2Pix thresholds), PIL's "L" and
 # kornia.color.rgb_to_grayscale: sketches match what those tools would extract.
 LUMA = (0.299, 0.587, 0.114)
 METHODS = ("xdog", "gradient")
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # what sketch_files picks up in a folder
+EXTENSIONS = tuple(f".{e}" for e in IMAGE_EXTENSIONS)  # what sketch_files picks up in a folder
 
 
 def _check_images(op: str, images) -> Tensor:
@@ -263,12 +265,9 @@ class SketchExtractor(nn.Module):
 
 
 def _read_rgb(path: Path) -> Tensor:
-    """(1, 3, H, W) float32 in [0, 1]; transparency composited on white, any mode to RGB."""
-    with Image.open(path) as im:
-        rgba = im.convert("RGBA")  # decodes the pixels: a truncated file fails here
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    white.alpha_composite(rgba)
-    array = np.asarray(white.convert("RGB"), dtype=np.float32) / 255.0
+    """(1, 3, H, W) float32 in [0, 1], decoded as everywhere else (image_folder.open_rgb: EXIF
+    orientation, transparency on white, any mode to RGB)."""
+    array = np.asarray(open_rgb(path), dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
 
 
@@ -280,7 +279,8 @@ def sketch_files(
     generator: torch.Generator | None = None,
     warn: Callable[[str], None] = print,
 ) -> tuple[int, int]:
-    """Sketch an image file, or every image under a folder (recursively, by extension, sorted),
+    """Sketch an image file, or every image under a folder (image_folder.list_images: recursively,
+    by extension, sorted, hidden entries skipped),
     into grayscale PNGs of the same size: a file goes to `dst` (or into `dst` when it is a folder),
     a folder's files to the same relative paths under `dst`, with the suffix .png.
 
@@ -289,7 +289,7 @@ def sketch_files(
     """
     src, dst = Path(src), Path(dst)
     if src.is_dir():
-        files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
+        files = [Path(p) for p in list_images(src, EXTENSIONS)]  # hidden files skipped, as in training
         targets = [dst / p.relative_to(src).with_suffix(".png") for p in files]
     elif src.is_file():
         files, targets = [src], [dst / (src.stem + ".png") if dst.is_dir() else dst]

@@ -23,8 +23,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from refcolor.data.image_folder import ImageFolder
-from refcolor.data.sketch import xdog
+from refcolor.data.image_folder import ImageFolder, sample_images_dir
+from refcolor.data.sketch_preparation import prepare_sketch
 from refcolor.inference.images import from_model_range
 from refcolor.models.guiding_painter import GuidingPainter
 
@@ -48,6 +48,7 @@ class HintCurve:
     per_image: Tensor
     paths: list[str]
     image_size: int
+    data: str = ""  # what was evaluated: the folder (or dataset) the images came from
 
     @property
     def num_images(self) -> int:
@@ -124,7 +125,7 @@ def evaluate_guide_psnr(
                 image = torch.stack([item["image"] for item in items]).to(device)
                 paths += [str(item.get("path", start + i)) for i, item in enumerate(items)]
                 target = image * 2 - 1
-                sketch = xdog(image) * 2 - 1
+                sketch = prepare_sketch(image, extract="always") * 2 - 1  # as inference prepares it
                 segments = model.segmentation.segments(sketch)  # argmax one-hot in eval mode
                 step = max(1, samples_per_pass // len(items))
                 batch_psnr, batch_cover = [], []
@@ -150,7 +151,23 @@ def evaluate_guide_psnr(
         per_image=per_image,
         paths=paths,
         image_size=int(image.shape[-1]),
+        data=describe_data(data, dataset),
     )
+
+
+def describe_data(data, dataset) -> str:
+    """The evaluated data in words, for the report; says so when it is the bundled sample set,
+    which is also the default training data."""
+    root = getattr(dataset, "root", None) if isinstance(data, torch.utils.data.Dataset) else data
+    if root is None:
+        return type(dataset).__name__
+    text = str(Path(root).resolve())
+    try:
+        if Path(root).resolve() == sample_images_dir().resolve():
+            text += " (the bundled sample set: refcolor train's default training data, not held out)"
+    except FileNotFoundError:
+        pass
+    return text
 
 
 # --------------------------------------------------------------------------- tables
@@ -174,6 +191,7 @@ def write_csv(curve: HintCurve, path: str | os.PathLike) -> None:
 def write_markdown(curve: HintCurve, path: str | os.PathLike, title: str) -> None:
     text = (
         f"# {title}\n\n"
+        f"Data: {curve.data or 'not recorded'}.\n\n"
         f"{curve.num_images} images at {curve.image_size}x{curve.image_size}; sketches: XDoG (default parameters); "
         f"hints: mean target colour of the first n regions. PSNR on [0, 1] images, mean and std over images.\n\n"
         f"{markdown_table(curve)}\n\n"

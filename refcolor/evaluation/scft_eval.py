@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from refcolor.data.augmented_self_reference import AugmentedSelfReference
 from refcolor.data.image_folder import ImageFolder
+from refcolor.evaluation.guide_psnr import describe_data
 from refcolor.ops.tps_correspondence import tps_correspondence
 
 REPORT_NAME = "scft_eval"
@@ -164,6 +165,7 @@ class SCFTEvaluation:
     palette: Tensor | None = None
     correspondence: dict[str, float] | None = None
     methods: tuple[str, ...] = field(default=METHODS)
+    data: str = ""  # what was evaluated: the folder (or dataset) the images came from
 
     @property
     def num_images(self) -> int:
@@ -283,6 +285,7 @@ def evaluate_scft(
     return SCFTEvaluation(
         paths=paths, image_size=int(target.shape[-1]), seed=seed, psnr=torch.cat(psnrs), ssim=torch.cat(ssims),
         palette=torch.cat(palettes) if palettes else None, correspondence=hits or None,
+        data=describe_data(data, dataset),
     )
 
 
@@ -337,6 +340,7 @@ def write_markdown(result: SCFTEvaluation, path: str | os.PathLike, title: str) 
         f"the sketch's lines). Palette match: a*b* histogram intersection (coloured pixels, chroma >= "
         f"{MIN_CHROMA:g}) of the output and an unwarped reference from the next image (own_colours: the "
         f"target's own colours against it).\n\n"
+        f"Data: {result.data or 'not recorded'}.\n\n"
         f"{markdown_table(result)}\n"
     )
     Path(path).write_text(text, encoding="utf-8")

@@ -3,10 +3,14 @@
     colorizer = refcolor.Colorizer.from_checkpoint("runs/scft")     # run dir, .pt or .safetensors
     image = colorizer("sketch.png", "reference.jpg")               # PIL image of the sketch's size
 
-The sketch may be a line drawing or a colour image (its outline is extracted first, as in
-training); sketch and reference may have any size and aspect: each is resized so its shorter side
-is the training size (sides rounded to the model's downsampling), and the output is resized back
-to the sketch's size.
+Inputs are paths, PIL images, tensors or numpy arrays (refcolor.inference.images.to_tensor:
+transparency on white, EXIF orientation, range and layout checked). The sketch may be a line
+drawing or a colour image; either becomes the sketch the model was trained on through
+refcolor.data.sketch_preparation.prepare_sketch (colour: resized, then outlined; line art: shrunk
+keeping its strokes dark). Any size and aspect: the shorter side goes to the training size, the
+aspect is kept and the sketch padded with white to the model's multiple; the output is cropped
+back and resized to the sketch's size. The reference only lends colours: it is resized to the
+training size with its sides rounded to the model's multiple.
 """
 from __future__ import annotations
 
@@ -17,11 +21,19 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from refcolor.data.sketch_preparation import (
+    EXTRACT_MODES,
+    crop,
+    pad_to_multiple,
+    prepare_sketch,
+    resize_colour,
+    scaled_size,
+)
 from refcolor.inference import images as im
 from refcolor.inference.loading import load_model, resolve_device
 from refcolor.models.scft_colorizer import SCFTColorizer
 
-ImageLike = str | os.PathLike | Image.Image | Tensor
+ImageLike = im.ImageInput
 
 
 class Colorizer:
@@ -38,7 +50,7 @@ class Colorizer:
                  extract: str = "auto"):
         if not isinstance(model, SCFTColorizer):
             raise TypeError(f"Colorizer: argument 'model' must be a SCFTColorizer, got {type(model).__name__}")
-        if extract not in ("auto", "always", "never"):
+        if extract not in EXTRACT_MODES:
             raise ValueError(f"Colorizer: argument 'extract' must be 'auto', 'always' or 'never', got {extract!r}")
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             raise ValueError(f"Colorizer: argument 'size' must be a positive int or None, got {size!r}")
@@ -53,60 +65,49 @@ class Colorizer:
         return cls(load_model(path, expected_kind="scft", device=resolve_device(device)).model, device=device, **kwargs)
 
     # ------------------------------------------------------------------ inputs
-    @staticmethod
-    def _as_tensor(value: ImageLike, name: str) -> Tensor:
-        """(C, H, W) or (B, C, H, W) float in [0, 1]."""
-        if isinstance(value, Tensor):
-            if not value.is_floating_point() or value.dim() not in (3, 4) or value.shape[-3] not in (1, 3):
-                raise ValueError(
-                    f"Colorizer: argument '{name}' must be a float tensor (C, H, W) or (B, C, H, W) with C = 1 or 3 "
-                    f"in [0, 1], got {value.dtype} {tuple(value.shape)}"
-                )
-            return value.float()
-        if isinstance(value, Image.Image):
-            return im.pil_to_tensor(value.convert("RGB"))
-        if isinstance(value, (str, os.PathLike)):
-            return im.pil_to_tensor(im.read_image(value))
-        raise TypeError(f"Colorizer: argument '{name}' must be a path, a PIL image or a tensor, got {type(value).__name__}")
+    def prepare_sketch(self, sketch: Tensor) -> tuple[Tensor, tuple[int, int, int, int]]:
+        """(B, C, H, W) in [0, 1] -> (model input (B, 1, h', w') in [-1, 1] padded with white to the
+        model's multiple, box (top, left, h, w) of the sketch inside it)."""
+        size = scaled_size(sketch.shape[-2], sketch.shape[-1], self.size)
+        prepared = prepare_sketch(sketch.float(), size, extract=self.extract)
+        padded, box = pad_to_multiple(prepared, self.model.config.downsampling, 1.0)
+        return im.to_model_range(padded).to(self.device), box
 
-    def _prepare(self, image: Tensor, kind: str) -> Tensor:
-        """One (C, H, W) image -> (1, C', h, w) in the model range at the working size."""
+    def prepare_reference(self, reference: Tensor) -> Tensor:
+        """(B, C, H, W) in [0, 1] -> (B, 3, h', w') in [-1, 1], shorter side at the training size,
+        sides rounded to the model's multiple (a stretch of at most half a multiple: the reference
+        lends colours, not positions)."""
         d = self.model.config.downsampling
-        size = im.working_size(image.shape[-2], image.shape[-1], self.size, d)
-        if kind == "sketch":
-            # A colour image is resized first and outlined at the working size, as training sketches
-            # are drawn at the training size (lines outlined at full size thin out when shrunk).
-            extracting = self.extract == "always" or (self.extract == "auto" and not im.is_line_drawing(image))
-            if extracting:
-                image = im.resize(image.cpu(), size)
-            image = im.as_sketch(image, "always" if extracting else "never")
-        elif image.shape[0] == 1:
-            image = image.expand(3, -1, -1)
-        return im.to_model_range(im.resize(image.cpu(), size)).unsqueeze(0).to(self.device)
+        h, w = scaled_size(reference.shape[-2], reference.shape[-1], self.size)
+        size = (max(d, round(h / d) * d), max(d, round(w / d) * d))
+        reference = reference.expand(-1, 3, -1, -1) if reference.shape[1] == 1 else reference
+        return im.to_model_range(resize_colour(reference.float(), size)).to(self.device)
 
     # ------------------------------------------------------------------ call
     @torch.no_grad()
     def colorize_tensor(self, sketch: Tensor, reference: Tensor) -> Tensor:
-        """sketch (C, H, W) or (B, C, H, W), reference (3, H', W') or (B | 1, 3, H', W'), in [0, 1]
-        -> (B, 3, H, W) in [0, 1]. One reference is shared by the whole batch."""
-        sketches = sketch.unsqueeze(0) if sketch.dim() == 3 else sketch
-        references = reference.unsqueeze(0) if reference.dim() == 3 else reference
+        """sketch (C, H, W) or (B, C, H, W), reference (C, H', W') or (B | 1, C, H', W'), checked by
+        images.to_tensor (in [0, 1] or uint8; C = 1, 3 or 4) -> (B, 3, H, W) in [0, 1] on the CPU.
+        One reference is shared by the whole batch."""
+        sketches = im.to_tensor(sketch, "sketch", op="Colorizer")
+        references = im.to_tensor(reference, "reference", op="Colorizer")
         if references.shape[0] not in (1, sketches.shape[0]):
             raise ValueError(
                 f"Colorizer: argument 'reference' must hold 1 image or one per sketch ({sketches.shape[0]}), "
-                f"got {tuple(reference.shape)}"
+                f"got {references.shape[0]}"
             )
         outputs = []
         for b in range(sketches.shape[0]):
-            s = self._prepare(sketches[b], "sketch")
-            r = self._prepare(references[b if references.shape[0] > 1 else 0], "reference")
-            out = im.from_model_range(self.model(s, r))[0].float().cpu()
-            outputs.append(im.resize(out, tuple(sketches.shape[-2:])))
+            s, box = self.prepare_sketch(sketches[b:b + 1])
+            r = self.prepare_reference(references[b if references.shape[0] > 1 else 0][None])
+            out = crop(im.from_model_range(self.model(s, r).float()), box).cpu()
+            outputs.append(im.resize_output(out, tuple(sketches.shape[-2:]))[0])
         return torch.stack(outputs)
 
     def __call__(self, sketch: ImageLike, reference: ImageLike) -> Image.Image | Tensor:
-        """A PIL image of the sketch's size, or a (B, 3, H, W) tensor in [0, 1] when `sketch` is a tensor."""
-        out = self.colorize_tensor(self._as_tensor(sketch, "sketch"), self._as_tensor(reference, "reference"))
+        """A (B, 3, H, W) tensor in [0, 1] when `sketch` is a tensor, else a PIL image of the
+        sketch's size (paths, PIL images and arrays hold one image; an array batch gives its first)."""
+        out = self.colorize_tensor(sketch, reference)
         return out if isinstance(sketch, Tensor) else im.tensor_to_pil(out[0])
 
     def colorize_file(self, sketch: str | os.PathLike, reference: ImageLike, out: str | os.PathLike) -> Path:

@@ -11,9 +11,10 @@ sketch (at the sketch's size), in channel order, which is the model's priority o
 the region the model most wants a colour for. Colours are given for the first regions; the others
 get no hint and the model picks their colour.
 
-Any sketch size works: the model runs at images.working_size (the shorter side at the training
-size, sides multiples of 2**depth) and its regions (nearest) and image (area/bicubic) are mapped
-back to the sketch's size.
+Any sketch size works, as any input form (images.to_tensor): the sketch is prepared as training
+prepares it (sketch_preparation.prepare_sketch) with its shorter side at the training size, the
+aspect kept and white padding to a multiple of 2**depth; the model's regions (nearest) and image
+(bicubic) are cropped back and mapped to the sketch's size.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from refcolor.data.image_folder import to_rgb
+from refcolor.data.sketch_preparation import crop, pad_to_multiple, prepare_sketch, scaled_size
 from refcolor.inference import images
 from refcolor.inference.loading import load_model, resolve_device
 from refcolor.models.guiding_painter import GuidingPainter
@@ -40,7 +41,6 @@ Color = tuple[int, int, int]
 _HEX = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 _COLOR_FORMS = '"#rrggbb", "#rgb" or [r, g, b] with integers 0..255'
 _ANCHOR_SIDE = 256  # the label-placement distance transform runs on a label map at most this big
-_RANGE_TOLERANCE = 1e-3
 
 
 # --------------------------------------------------------------------------- colours
@@ -95,27 +95,9 @@ def read_colors(path: str | os.PathLike) -> list[Color]:
 
 
 def load_sketches(sketch) -> tuple[Tensor, bool]:
-    """A path, PIL image or tensor -> ((B, 1, H, W) sketch in [0, 1] on the CPU, given_as_image).
-
-    Tensors: (C, H, W) or (B, C, H, W), C = 1 or 3, floating point in [0, 1]. Colour images get their
-    XDoG outline extracted, gray ones are used as they are (images.as_sketch)."""
-    if isinstance(sketch, (str, os.PathLike)):
-        sketch = images.read_image(sketch)
-    if isinstance(sketch, Image.Image):
-        batch = images.pil_to_tensor(to_rgb(sketch)).unsqueeze(0)
-        return torch.stack([images.as_sketch(x) for x in batch]), True
-    if not isinstance(sketch, Tensor):
-        raise TypeError(f"sketch: expected a path, a PIL image or a tensor, got {type(sketch).__name__}")
-    if not sketch.is_floating_point():
-        raise ValueError(f"sketch: expected a floating-point tensor in [0, 1], got dtype {sketch.dtype}")
-    batch = sketch.unsqueeze(0) if sketch.dim() == 3 else sketch
-    if batch.dim() != 4 or batch.shape[1] not in (1, 3) or 0 in batch.shape:
-        raise ValueError(f"sketch: expected shape (C, H, W) or (B, C, H, W) with C = 1 or 3, got {tuple(sketch.shape)}")
-    batch = batch.detach().float().cpu()
-    low, high = float(batch.min()), float(batch.max())
-    if low < -_RANGE_TOLERANCE or high > 1 + _RANGE_TOLERANCE:
-        raise ValueError(f"sketch: expected values in [0, 1], got [{low:.3g}, {high:.3g}]")
-    return torch.stack([images.as_sketch(x.clamp(0, 1)) for x in batch]), False
+    """A path, PIL image, tensor or numpy array (images.to_tensor) -> ((B, C, H, W) in [0, 1],
+    given_as_image: whether a PIL image, not a tensor, should be returned)."""
+    return images.to_tensor(sketch, "sketch", op="GuidedColorizer"), not isinstance(sketch, Tensor)
 
 
 # --------------------------------------------------------------------------- region maps
@@ -289,27 +271,34 @@ class GuidedColorizer:
         return cls(loaded.model, device=device, source=loaded.source)
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
-        return images.working_size(height, width, self.config.image_size, 2**self.config.depth)
+        """The size the model runs at for a height x width sketch: the shorter side at the training
+        size, the aspect kept, padded up to multiples of 2**depth."""
+        h, w = scaled_size(height, width, self.config.image_size)
+        m = 2**self.config.depth
+        return h + -h % m, w + -w % m
 
-    def _prepare(self, sketches: Tensor) -> Tensor:
-        """(B, 1, H, W) in [0, 1] -> the model's input at the working size, in [-1, 1], on its device."""
-        size = self.working_size(*sketches.shape[-2:])
-        x = torch.stack([images.resize(s, size) for s in sketches])
-        return images.to_model_range(x).to(self.device)
+    def _prepare(self, sketches: Tensor) -> tuple[Tensor, tuple[int, int, int, int]]:
+        """(B, C, H, W) in [0, 1] -> (the model's input in [-1, 1] on its device, white-padded to
+        the model's multiple; box (top, left, h, w) of the sketch inside it)."""
+        size = scaled_size(sketches.shape[-2], sketches.shape[-1], self.config.image_size)
+        padded, box = pad_to_multiple(prepare_sketch(sketches.float(), size), 2**self.config.depth, 1.0)
+        return images.to_model_range(padded).to(self.device), box
 
-    def _channel_maps(self, x: Tensor, size: tuple[int, int]) -> Tensor:
-        """The model's region channel per pixel, (B, *size) int64 on the CPU (nearest resampling)."""
-        channels = self.model.regions(x).cpu()
+    def _channel_maps(self, x: Tensor, box: tuple[int, int, int, int], size: tuple[int, int]) -> Tensor:
+        """The model's region channel per pixel, padding cropped, (B, *size) int64 on the CPU (nearest)."""
+        channels = crop(self.model.regions(x), box).cpu()
         return F.interpolate(channels[:, None].float(), size=size, mode="nearest-exact")[:, 0].long()
 
     def regions(self, sketch) -> RegionMap:
-        """The numbered regions of one sketch (a path, PIL image, or (C, H, W) / (1, C, H, W) tensor)."""
+        """The numbered regions of one sketch (a path, PIL image, array, or (C, H, W) / (1, C, H, W) tensor)."""
         sketches, _ = load_sketches(sketch)
         if sketches.shape[0] != 1:
             raise ValueError(f"sketch: regions() takes one sketch, got a batch of {sketches.shape[0]}")
-        x = self._prepare(sketches)
-        channel_map = self._channel_maps(x, tuple(sketches.shape[-2:]))[0]
-        return region_map(channel_map, sketches[0], tuple(x.shape[-2:]))
+        x, box = self._prepare(sketches)
+        size = tuple(sketches.shape[-2:])
+        channel_map = self._channel_maps(x, box, size)[0]
+        # The overlay's lines: the same preparation at the sketch's own size.
+        return region_map(channel_map, prepare_sketch(sketches.float())[0].cpu(), tuple(x.shape[-2:]))
 
     def colorize(self, sketch, colors):
         """Paint `sketch` with colors[i] as the colour of region i + 1 (numbering of regions()).
@@ -317,12 +306,12 @@ class GuidedColorizer:
         colors: "#rrggbb" / "#rgb" strings or [r, g, b] integers 0..255; fewer than the regions is
         normal (the rest get no hint), more is a ValueError. A tensor batch gets the same colour list
         applied to each sketch's own regions. Returns a PIL RGB image of the sketch's size for a
-        path or PIL image, else a (B, 3, H, W) tensor in [0, 1] on the input's device."""
+        path, PIL image or numpy array, else a (B, 3, H, W) tensor in [0, 1] on the input's device."""
         parsed = parse_colors(colors)
         sketches, as_image = load_sketches(sketch)
-        x = self._prepare(sketches)
+        x, box = self._prepare(sketches)
         size = tuple(sketches.shape[-2:])
-        channel_maps = self._channel_maps(x, size)
+        channel_maps = self._channel_maps(x, box, size)
         mapped = []  # per sketch: the channel each colour goes to
         for b, channel_map in enumerate(channel_maps):
             present = torch.bincount(channel_map.flatten()).nonzero().flatten().tolist()
@@ -342,8 +331,7 @@ class GuidedColorizer:
         for b, chans in enumerate(mapped):
             table[b, chans] = rgb
         output = self.model.colorize(x, table.to(self.device), num_hints=counts)
-        output = images.from_model_range(output.float()).cpu()
-        output = torch.stack([images.resize(image, size) for image in output])
+        output = images.resize_output(crop(images.from_model_range(output.float()), box).cpu(), size)
         if as_image:
             return images.tensor_to_pil(output[0])
         return output.to(sketch.device)

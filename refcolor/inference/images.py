@@ -1,7 +1,14 @@
-"""Image handling shared by the inference tools: reading user files, telling a line drawing from a
-colour image (whose outline is then extracted), and choosing a working size for a model.
+"""The one way user images enter refcolor's inference tools (Colorizer, GuidedColorizer, the CLI,
+a server): `to_tensor` takes a path, a PIL image, a tensor or a numpy array and returns a checked
+(B, C, H, W) float32 batch in [0, 1].
 
-Tensors here are float32 in [0, 1]; the models work in [-1, 1] (to_model_range / from_model_range).
+- Paths and PIL images are decoded as training decodes its images (image_folder.to_rgb): EXIF
+  orientation applied, transparency composited on white, gray / palette / 16-bit modes to RGB.
+- Tensors (C, H, W) or (B, C, H, W) and arrays (H, W), (H, W, C) or (B, H, W, C) with C = 1, 3 or
+  4 (the 4th channel is alpha, composited on white): floating point in [0, 1], or uint8 (0..255).
+  Anything else is a one-line ValueError / TypeError naming the argument, expected and actual.
+
+The models work in [-1, 1] (to_model_range / from_model_range).
 """
 from __future__ import annotations
 
@@ -14,12 +21,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from refcolor.data.image_folder import EXTENSIONS, open_rgb
-from refcolor.data.sketch import luminance, xdog
+from refcolor.data.image_folder import list_images, open_rgb, to_rgb
 
-# A line drawing is (nearly) gray: its mean chroma (max - min over RGB) stays below this. Colour
-# illustrations and photos sit well above 0.05; JPEG noise on a scanned sketch stays below 0.02.
-LINE_ART_MAX_CHROMA = 0.03
+ImageInput = str | os.PathLike | Image.Image | Tensor | np.ndarray
+RANGE_TOLERANCE = 1e-3  # float inputs may overshoot [0, 1] by rounding this much (then clamped)
 
 
 def read_image(path: str | os.PathLike) -> Image.Image:
@@ -35,22 +40,15 @@ def read_image(path: str | os.PathLike) -> Image.Image:
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
-    """Image files under `folder`, recursively, sorted (hidden entries skipped)."""
-    folder = Path(folder)
-    return sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower().lstrip(".") in EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    """Image files under `folder`, listed as training lists them (image_folder.list_images:
+    recursive, sorted, hidden entries skipped)."""
+    return [Path(p) for p in list_images(folder)]
 
 
 def pil_to_tensor(image: Image.Image) -> Tensor:
-    """PIL image -> (C, H, W) float32 in [0, 1] (C = 1 for mode L, else 3)."""
-    if image.mode not in ("L", "RGB"):
-        image = image.convert("RGB")
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    tensor = torch.from_numpy(array.copy())
-    return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)
+    """PIL image -> (3, H, W) float32 in [0, 1], decoded like a training image (to_rgb)."""
+    array = np.asarray(to_rgb(image), dtype=np.float32) / 255.0
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 def tensor_to_pil(image: Tensor) -> Image.Image:
@@ -63,51 +61,68 @@ def tensor_to_pil(image: Tensor) -> Image.Image:
     return Image.fromarray(array.permute(1, 2, 0).numpy(), "RGB")
 
 
-def is_line_drawing(image: Tensor) -> bool:
-    """True when a (3, H, W) or (1, H, W) image in [0, 1] is gray enough to be a sketch already."""
-    if image.shape[0] == 1:
-        return True
-    chroma = image.max(dim=0).values - image.min(dim=0).values
-    return float(chroma.mean()) < LINE_ART_MAX_CHROMA
+def _composite_alpha(batch: Tensor) -> Tensor:
+    """(B, 4, H, W) straight (not premultiplied) alpha -> (B, 3, H, W) on white."""
+    rgb, alpha = batch[:, :3], batch[:, 3:]
+    return rgb * alpha + (1 - alpha)
 
 
-def as_sketch(image: Tensor, extract: str = "auto") -> Tensor:
-    """(C, H, W) in [0, 1] -> (1, H, W) sketch, white background with dark lines.
-
-    extract: "auto" (a colour image gets its outline extracted, a gray one is used as it is),
-    "always" or "never". Extraction is XDoG with its fixed default parameters (the middle of the
-    training range)."""
-    if extract not in ("auto", "always", "never"):
-        raise ValueError(f"argument 'extract' must be 'auto', 'always' or 'never', got {extract!r}")
-    rgb = image.expand(3, -1, -1) if image.shape[0] == 1 else image
-    if extract == "never" or (extract == "auto" and is_line_drawing(image)):
-        return luminance(rgb.unsqueeze(0))[0]
-    return xdog(rgb.unsqueeze(0))[0]
-
-
-def working_size(height: int, width: int, base: int, multiple: int) -> tuple[int, int]:
-    """Size to run a model at: the shorter side scaled to `base` (the training size), the aspect kept,
-    each side rounded to a multiple of `multiple` (the model's downsampling), at least `multiple`."""
-    if height < 1 or width < 1:
-        raise ValueError(f"image must be at least 1x1, got {width}x{height}")
-    scale = base / min(height, width)
-
-    def fit(side: int) -> int:
-        return max(multiple, int(round(side * scale / multiple)) * multiple)
-
-    return fit(height), fit(width)
+def _checked_values(op: str, name: str, batch: Tensor, given: str) -> Tensor:
+    """uint8 -> / 255; floating point must lie in [0, 1] (within RANGE_TOLERANCE); else an error."""
+    if batch.dtype == torch.uint8:
+        return batch.float() / 255
+    if not batch.is_floating_point():
+        raise ValueError(f"{op}: argument '{name}' must be floating point in [0, 1] or uint8, got {given} of {batch.dtype}")
+    batch = batch.detach().float()
+    low, high = float(batch.min()), float(batch.max())
+    if not (low >= -RANGE_TOLERANCE and high <= 1 + RANGE_TOLERANCE):  # also catches NaN
+        looks_8_bit = 2 < high <= 255  # a slight overshoot is a bug upstream, not a 0..255 image
+        hint = " (0..255 values: divide by 255 or pass uint8)" if looks_8_bit else ""
+        raise ValueError(f"{op}: argument '{name}' must hold values in [0, 1], got [{low:.4g}, {high:.4g}]{hint}")
+    return batch.clamp(0, 1)
 
 
-def resize(image: Tensor, size: tuple[int, int], mode: str = "area") -> Tensor:
-    """(C, H, W) -> (C, *size). 'area' when shrinking (no aliasing of thin lines), bicubic when enlarging."""
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    shrinking = size[0] * size[1] < image.shape[-2] * image.shape[-1]
-    if mode == "area" and not shrinking:
-        mode = "bicubic"
-    kwargs = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
-    out = F.interpolate(image.unsqueeze(0), size=size, mode=mode, **kwargs)[0]
-    return out.clamp(0, 1)
+def to_tensor(value: ImageInput, name: str = "image", *, op: str = "refcolor") -> Tensor:
+    """A path, PIL image, tensor or numpy array -> (B, C, H, W) float32 in [0, 1], C = 1 or 3, on
+    the tensor's device (CPU for everything else). See the module docstring for the accepted forms;
+    errors start with `op` and name the argument `name`."""
+    if isinstance(value, (str, os.PathLike)):
+        return pil_to_tensor(read_image(value)).unsqueeze(0)
+    if isinstance(value, Image.Image):
+        return pil_to_tensor(value).unsqueeze(0)
+    if isinstance(value, np.ndarray):
+        layouts = "(H, W), (H, W, C) or (B, H, W, C) with C = 1, 3 or 4"
+        if value.dtype == np.uint16:  # 16-bit PNGs read with other libraries
+            value = value.astype(np.float32) / 65535
+        if value.ndim == 2:
+            value = value[..., None]
+        if value.ndim not in (3, 4) or value.shape[-1] not in (1, 3, 4) or 0 in value.shape:
+            raise ValueError(f"{op}: argument '{name}' must be an array {layouts}, got shape {value.shape}")
+        if value.dtype.kind not in "uf" or (value.dtype.kind == "u" and value.dtype != np.uint8):
+            raise ValueError(f"{op}: argument '{name}' must be a float array in [0, 1] or uint8, got dtype {value.dtype}")
+        batch = torch.from_numpy(np.array(value)).movedim(-1, -3)  # a copy: arrays may be read-only
+        batch = batch.unsqueeze(0) if batch.dim() == 3 else batch
+        given = f"array {value.shape}"
+    elif isinstance(value, Tensor):
+        layouts = "(C, H, W) or (B, C, H, W) with C = 1, 3 or 4"
+        if value.dim() not in (3, 4) or value.shape[-3] not in (1, 3, 4) or 0 in value.shape:
+            raise ValueError(f"{op}: argument '{name}' must be a tensor {layouts}, got shape {tuple(value.shape)}")
+        batch = value.unsqueeze(0) if value.dim() == 3 else value
+        given = f"tensor {tuple(value.shape)}"
+    else:
+        raise TypeError(
+            f"{op}: argument '{name}' must be a path, a PIL image, a tensor or a numpy array, got {type(value).__name__}"
+        )
+    batch = _checked_values(op, name, batch, given)
+    return _composite_alpha(batch) if batch.shape[1] == 4 else batch
+
+
+def resize_output(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, C, h, w) in [0, 1] -> (B, C, *size): a model's output back at the input's size
+    (antialiased bicubic, so shrinking does not alias), clamped to [0, 1]."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
 
 
 def to_model_range(image: Tensor) -> Tensor:
@@ -118,17 +133,15 @@ def from_model_range(image: Tensor) -> Tensor:
     return ((image + 1) / 2).clamp(0, 1)
 
 
-
 __all__ = [
-    "LINE_ART_MAX_CHROMA",
-    "as_sketch",
+    "RANGE_TOLERANCE",
+    "ImageInput",
     "from_model_range",
     "image_files",
-    "is_line_drawing",
     "pil_to_tensor",
     "read_image",
-    "resize",
+    "resize_output",
     "tensor_to_pil",
     "to_model_range",
-    "working_size",
+    "to_tensor",
 ]

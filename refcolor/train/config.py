@@ -42,6 +42,10 @@ class TrainConfig:
     out: str = "runs/refcolor"  # run directory: checkpoints, samples, logs, model.safetensors
     batch_size: int = 8  # per process
     steps: int = 1000  # total optimiser steps of the run
+    # guide: steps over which the Gumbel temperature anneals (tau_start -> tau_end). None: the run's
+    # `steps` when it starts; then saved and frozen, so a resume with more --steps continues the
+    # same schedule instead of jumping back to a warmer temperature.
+    temperature_steps: int | None = None
     seed: int = 0
     lr_generator: float = 1e-4
     lr_discriminator: float = 2e-4
@@ -96,6 +100,8 @@ class TrainConfig:
         positive_int("triplet_negatives")
         if self.discriminator_channels is not None:
             positive_int("discriminator_channels")
+        if self.temperature_steps is not None:
+            positive_int("temperature_steps")
         positive_int("discriminator_layers")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             bad("seed", "an int >= 0")
@@ -141,6 +147,16 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+    def fix_schedules(self, saved: dict[str, Any] | None = None) -> TrainConfig:
+        """This config with the run-long schedules fixed: temperature_steps taken from the run being
+        resumed (`saved`, its config; a run saved before the key existed annealed over its `steps`)
+        or, for a new run, from `steps`. Only GuidingPainter has such a schedule."""
+        if self.model != "guide" or self.temperature_steps is not None:
+            return self
+        if saved is not None:
+            return self.replace(temperature_steps=saved.get("temperature_steps") or saved["steps"])
+        return self.replace(temperature_steps=self.steps)
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:

@@ -77,12 +77,15 @@ class Trainer:
             if saved_path is None:
                 raise FileNotFoundError(f"nothing to resume: no checkpoint in {self.manager.directory}")
             saved = load_checkpoint(saved_path, map_location=self.device)  # read once: checked, then restored
+            config = config.fix_schedules(_train_config_of(saved))
             self._check_resumable(saved_path, _train_config_of(saved), config)
         elif saved_path is not None:
             raise RunExistsError(
                 f"{self.run_dir} already holds a run (latest checkpoint {saved_path.name}); "
                 "pass --resume to continue it or choose another --out"
             )
+        else:
+            config = config.fix_schedules()
         self.config = config
         torch.manual_seed(config.seed)
 
@@ -123,7 +126,7 @@ class Trainer:
     @staticmethod
     def _check_resumable(path: Path, saved: dict, given: TrainConfig) -> None:
         try:
-            previous = TrainConfig.from_dict(saved, source=f"checkpoint {path}")
+            previous = TrainConfig.from_dict(saved, source=f"checkpoint {path}").fix_schedules(saved)
         except ValueError as err:
             raise ValueError(f"checkpoint {path} holds a config this version cannot read: {err}") from None
         diffs = frozen_differences(previous.to_dict(), given.to_dict())

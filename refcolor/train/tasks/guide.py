@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from refcolor.data.sketch import SketchExtractor
+from refcolor.data.sketch_preparation import prepare_sketch
 from refcolor.inference.guided import region_palette
 from refcolor.inference.images import from_model_range
 from refcolor.losses import GuidingPainterLossWeights
@@ -28,11 +29,14 @@ class GuideTask(Task):
         self.backend = backend
 
     def temperature(self, step: int) -> float:
-        return self.model_config.temperature(step, self.config.steps)
+        # The schedule's length is fixed when the run starts (TrainConfig.fix_schedules), not the
+        # current --steps, so a resumed run continues the same annealing.
+        length = self.config.temperature_steps or self.config.steps
+        return self.model_config.temperature(step, length)
 
     def prepare(self, images: Tensor, rng: torch.Generator) -> dict[str, Tensor]:
         with torch.no_grad():
-            sketch = self.sketcher(images, rng)
+            sketch = prepare_sketch(images, extract="always", extractor=self.sketcher, generator=rng)
         return {"sketch": sketch * 2 - 1, "target": images * 2 - 1}
 
     def forward(self, generator: nn.Module, data: dict, step: int, rng: torch.Generator) -> dict:
