@@ -73,8 +73,10 @@ def _(segments, image, num_hints, backend):
     B, Nc, H, W = segments.shape
     C = image.shape[1]
     acc = _accumulate_dtype(segments.dtype)
+    # Layouts as the kernels return them: hints in the image's memory format (channels-last in,
+    # channels-last out), mask (B, 1, H, W) contiguous.
     return (
-        segments.new_empty((B, C, H, W)),
+        torch.empty_like(image),
         segments.new_empty((B, 1, H, W)),
         segments.new_empty((B, Nc, C), dtype=acc),
         segments.new_empty((B, Nc), dtype=acc),
@@ -93,6 +95,7 @@ def _segment_hint_colors_backward_op(
 
 @_segment_hint_colors_backward_op.register_fake
 def _(grad_hints, grad_mask, segments, image, num_hints, colors, counts, backend):
+    # Each gradient in its input's layout (torch.empty_like's preserve_format, as the kernels).
     return torch.empty_like(segments), torch.empty_like(image)
 
 
