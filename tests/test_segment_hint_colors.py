@@ -61,18 +61,108 @@ def test_backend_matches_reference(backend, device, case, kind, dtype):
         assert rel_err(a, e) <= TOL[dtype], f"{name}: relative error {rel_err(a, e):.2e}"
 
 
+def _layout(kind, t):
+    """`t` (B, Ch, H, W) re-laid out without changing its values."""
+    if kind == "contiguous":
+        return t.contiguous()
+    if kind == "channels_last":
+        return t.contiguous(memory_format=torch.channels_last)
+    if kind == "transposed":  # (B, Ch, W, H) storage: unit stride along H
+        return t.transpose(2, 3).contiguous().transpose(2, 3)
+    if kind == "sliced":  # every other column of a wider tensor, rows of a taller one: not collapsible
+        B, Ch, H, W = t.shape
+        big = torch.zeros(B, Ch + 1, H + 2, 2 * W + 1, dtype=t.dtype, device=t.device)
+        big[:, 1:, 1:-1, 1::2] = t
+        return big[:, 1:, 1:-1, 1::2]
+    raise ValueError(kind)
+
+
+# (segments, image, grad_hints) layouts; "one_hot" is one_hot(labels, Nc).permute(0, 3, 1, 2).
+LAYOUTS = {
+    "one_hot_permuted": ("one_hot", "contiguous", "contiguous"),
+    "all_channels_last": ("channels_last", "channels_last", "channels_last"),
+    "sliced": ("sliced", "sliced", "sliced"),
+    "transposed_mixed": ("transposed", "channels_last", "transposed"),
+    "contiguous_segments_cl_image": ("contiguous", "channels_last", "sliced"),
+}
+
+
+def _layout_inputs(layout, dtype, device, B=2, Nc=11, C=3, H=9, W=10):
+    g = torch.Generator().manual_seed(zlib.crc32(layout.encode()))
+    s_kind, y_kind, g_kind = LAYOUTS[layout]
+    if s_kind == "one_hot":
+        labels = torch.randint(0, Nc - 1, (B, H, W), generator=g)
+        S = torch.nn.functional.one_hot(labels, Nc).to(device=device, dtype=dtype).permute(0, 3, 1, 2)
+        assert S.is_contiguous(memory_format=torch.channels_last)
+    else:
+        S = _layout(s_kind, make_segments(B, Nc, H, W, "soft", dtype=dtype, device=device, generator=g))
+    Y = _layout(y_kind, make_image(B, C, H, W, dtype=dtype, device=device, generator=g))
+    gH = _layout(g_kind, torch.randn(B, C, H, W, generator=g, dtype=torch.float64).to(dtype=dtype, device=device))
+    gM = torch.randn(B, 1, H, W, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
+    return S, Y, gH, gM
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("backend,device", kernel_backend_params())
-def test_non_contiguous_inputs(backend, device):
+def test_any_layout_forward_backward(backend, device, layout):
+    """Permuted, channels-last, sliced and mixed layouts: values match the reference, and outputs
+    and gradients come back in their input's layout (channels-last in, channels-last out)."""
     if not usable(backend, device):
         pytest.skip(f"{backend} not usable on {device}")
-    B, Nc, C, H, W = 2, 5, 3, 9, 10
-    S = make_segments(B, Nc, H, W, "soft", device=device).permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
-    Y = make_image(B, C, H, 2 * W, device=device)[..., ::2]
-    gH = torch.randn(B, C, H, W, device=device).transpose(2, 3).contiguous().transpose(2, 3)
-    gM = torch.randn(B, 1, H, W, device=device)
-    assert not S.is_contiguous() and not Y.is_contiguous() and not gH.is_contiguous()
-    for a, e in zip(run(backend, S, Y, [3, 5], gH, gM), run("reference", S, Y, [3, 5], gH, gM)):
-        assert rel_err(a, e) <= TOL[torch.float32]
+    S, Y, gH, gM = _layout_inputs(layout, torch.float64, device)
+    nh = [7, 11]
+    actual = run(backend, S, Y, nh, gH, gM)
+    expected = run("reference", S.contiguous(), Y.contiguous(), nh, gH.contiguous(), gM)
+    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected):
+        assert rel_err(a, e) <= TOL[torch.float64], f"{name}: relative error {rel_err(a, e):.2e}"
+    hints, _, dS, dY = actual
+    assert hints.stride() == torch.empty_like(Y).stride()
+    assert dS.stride() == torch.empty_like(S).stride() and dY.stride() == torch.empty_like(Y).stride()
+    if LAYOUTS[layout][0] in ("one_hot", "channels_last"):
+        assert dS.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("backend", ["cpp"])
+def test_no_hidden_copy_of_strided_inputs(backend):
+    """Forward and backward on channels-last / sliced inputs run no copy or clone of any tensor.
+    (Triton on the CPU cannot be checked this way: its interpreter copies every argument.)"""
+    if not usable(backend, "cpu"):
+        pytest.skip(f"{backend} not usable")
+    for layout in ("one_hot_permuted", "sliced"):
+        S, Y, gH, gM = _layout_inputs(layout, torch.float32, "cpu")
+        S.requires_grad_()
+        Y.requires_grad_()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            hints, mask = segment_hint_colors(S, Y, [4, 11], backend=backend)
+            torch.autograd.grad([hints, mask], [S, Y], [gH, gM])
+        names = {e.name for e in prof.events()}
+        copies = names & {"aten::copy_", "aten::clone", "aten::contiguous", "aten::_to_copy"}
+        assert not copies, f"{layout}: {sorted(copies)}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("layout", ["contiguous", "one_hot_permuted", "sliced", "transposed_mixed"])
+@pytest.mark.parametrize("shape", [(2, 5, 3, 37, 29), (3, 4, 5, 40, 41), (1, 3, 1, 1, 1)], ids=str)
+def test_cuda_block_logic_emulated_on_host(shape, layout, dtype):
+    """The CUDA kernels' index arithmetic (pixel blocks and their tails, channel groups, workspace
+    slots, strided offsets), run grid block by grid block on the host through the same
+    segment_hint_colors_math.h helpers, against the reference. The shapes leave partial blocks:
+    37 * 29 = 1073 pixels is one full 1024-pixel reduction block plus a tail of 49."""
+    if not usable("cpp", "cpu"):
+        pytest.skip("compiled extension not built")
+    B, Nc, C, H, W = shape
+    if layout == "contiguous":
+        g = torch.Generator().manual_seed(7)
+        S = make_segments(B, Nc, H, W, "soft", dtype=dtype, generator=g)
+        Y = make_image(B, C, H, W, dtype=dtype, generator=g)
+        gH, gM = torch.randn(B, C, H, W, dtype=dtype, generator=g), torch.randn(B, 1, H, W, dtype=dtype, generator=g)
+    else:
+        S, Y, gH, gM = _layout_inputs(layout, dtype, "cpu", B=B, Nc=Nc, C=C, H=H, W=W)
+    nh = torch.tensor([Nc, 1, Nc - 1][:B])
+    actual = torch.ops.refcolor.segment_hint_colors_cuda_emulation(S, Y, nh, gH, gM)
+    expected = run("reference", S, Y, nh, gH, gM)
+    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected):
+        assert rel_err(a, e) <= TOL[dtype], f"{name}: relative error {rel_err(a, e):.2e}"
 
 
 def test_reference_semantics_by_hand():

@@ -135,6 +135,20 @@ REFCOLOR_HOST_DEVICE inline void reduce_thread(const T* S, const Strides4& ss, c
   }
 }
 
+// The paint kernels: one thread per pixel, kPaintThreads per block; threads past the last pixel
+// (the tail of the last block) do nothing.
+REFCOLOR_HOST_DEVICE inline int64_t paint_block_count(int64_t pixels) {
+  return (pixels + kPaintThreads - 1) / kPaintThreads;
+}
+REFCOLOR_HOST_DEVICE inline int64_t paint_pixel(int64_t block, int thread) { return block * kPaintThreads + thread; }
+
+// Strides of every tensor of a call and the pixel row width they share (see element_offset).
+struct SegmentHintLayout {
+  Strides4 segments, image, hints, mask;  // forward; backward: hints = grad_hints, mask = grad_mask
+  Strides4 grad_segments, grad_image;     // backward outputs
+  int64_t width;
+};
+
 // Sum over pixel blocks of one partial slot (the finalize step).
 template <typename acc_t>
 REFCOLOR_HOST_DEVICE inline acc_t partial_total(const acc_t* partial, int64_t nblocks, int64_t b, int64_t i,
