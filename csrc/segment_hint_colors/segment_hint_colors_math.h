@@ -140,7 +140,10 @@ REFCOLOR_HOST_DEVICE inline void reduce_thread(const T* S, const Strides4& ss, c
 REFCOLOR_HOST_DEVICE inline int64_t paint_block_count(int64_t pixels) {
   return (pixels + kPaintThreads - 1) / kPaintThreads;
 }
-REFCOLOR_HOST_DEVICE inline int64_t paint_pixel(int64_t block, int thread) { return block * kPaintThreads + thread; }
+REFCOLOR_HOST_DEVICE inline bool paint_thread_pixel(int64_t block, int thread, int64_t pixels, int64_t* p) {
+  *p = block * kPaintThreads + thread;
+  return *p < pixels;
+}
 
 // Strides of every tensor of a call and the pixel row width they share (see element_offset).
 struct SegmentHintLayout {

@@ -54,8 +54,8 @@ void emulate_paint_grid(int64_t B, int64_t P, const Fn& fn) {
   for (int64_t b = 0; b < B; ++b)
     for (int64_t blk = 0; blk < paint_block_count(P); ++blk)
       for (int t = 0; t < kPaintThreads; ++t) {
-        const int64_t p = paint_pixel(blk, t);
-        if (p < P) fn(b, p);
+        int64_t p;
+        if (paint_thread_pixel(blk, t, P, &p)) fn(b, p);
       }
 }
 

@@ -109,8 +109,9 @@ template <typename T, typename acc_t>
 __global__ void paint_forward_kernel(const T* __restrict__ S, const int64_t* __restrict__ num_hints,
                                      const acc_t* __restrict__ colors, T* __restrict__ hints, T* __restrict__ mask,
                                      SegmentHintLayout layout, int64_t Nc, int64_t C, int64_t P) {
-  const int64_t p = paint_pixel(blockIdx.x, threadIdx.x), b = blockIdx.y;
-  if (p >= P) return;
+  int64_t p;
+  if (!paint_thread_pixel(blockIdx.x, threadIdx.x, P, &p)) return;
+  const int64_t b = blockIdx.y;
   paint_forward_pixel<acc_t>(S, layout.segments, colors, hints, layout.hints, mask, layout.mask, b, p,
                              clamp_num_hints(num_hints[b], Nc), Nc, C, layout.width, DeviceStore());
 }
@@ -122,8 +123,9 @@ __global__ void paint_backward_kernel(const T* __restrict__ grad_hints, const T*
                                       const acc_t* __restrict__ grad_sum, const acc_t* __restrict__ grad_count,
                                       T* __restrict__ grad_segments, T* __restrict__ grad_image,
                                       SegmentHintLayout layout, int64_t Nc, int64_t C, int64_t P) {
-  const int64_t p = paint_pixel(blockIdx.x, threadIdx.x), b = blockIdx.y;
-  if (p >= P) return;
+  int64_t p;
+  if (!paint_thread_pixel(blockIdx.x, threadIdx.x, P, &p)) return;
+  const int64_t b = blockIdx.y;
   paint_backward_pixel<acc_t>(grad_hints, layout.hints, grad_mask, layout.mask, S, layout.segments, Y, layout.image,
                               colors, grad_sum, grad_count, grad_segments, layout.grad_segments, grad_image,
                               layout.grad_image, b, p, clamp_num_hints(num_hints[b], Nc), Nc, C, layout.width,
