@@ -279,23 +279,40 @@ def test_torch_compile_forward_backward(backend):
         torch.testing.assert_close(a, e)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("backend", ["cuda", "triton"])
-def test_half_precision_on_gpu_within_twice_reference_error(backend, dtype):
-    """flash-attention's rule: error vs float64 at most ~2x that of the same-precision reference."""
-    if not usable(backend, "cuda"):
-        pytest.skip(f"{backend} not usable")
-    B, Nc, C, H, W = 4, 30, 3, 64, 48
-    S64 = make_segments(B, Nc, H, W, "soft", dtype=torch.float64, device="cuda")
-    Y64 = make_image(B, C, H, W, dtype=torch.float64, device="cuda")
-    gH = torch.randn(B, C, H, W, device="cuda", dtype=torch.float64)
-    gM = torch.randn(B, 1, H, W, device="cuda", dtype=torch.float64)
-    nh = torch.tensor([0, 7, 20, 30], device="cuda")
+# Relative error bounds vs float64 for 16-bit inputs (float32 sums): a few units of each format's
+# rounding (float16 eps 9.8e-4, bfloat16 eps 7.8e-3), checked on top of flash-attention's rule.
+HALF_TOL = {torch.float16: 4e-3, torch.bfloat16: 3e-2}
+
+
+def _half_params():
+    """(backend, device): Triton runs on the CPU under the interpreter, which handles float16 and
+    bfloat16 (the op uses no tl.dot); the CUDA kernels need a GPU."""
+    params = [pytest.param("triton", "cpu", id="triton-cpu")]
+    if torch.cuda.is_available():
+        params += [pytest.param(b, "cuda", id=f"{b}-cuda") for b in ("cuda", "triton")]
+    return params
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+@pytest.mark.parametrize("backend,device", _half_params())
+def test_half_precision_within_twice_reference_error(backend, device, dtype):
+    """flash-attention's rule: forward and both gradients, error vs float64 at most ~2x that of
+    the same-precision reference, and within the dtype's tolerance."""
+    if not usable(backend, device):
+        pytest.skip(f"{backend} not usable on {device}")
+    B, Nc, C, H, W = (4, 30, 3, 64, 48) if device == "cuda" else (3, 12, 3, 24, 20)
+    g = torch.Generator().manual_seed(5)
+    S64 = make_segments(B, Nc, H, W, "soft", dtype=torch.float64, generator=g).to(device)
+    Y64 = make_image(B, C, H, W, dtype=torch.float64, generator=g).to(device)
+    gH = torch.randn(B, C, H, W, generator=g, dtype=torch.float64).to(device)
+    gM = torch.randn(B, 1, H, W, generator=g, dtype=torch.float64).to(device)
+    nh = torch.tensor([0, 7, Nc, 20][:B], device=device)
     exact = run("reference", S64, Y64, nh, gH, gM)
     same_precision = run("reference", S64.to(dtype), Y64.to(dtype), nh, gH.to(dtype), gM.to(dtype))
     kernel = run(backend, S64.to(dtype), Y64.to(dtype), nh, gH.to(dtype), gM.to(dtype))
     eps = torch.finfo(dtype).eps
     for name, k, r, e in zip(("hints", "mask", "grad_segments", "grad_image"), kernel, same_precision, exact):
         assert k.dtype == dtype
-        assert rel_err(k, e) <= 2 * rel_err(r, e) + eps, name
+        err = rel_err(k, e)
+        assert err <= 2 * rel_err(r, e) + eps, f"{name}: {err:.2e} vs reference {rel_err(r, e):.2e}"
+        assert err <= HALF_TOL[dtype], f"{name}: {err:.2e} > {HALF_TOL[dtype]:.1e}"

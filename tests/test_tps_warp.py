@@ -271,16 +271,38 @@ def test_torch_compile_forward_backward():
     torch.testing.assert_close(torch.autograd.grad(loss, image)[0], torch.autograd.grad(loss_fn(image), image)[0])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("backend", ["cuda", "triton"])
-def test_half_precision_on_gpu_within_twice_reference_error(backend, dtype):
-    if not usable(backend, "cuda"):
-        pytest.skip(f"{backend} not usable")
-    src, dst = random_tps_points(4, 16)
-    image64 = smooth_image(4, 3, 64, 48, dtype=torch.float64).cuda()
-    exact = tps_warp(image64, src.cuda(), dst.cuda(), backend="reference")
-    same_precision = tps_warp(image64.to(dtype), src.cuda(), dst.cuda(), backend="reference")
-    kernel = tps_warp(image64.to(dtype), src.cuda(), dst.cuda(), backend=backend)
-    assert kernel.dtype == dtype
-    assert rel_err(kernel, exact) <= 2 * rel_err(same_precision, exact) + torch.finfo(dtype).eps
+# Relative error bounds vs float64 for 16-bit images (float32 spline and sums): a few units of
+# each format's rounding, checked on top of flash-attention's rule.
+HALF_TOL = {torch.float16: 4e-3, torch.bfloat16: 3e-2}
+
+
+def _half_params():
+    """(backend, device): Triton runs on the CPU under the interpreter, which handles float16 and
+    bfloat16 (the kernels use no tl.dot); the CUDA kernels need a GPU."""
+    params = [pytest.param("triton", "cpu", id="triton-cpu")]
+    if torch.cuda.is_available():
+        params += [pytest.param(b, "cuda", id=f"{b}-cuda") for b in ("cuda", "triton")]
+    return params
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+@pytest.mark.parametrize("backend,device", _half_params())
+def test_half_precision_within_twice_reference_error(backend, device, dtype):
+    """Output and image gradient: error vs float64 at most ~2x that of the same-precision
+    reference (plus an ulp), and within the dtype's tolerance."""
+    if not usable(backend, device):
+        pytest.skip(f"{backend} not usable on {device}")
+    B, C, H, W = (4, 3, 64, 48) if device == "cuda" else (2, 3, 21, 17)
+    src, dst = random_tps_points(B, 16)
+    src, dst = src.to(device), dst.to(device)
+    image64 = smooth_image(B, C, H, W, dtype=torch.float64).to(device)
+    grad64 = smooth_image(B, C, H, W, dtype=torch.float64, generator=torch.Generator().manual_seed(9)).to(device)
+    exact = run("reference", image64, src, dst, "zeros", grad64)
+    same_precision = run("reference", image64.to(dtype), src, dst, "zeros", grad64.to(dtype))
+    kernel = run(backend, image64.to(dtype), src, dst, "zeros", grad64.to(dtype))
+    eps = torch.finfo(dtype).eps
+    for name, k, r, e in zip(("output", "grad_image"), kernel, same_precision, exact):
+        assert k.dtype == dtype
+        err = rel_err(k, e)
+        assert err <= 2 * rel_err(r, e) + eps, f"{name}: {err:.2e} vs reference {rel_err(r, e):.2e}"
+        assert err <= HALF_TOL[dtype], f"{name}: {err:.2e} > {HALF_TOL[dtype]:.1e}"
