@@ -102,19 +102,22 @@ def _layout_inputs(layout, dtype, device, B=2, Nc=11, C=3, H=9, W=10):
     return S, Y, gH, gM
 
 
+@pytest.mark.parametrize("dtype,channels", [(torch.float64, 3), (torch.float32, 3), (torch.float64, 5)],
+                         ids=["f64-rgb", "f32-rgb", "f64-5ch"])
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("backend,device", kernel_backend_params())
-def test_any_layout_forward_backward(backend, device, layout):
+def test_any_layout_forward_backward(backend, device, layout, dtype, channels):
     """Permuted, channels-last, sliced and mixed layouts: values match the reference, and outputs
-    and gradients come back in their input's layout (channels-last in, channels-last out)."""
+    and gradients come back in their input's layout (channels-last in, channels-last out). 11
+    segments with 7 or 11 active: a full group of 8 and a partial one in the pixel-major loops."""
     if not usable(backend, device):
         pytest.skip(f"{backend} not usable on {device}")
-    S, Y, gH, gM = _layout_inputs(layout, torch.float64, device)
+    S, Y, gH, gM = _layout_inputs(layout, dtype, device, C=channels)
     nh = [7, 11]
     actual = run(backend, S, Y, nh, gH, gM)
     expected = run("reference", S.contiguous(), Y.contiguous(), nh, gH.contiguous(), gM)
     for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected):
-        assert rel_err(a, e) <= TOL[torch.float64], f"{name}: relative error {rel_err(a, e):.2e}"
+        assert rel_err(a, e) <= TOL[dtype], f"{name}: relative error {rel_err(a, e):.2e}"
     hints, _, dS, dY = actual
     assert hints.stride() == torch.empty_like(Y).stride()
     assert dS.stride() == torch.empty_like(S).stride() and dY.stride() == torch.empty_like(Y).stride()
