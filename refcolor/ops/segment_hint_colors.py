@@ -10,6 +10,11 @@ Backends: "reference" (pure PyTorch with autograd, the ground truth), "cpp" (csr
 "cuda" (csrc/.../cuda), "triton" (refcolor.kernels.segment_hint_colors). The compiled and Triton
 paths run through the custom op `refcolor::segment_hint_colors`, which has a fake implementation
 and a registered autograd formula, so the op works under torch.compile.
+
+Layouts: the kernels read every tensor through its strides, so contiguous, channels-last (e.g.
+`one_hot(labels, Nc).permute(0, 3, 1, 2)`), permuted and sliced inputs cost no copy. `hints` comes
+back in the image's memory format, `mask` contiguous, and each gradient in its input's layout
+(torch.empty_like's rule: channels-last in, channels-last out).
 """
 from __future__ import annotations
 

@@ -9,6 +9,9 @@ Backends: "reference" (tps_grid + grid_sample), "cpp" (csrc/tps_warp/cpu), "cuda
 (csrc/tps_warp/cuda), "triton" (refcolor.kernels.tps_warp), through the custom op
 `refcolor::tps_warp` (fake implementation + registered autograd, torch.compile-safe).
 
+The kernels read and write images through their strides (contiguous, channels-last, permuted or
+sliced: no copies); the output and the image gradient come back in the image's memory format.
+
 Gradients are exact: with respect to the image they equal grid_sample's on the same grid (the
 kernels scatter into the input's 4 bilinear taps); with respect to the points they go through
 grid_sample's grid gradient, the spline basis and the float64 solve.
