@@ -74,6 +74,11 @@ def _layout(kind, t):
         big = torch.zeros(B, Ch + 1, H + 2, 2 * W + 1, dtype=t.dtype, device=t.device)
         big[:, 1:, 1:-1, 1::2] = t
         return big[:, 1:, 1:-1, 1::2]
+    if kind == "cropped":  # a window of a bigger contiguous tensor: unit column stride, rows W + 3 apart
+        B, Ch, H, W = t.shape
+        big = torch.zeros(B, Ch, H + 2, W + 3, dtype=t.dtype, device=t.device)
+        big[:, :, 1:-1, 2:-1] = t
+        return big[:, :, 1:-1, 2:-1]
     raise ValueError(kind)
 
 
@@ -82,6 +87,7 @@ LAYOUTS = {
     "one_hot_permuted": ("one_hot", "contiguous", "contiguous"),
     "all_channels_last": ("channels_last", "channels_last", "channels_last"),
     "sliced": ("sliced", "sliced", "sliced"),
+    "cropped": ("cropped", "cropped", "cropped"),  # segment-major loops, one image row at a time
     "transposed_mixed": ("transposed", "channels_last", "transposed"),
     "contiguous_segments_cl_image": ("contiguous", "channels_last", "sliced"),
 }
