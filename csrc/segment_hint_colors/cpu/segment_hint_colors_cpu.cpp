@@ -414,11 +414,22 @@ Grid make_grid(int64_t H, int64_t W, bool flat) {
   return g;
 }
 
-// Runs fn(b, tile, row, col0, n) for every span of every (sample, tile), tiles in parallel.
+// Tiles per parallel chunk: at least ~kMinParallelWork element visits per thread, so small calls
+// (gradcheck, tiny images) stay on one thread; waking a second one costs more than such a call,
+// and on a busy machine an OpenMP barrier can stall for milliseconds (measured: gradcheck of a
+// 3x5 image took 27 s on 2 threads of a loaded 2-core machine, 0.1 s on one).
+constexpr int64_t kMinParallelWork = int64_t(1) << 15;
+
+int64_t tile_grain(const Grid& g, int64_t channels_per_pixel) {
+  const int64_t per_tile = std::max<int64_t>(1, std::min(kChunk, g.cols) * g.rows_per_tile * channels_per_pixel);
+  return std::max<int64_t>(1, kMinParallelWork / per_tile);
+}
+
+// Runs fn(b, tile, task) for every (sample, tile), tiles in parallel.
 template <typename TileFn>
-void for_each_tile(int64_t batch, const Grid& g, const TileFn& fn) {
+void for_each_tile(int64_t batch, const Grid& g, int64_t channels_per_pixel, const TileFn& fn) {
   const int64_t tiles = g.tiles();
-  at::parallel_for(0, batch * tiles, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, batch * tiles, tile_grain(g, channels_per_pixel), [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) fn(task / tiles, task % tiles, task);
   });
 }
@@ -439,7 +450,7 @@ std::vector<T> segment_reduce(const View<const T>& S, const View<const T>& X, co
                               int64_t Nc, int64_t C, const Grid& g, bool pixel_major, bool with_count) {
   const int64_t row = C + 1;
   std::vector<T> partial(batch * g.tiles() * Nc * row, T(0));
-  for_each_tile(batch, g, [&](int64_t b, int64_t tile, int64_t task) {
+  for_each_tile(batch, g, Nc + C, [&](int64_t b, int64_t tile, int64_t task) {
     const int64_t active = clamp_num_hints(nh[b], Nc);
     T* out = partial.data() + task * Nc * row;
     if (!pixel_major) {
@@ -510,7 +521,7 @@ void forward_impl(const at::Tensor& segments, const at::Tensor& image, const int
   }
   const std::vector<T> colorsT = pixel_major ? transposed(colors, B, Nc, C) : std::vector<T>();
   const int64_t Ncp = padded_lanes(Nc);
-  for_each_tile(B, g, [&](int64_t b, int64_t tile, int64_t) {
+  for_each_tile(B, g, Nc + C, [&](int64_t b, int64_t tile, int64_t) {
     const int64_t active = clamp_num_hints(nh[b], Nc);
     for_each_span(g, tile, [&](int64_t r, int64_t col0, int64_t n) {
       if (pixel_major)
@@ -553,7 +564,7 @@ void backward_impl(const at::Tensor& grad_hints, const at::Tensor& grad_mask, co
   const std::vector<T> colorsT = pixel_major ? transposed(colors, B, Nc, C) : std::vector<T>();
   const std::vector<T> grad_sumT = pixel_major ? transposed(grad_sum.data(), B, Nc, C) : std::vector<T>();
   const std::vector<T> grad_countP = pixel_major ? transposed(grad_count.data(), B, Nc, 1) : std::vector<T>();
-  for_each_tile(B, g, [&](int64_t b, int64_t tile, int64_t) {
+  for_each_tile(B, g, Nc + C, [&](int64_t b, int64_t tile, int64_t) {
     const int64_t active = clamp_num_hints(nh[b], Nc);
     for_each_span(g, tile, [&](int64_t r, int64_t col0, int64_t n) {
       if (pixel_major)

@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 
@@ -146,12 +147,19 @@ struct RowScratch {
   }
 };
 
+// Rows per parallel chunk: at least ~2^15 units of work (a pixel's spline term or channel tap)
+// per thread, so small calls (gradcheck, thumbnails) stay on one thread: waking a second costs
+// more than such a call, and a busy machine can stall an OpenMP barrier for milliseconds.
+int64_t row_grain(int64_t W, int64_t K, int64_t C) {
+  return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, W * (K + C)));
+}
+
 template <typename T>
 void forward_impl(const T* image, const TpsStrides& is, const T* params, const T* ctrl, T* out, const TpsStrides& os,
                   const TpsWarpSizes& z, int padding) {
   const int64_t H = z.height, W = z.width, C = z.channels, K = z.points;
   const std::vector<T> qx = pixel_coordinates<T>(W), qy = pixel_coordinates<T>(H);
-  at::parallel_for(0, z.batch * H, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, z.batch * H, row_grain(W, K, C), [&](int64_t begin, int64_t end) {
     RowScratch<T> r(W);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / H, row = task % H;
@@ -170,7 +178,8 @@ void backward_impl(const T* grad_out, const TpsStrides& os, const T* params, con
                    const TpsStrides& gs, const TpsWarpSizes& z, int padding) {
   const int64_t H = z.height, W = z.width, C = z.channels, K = z.points;
   const std::vector<T> qx = pixel_coordinates<T>(W), qy = pixel_coordinates<T>(H);
-  at::parallel_for(0, z.batch, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, z.batch, std::max<int64_t>(1, row_grain(W, K, C) / std::max<int64_t>(H, 1)),
+                   [&](int64_t begin, int64_t end) {
     RowScratch<T> r(W);
     for (int64_t b = begin; b < end; ++b) {
       for (int64_t row = 0; row < H; ++row) {
