@@ -5,8 +5,10 @@ reduction over pixels into per-block partial sums (deterministic, no atomics), a
 kernel per (segment, sample), then a per-pixel paint pass. Only the first Nh segments of a sample
 are read: the others contribute nothing and get zero gradient. The math mirrors
 csrc/segment_hint_colors/segment_hint_colors_math.h. Accumulation is float32 (float64 for float64
-inputs). Used by refcolor.ops.segment_hint_colors(backend="triton"); CPU tensors run under
-TRITON_INTERPRET=1 (tests only).
+inputs). Every tensor is addressed through its strides (contiguous, channels-last, sliced: no
+copies); pixel p of a row width `width` is at (p // width) * row stride + (p % width) * column
+stride, with width = H * W when every tensor allows one flat pixel axis. Used by
+refcolor.ops.segment_hint_colors(backend="triton"); CPU tensors run under TRITON_INTERPRET=1 (tests only).
 """
 from __future__ import annotations
 
@@ -22,8 +24,14 @@ def _active_segments(NH, b, Nc):
 
 
 @triton.jit
+def _pixel_offset(offs_p, width, s_row, s_col):
+    """Element offset of pixels offs_p within a (row, column) plane."""
+    return (offs_p // width) * s_row + (offs_p % width) * s_col
+
+
+@triton.jit
 def _segment_reduce_kernel(
-    S, X, NH, PARTIAL, Nc, C, P, n_pblocks,
+    S, ssb, ssc, ssh, ssw, X, sxb, sxc, sxh, sxw, NH, PARTIAL, Nc, C, P, width, n_pblocks,
     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, WITH_COUNT: tl.constexpr,
 ):
     """PARTIAL[b, pb, i, c] = sum over this pixel block of S_i X_c (c < C); slot C: sum S_i."""
@@ -36,12 +44,13 @@ def _segment_reduce_kernel(
     pmask = offs_p < P
     cmask = offs_c < C
     # The block's image values stay in registers while the segment rows stream past.
-    x = tl.load(X + (b * C + offs_c[:, None]) * P + offs_p[None, :],
+    x = tl.load(X + b * sxb + offs_c[:, None] * sxc + _pixel_offset(offs_p, width, sxh, sxw)[None, :],
                 mask=cmask[:, None] & pmask[None, :], other=0.0).to(acc_t)
+    s_pix = S + b * ssb + _pixel_offset(offs_p, width, ssh, ssw)
     row = C + 1
     out = PARTIAL + (b * n_pblocks + pb) * Nc * row
     for i in range(0, nh):
-        s = tl.load(S + (b * Nc + i) * P + offs_p, mask=pmask, other=0.0).to(acc_t)
+        s = tl.load(s_pix + i * ssc, mask=pmask, other=0.0).to(acc_t)
         tl.store(out + i * row + offs_c, tl.sum(x * s[None, :], axis=1), mask=cmask)
         if WITH_COUNT:
             tl.store(out + i * row + C, tl.sum(s, axis=0))
@@ -102,31 +111,7 @@ def _finalize_backward_kernel(
 
 @triton.jit
 def _paint_forward_kernel(
-    S, NH, COLORS, HINTS, MASK, Nc, C, P, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-):
-    pb = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
-    acc_t = COLORS.dtype.element_ty
-    nh = _active_segments(NH, b, Nc)
-    offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
-    offs_c = tl.arange(0, BLOCK_C)
-    pmask = offs_p < P
-    cmask = offs_c < C
-    hints = tl.zeros([BLOCK_C, BLOCK_P], dtype=acc_t)
-    mask = tl.zeros([BLOCK_P], dtype=acc_t)
-    for i in range(0, nh):
-        s = tl.load(S + (b * Nc + i) * P + offs_p, mask=pmask, other=0.0).to(acc_t)
-        color = tl.load(COLORS + (b * Nc + i) * C + offs_c, mask=cmask, other=0.0)
-        hints += color[:, None] * s[None, :]
-        mask += s
-    tl.store(HINTS + (b * C + offs_c[:, None]) * P + offs_p[None, :], hints.to(HINTS.dtype.element_ty),
-             mask=cmask[:, None] & pmask[None, :])
-    tl.store(MASK + b * P + offs_p, mask.to(MASK.dtype.element_ty), mask=pmask)
-
-
-@triton.jit
-def _paint_backward_kernel(
-    GRAD_HINTS, GRAD_MASK, S, Y, NH, COLORS, GRAD_SUM, GRAD_COUNT, GRAD_S, GRAD_Y, Nc, C, P,
+    S, ssb, ssc, ssh, ssw, NH, COLORS, HINTS, shb, shc, shh, shw, MASK, smb, smh, smw, Nc, C, P, width,
     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     pb = tl.program_id(0)
@@ -137,24 +122,76 @@ def _paint_backward_kernel(
     offs_c = tl.arange(0, BLOCK_C)
     pmask = offs_p < P
     cmask = offs_c < C
-    tile = (b * C + offs_c[:, None]) * P + offs_p[None, :]
+    s_pix = S + b * ssb + _pixel_offset(offs_p, width, ssh, ssw)
+    hints = tl.zeros([BLOCK_C, BLOCK_P], dtype=acc_t)
+    mask = tl.zeros([BLOCK_P], dtype=acc_t)
+    for i in range(0, nh):
+        s = tl.load(s_pix + i * ssc, mask=pmask, other=0.0).to(acc_t)
+        color = tl.load(COLORS + (b * Nc + i) * C + offs_c, mask=cmask, other=0.0)
+        hints += color[:, None] * s[None, :]
+        mask += s
+    h_ptr = HINTS + b * shb + offs_c[:, None] * shc + _pixel_offset(offs_p, width, shh, shw)[None, :]
+    tl.store(h_ptr, hints.to(HINTS.dtype.element_ty), mask=cmask[:, None] & pmask[None, :])
+    tl.store(MASK + b * smb + _pixel_offset(offs_p, width, smh, smw), mask.to(MASK.dtype.element_ty), mask=pmask)
+
+
+@triton.jit
+def _paint_backward_kernel(
+    GRAD_HINTS, sgb, sgc, sgh, sgw, GRAD_MASK, smb, smh, smw, S, ssb, ssc, ssh, ssw, Y, syb, syc, syh, syw,
+    NH, COLORS, GRAD_SUM, GRAD_COUNT, GRAD_S, sdb, sdc, sdh, sdw, GRAD_Y, seb, sec, seh, sew, Nc, C, P, width,
+    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    pb = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    acc_t = COLORS.dtype.element_ty
+    nh = _active_segments(NH, b, Nc)
+    offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
+    offs_c = tl.arange(0, BLOCK_C)
+    pmask = offs_p < P
+    cmask = offs_c < C
     tmask = cmask[:, None] & pmask[None, :]
-    grad_hints = tl.load(GRAD_HINTS + tile, mask=tmask, other=0.0).to(acc_t)
-    image = tl.load(Y + tile, mask=tmask, other=0.0).to(acc_t)
-    grad_mask = tl.load(GRAD_MASK + b * P + offs_p, mask=pmask, other=0.0).to(acc_t)
+    grad_hints = tl.load(GRAD_HINTS + b * sgb + offs_c[:, None] * sgc + _pixel_offset(offs_p, width, sgh, sgw)[None, :],
+                         mask=tmask, other=0.0).to(acc_t)
+    image = tl.load(Y + b * syb + offs_c[:, None] * syc + _pixel_offset(offs_p, width, syh, syw)[None, :],
+                    mask=tmask, other=0.0).to(acc_t)
+    grad_mask = tl.load(GRAD_MASK + b * smb + _pixel_offset(offs_p, width, smh, smw), mask=pmask, other=0.0).to(acc_t)
+    s_pix = S + b * ssb + _pixel_offset(offs_p, width, ssh, ssw)
+    ds_pix = GRAD_S + b * sdb + _pixel_offset(offs_p, width, sdh, sdw)
     grad_image = tl.zeros([BLOCK_C, BLOCK_P], dtype=acc_t)
     for i in range(0, nh):
         color = tl.load(COLORS + (b * Nc + i) * C + offs_c, mask=cmask, other=0.0)
         grad_sum = tl.load(GRAD_SUM + (b * Nc + i) * C + offs_c, mask=cmask, other=0.0)
         grad_count = tl.load(GRAD_COUNT + b * Nc + i)
         grad_s = tl.sum(color[:, None] * grad_hints + grad_sum[:, None] * image, axis=0) + grad_mask + grad_count
-        tl.store(GRAD_S + (b * Nc + i) * P + offs_p, grad_s.to(GRAD_S.dtype.element_ty), mask=pmask)
-        s = tl.load(S + (b * Nc + i) * P + offs_p, mask=pmask, other=0.0).to(acc_t)
+        tl.store(ds_pix + i * sdc, grad_s.to(GRAD_S.dtype.element_ty), mask=pmask)
+        s = tl.load(s_pix + i * ssc, mask=pmask, other=0.0).to(acc_t)
         grad_image += grad_sum[:, None] * s[None, :]
     zero = tl.zeros([BLOCK_P], dtype=GRAD_S.dtype.element_ty)
     for i in range(nh, Nc):  # inactive segments: no gradient
-        tl.store(GRAD_S + (b * Nc + i) * P + offs_p, zero, mask=pmask)
-    tl.store(GRAD_Y + tile, grad_image.to(GRAD_Y.dtype.element_ty), mask=tmask)
+        tl.store(ds_pix + i * sdc, zero, mask=pmask)
+    e_ptr = GRAD_Y + b * seb + offs_c[:, None] * sec + _pixel_offset(offs_p, width, seh, sew)[None, :]
+    tl.store(e_ptr, grad_image.to(GRAD_Y.dtype.element_ty), mask=tmask)
+
+
+def _strides(t: torch.Tensor) -> tuple[int, int, int, int]:
+    """(batch, channel, row, column) strides; a size-1 row or column axis gets the stride that
+    keeps p = row * W + column addressable (torch leaves those strides arbitrary), as
+    csrc/segment_hint_colors/segment_hint_colors_host.h strides_of."""
+    sb, sc, sh, sw = t.stride()
+    H, W = t.shape[2], t.shape[3]
+    if W == 1:
+        sw = 1 if H == 1 else sh
+    if H == 1:
+        sh = sw * W
+    return sb, sc, sh, sw
+
+
+def _row_width(*tensors: torch.Tensor) -> int:
+    """H * W when every tensor's pixels form one strided axis (contiguous, channels-last,
+    column-sliced), else W."""
+    H, W = tensors[0].shape[2], tensors[0].shape[3]
+    flat = all(_strides(t)[2] == W * _strides(t)[3] for t in tensors)
+    return H * W if flat else W
 
 
 def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -175,7 +212,7 @@ def _check_batch(batch: int) -> None:
         raise ValueError(f"segment_hint_colors (triton): batch must be at most {MAX_BATCH}, got {batch}")
 
 
-def _reduce(S, X, num_hints, with_count: bool):
+def _reduce(S, X, num_hints, width: int, with_count: bool):
     B, Nc, H, W = S.shape
     _check_batch(B)
     C, P = X.shape[1], H * W
@@ -184,7 +221,7 @@ def _reduce(S, X, num_hints, with_count: bool):
     # Rows of inactive segments are never written; the finalize kernels never read them.
     partial = torch.empty((B, n_pblocks, Nc, C + 1), device=S.device, dtype=_accumulate_dtype(S.dtype))
     _segment_reduce_kernel[(n_pblocks, B)](
-        S, X, num_hints, partial, Nc, C, P, n_pblocks,
+        S, *_strides(S), X, *_strides(X), num_hints, partial, Nc, C, P, width, n_pblocks,
         BLOCK_P=block_p, BLOCK_C=triton.next_power_of_2(C), WITH_COUNT=with_count, num_warps=4,
     )
     return partial, n_pblocks
@@ -195,46 +232,53 @@ def _finalize_blocks(n_pblocks: int) -> int:
 
 
 def segment_hint_colors_forward(segments: torch.Tensor, image: torch.Tensor, num_hints: torch.Tensor):
-    """-> hints (B, C, H, W), mask (B, 1, H, W), colors (B, Nc, C), counts (B, Nc) (accumulator dtype)."""
-    S, Y, nh = segments.contiguous(), image.contiguous(), num_hints.contiguous()
+    """-> hints (B, C, H, W) in the image's layout, mask (B, 1, H, W), colors (B, Nc, C), counts
+    (B, Nc) (accumulator dtype). Inputs of any strides."""
+    S, Y, nh = segments, image, num_hints.contiguous()
     B, Nc, H, W = S.shape
     C, P = Y.shape[1], H * W
     acc = _accumulate_dtype(S.dtype)
-    partial, n_pblocks = _reduce(S, Y, nh, with_count=True)
+    hints = torch.empty_like(Y)
+    mask = torch.empty((B, 1, H, W), device=S.device, dtype=S.dtype)
+    width = _row_width(S, Y, hints, mask)
+    partial, n_pblocks = _reduce(S, Y, nh, width, with_count=True)
     colors = torch.empty((B, Nc, C), device=S.device, dtype=acc)
     counts = torch.empty((B, Nc), device=S.device, dtype=acc)
     block_c = triton.next_power_of_2(C + 1)
     _finalize_forward_kernel[(Nc, B)](
         partial, nh, colors, counts, Nc, C, n_pblocks, BLOCK_K=_finalize_blocks(n_pblocks), BLOCK_C=block_c,
     )
-    hints = torch.empty((B, C, H, W), device=S.device, dtype=S.dtype)
-    mask = torch.empty((B, 1, H, W), device=S.device, dtype=S.dtype)
+    smb, _, smh, smw = _strides(mask)
     block_p = _block_pixels(P, S.device)
     _paint_forward_kernel[(triton.cdiv(P, block_p), B)](
-        S, nh, colors, hints, mask, Nc, C, P, BLOCK_P=block_p, BLOCK_C=triton.next_power_of_2(C), num_warps=4,
+        S, *_strides(S), nh, colors, hints, *_strides(hints), mask, smb, smh, smw, Nc, C, P, width,
+        BLOCK_P=block_p, BLOCK_C=triton.next_power_of_2(C), num_warps=4,
     )
     return hints, mask, colors, counts
 
 
 def segment_hint_colors_backward(grad_hints, grad_mask, segments, image, num_hints, colors, counts):
-    """-> grad_segments (B, Nc, H, W), grad_image (B, C, H, W)."""
-    S, Y, nh = segments.contiguous(), image.contiguous(), num_hints.contiguous()
-    gH = grad_hints.to(S.dtype).contiguous()
-    gM = grad_mask.to(S.dtype).contiguous()
+    """-> grad_segments (B, Nc, H, W), grad_image (B, C, H, W), each in its input's layout."""
+    S, Y, nh = segments, image, num_hints.contiguous()
+    gH, gM = grad_hints.to(S.dtype), grad_mask.to(S.dtype)
     B, Nc, H, W = S.shape
     C, P = Y.shape[1], H * W
-    partial, n_pblocks = _reduce(S, gH, nh, with_count=False)
-    grad_sum = torch.empty_like(colors)
-    grad_count = torch.empty_like(counts)
-    _finalize_backward_kernel[(Nc, B)](
-        partial, nh, colors.contiguous(), counts.contiguous(), grad_sum, grad_count, Nc, C, n_pblocks,
-        BLOCK_K=_finalize_blocks(n_pblocks), BLOCK_C=triton.next_power_of_2(C + 1),
-    )
     grad_s = torch.empty_like(S)
     grad_y = torch.empty_like(Y)
+    width = _row_width(gH, gM, S, Y, grad_s, grad_y)
+    partial, n_pblocks = _reduce(S, gH, nh, width, with_count=False)
+    grad_sum = torch.empty(colors.shape, device=S.device, dtype=colors.dtype)
+    grad_count = torch.empty(counts.shape, device=S.device, dtype=counts.dtype)
+    colors, counts = colors.contiguous(), counts.contiguous()  # (B, Nc, C), (B, Nc): tiny
+    _finalize_backward_kernel[(Nc, B)](
+        partial, nh, colors, counts, grad_sum, grad_count, Nc, C, n_pblocks,
+        BLOCK_K=_finalize_blocks(n_pblocks), BLOCK_C=triton.next_power_of_2(C + 1),
+    )
+    smb, _, smh, smw = _strides(gM)
     block_p = _block_pixels(P, S.device)
     _paint_backward_kernel[(triton.cdiv(P, block_p), B)](
-        gH, gM, S, Y, nh, colors.contiguous(), grad_sum, grad_count, grad_s, grad_y, Nc, C, P,
+        gH, *_strides(gH), gM, smb, smh, smw, S, *_strides(S), Y, *_strides(Y), nh, colors, grad_sum, grad_count,
+        grad_s, *_strides(grad_s), grad_y, *_strides(grad_y), Nc, C, P, width,
         BLOCK_P=block_p, BLOCK_C=triton.next_power_of_2(C), num_warps=4,
     )
     return grad_s, grad_y

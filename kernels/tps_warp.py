@@ -58,9 +58,10 @@ def _spline(PARAMS, CTRL, b, offs_p, H, W, K, BLOCK_K: tl.constexpr):
 
 
 @triton.jit
-def _taps(tx, ty, H, W, pmask, BORDER: tl.constexpr):
-    """grid_sample (bilinear, align_corners=True) taps: offset of the top-left tap, the 4 weights
-    and the 4 in-bounds masks (out-of-bounds taps read and receive nothing)."""
+def _taps(tx, ty, H, W, s_row, s_col, pmask, BORDER: tl.constexpr):
+    """grid_sample (bilinear, align_corners=True) taps: offset of the top-left tap in a plane of
+    row / column strides s_row, s_col, the 4 weights and the 4 in-bounds masks (out-of-bounds taps
+    read and receive nothing)."""
     t: tl.constexpr = tx.dtype
     wm1 = tl.cast(W - 1, t)
     hm1 = tl.cast(H - 1, t)
@@ -81,7 +82,7 @@ def _taps(tx, ty, H, W, pmask, BORDER: tl.constexpr):
     vy1 = (y0 >= -1.0) & (y0 < hm1)
     xi = tl.where(vx0 | vx1, x0, 0.0).to(tl.int64)
     yi = tl.where(vy0 | vy1, y0, 0.0).to(tl.int64)
-    off = yi * W + xi
+    off = yi * s_row + xi * s_col
     w00 = (1.0 - fy) * (1.0 - fx)
     w01 = (1.0 - fy) * fx
     w10 = fy * (1.0 - fx)
@@ -95,7 +96,7 @@ def _taps(tx, ty, H, W, pmask, BORDER: tl.constexpr):
 
 @triton.jit
 def _tps_warp_forward_kernel(
-    IMAGE, PARAMS, CTRL, OUT, C, H, W, K,
+    IMAGE, sib, sic, sih, siw, PARAMS, CTRL, OUT, sob, soc, soh, sow, C, H, W, K,
     BORDER: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pb = tl.program_id(0).to(tl.int64)
@@ -104,22 +105,22 @@ def _tps_warp_forward_kernel(
     offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
     pmask = offs_p < P
     tx, ty = _spline(PARAMS, CTRL, b, offs_p, H, W, K, BLOCK_K)
-    off, w00, w01, w10, w11, m00, m01, m10, m11 = _taps(tx, ty, H, W, pmask, BORDER)
+    off, w00, w01, w10, w11, m00, m01, m10, m11 = _taps(tx, ty, H, W, sih, siw, pmask, BORDER)
     acc_t: tl.constexpr = PARAMS.dtype.element_ty
+    out_pix = OUT + b * sob + (offs_p // W) * soh + (offs_p % W) * sow
     # The spline is the expensive part: evaluate it once, reuse it for every channel.
     for c in range(0, C):
-        plane = (b * C + c) * P
-        src = IMAGE + plane + off
+        src = IMAGE + b * sib + c * sic + off
         v = w00 * tl.load(src, mask=m00, other=0.0).to(acc_t)
-        v += w01 * tl.load(src + 1, mask=m01, other=0.0).to(acc_t)
-        v += w10 * tl.load(src + W, mask=m10, other=0.0).to(acc_t)
-        v += w11 * tl.load(src + W + 1, mask=m11, other=0.0).to(acc_t)
-        tl.store(OUT + plane + offs_p, v.to(OUT.dtype.element_ty), mask=pmask)
+        v += w01 * tl.load(src + siw, mask=m01, other=0.0).to(acc_t)
+        v += w10 * tl.load(src + sih, mask=m10, other=0.0).to(acc_t)
+        v += w11 * tl.load(src + sih + siw, mask=m11, other=0.0).to(acc_t)
+        tl.store(out_pix + c * soc, v.to(OUT.dtype.element_ty), mask=pmask)
 
 
 @triton.jit
 def _tps_warp_backward_image_kernel(
-    GRAD_OUT, PARAMS, CTRL, GRAD_IMAGE, C, H, W, K,
+    GRAD_OUT, sob, soc, soh, sow, PARAMS, CTRL, GRAD_IMAGE, sgb, sgc, sgh, sgw, C, H, W, K,
     BORDER: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pb = tl.program_id(0).to(tl.int64)
@@ -128,21 +129,21 @@ def _tps_warp_backward_image_kernel(
     offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
     pmask = offs_p < P
     tx, ty = _spline(PARAMS, CTRL, b, offs_p, H, W, K, BLOCK_K)
-    off, w00, w01, w10, w11, m00, m01, m10, m11 = _taps(tx, ty, H, W, pmask, BORDER)
+    off, w00, w01, w10, w11, m00, m01, m10, m11 = _taps(tx, ty, H, W, sgh, sgw, pmask, BORDER)
     acc_t: tl.constexpr = GRAD_IMAGE.dtype.element_ty
     w00 = w00.to(acc_t)
     w01 = w01.to(acc_t)
     w10 = w10.to(acc_t)
     w11 = w11.to(acc_t)
+    g_pix = GRAD_OUT + b * sob + (offs_p // W) * soh + (offs_p % W) * sow
     for c in range(0, C):
-        plane = (b * C + c) * P
-        g = tl.load(GRAD_OUT + plane + offs_p, mask=pmask, other=0.0).to(acc_t)
-        dst = GRAD_IMAGE + plane + off
+        g = tl.load(g_pix + c * soc, mask=pmask, other=0.0).to(acc_t)
+        dst = GRAD_IMAGE + b * sgb + c * sgc + off
         # Different output pixels can hit the same input tap: atomics, not plain stores.
         tl.atomic_add(dst, g * w00, mask=m00)
-        tl.atomic_add(dst + 1, g * w01, mask=m01)
-        tl.atomic_add(dst + W, g * w10, mask=m10)
-        tl.atomic_add(dst + W + 1, g * w11, mask=m11)
+        tl.atomic_add(dst + sgw, g * w01, mask=m01)
+        tl.atomic_add(dst + sgh, g * w10, mask=m10)
+        tl.atomic_add(dst + sgh + sgw, g * w11, mask=m11)
 
 
 MAX_BATCH = 65535  # the batch runs on grid axis 1, which CUDA caps at 65535
@@ -153,6 +154,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _launch(kernel, x: torch.Tensor, params: torch.Tensor, ctrl: torch.Tensor, out: torch.Tensor, padding_mode: int):
+    """x and out (B, C, H, W) of any strides: x is sampled (forward) or read per pixel (backward)."""
     B, C, H, W = x.shape
     if padding_mode not in (0, 1):
         raise ValueError(f"tps_warp (triton): padding_mode must be 0 (zeros) or 1 (border), got {padding_mode!r}")
@@ -169,7 +171,7 @@ def _launch(kernel, x: torch.Tensor, params: torch.Tensor, ctrl: torch.Tensor, o
         block_p, block_k_cap = 256, 16  # keeps the [BLOCK_P, BLOCK_K] spline tile in registers
     block_k = min(block_k_cap, triton.next_power_of_2(max(K, 1)))
     grid = (triton.cdiv(P, block_p), B)
-    args = (x, params, ctrl, out, C, H, W, K)
+    args = (x, *x.stride(), params, ctrl, out, *out.stride(), C, H, W, K)
     meta = dict(BORDER=padding_mode == 1, BLOCK_P=block_p, BLOCK_K=block_k, num_warps=4)
     if x.device.type == "cuda":
         with torch.cuda.device(x.device):
@@ -178,24 +180,27 @@ def _launch(kernel, x: torch.Tensor, params: torch.Tensor, ctrl: torch.Tensor, o
         kernel[grid](*args, **meta)
 
 
-def _prepare(x: torch.Tensor, params: torch.Tensor, ctrl: torch.Tensor):
+def _spline_args(x: torch.Tensor, params: torch.Tensor, ctrl: torch.Tensor):
     compute = _compute_dtype(x.dtype)
-    return x.contiguous(), params.to(compute).contiguous(), ctrl.to(compute).contiguous()
+    return params.to(compute).contiguous(), ctrl.to(compute).contiguous()  # (B, K + 3, 2), (B, K, 2): small
 
 
 def tps_warp_forward(image: torch.Tensor, params: torch.Tensor, ctrl: torch.Tensor, padding_mode: int) -> torch.Tensor:
-    """image (B, C, H, W), params (B, K + 3, 2), ctrl (B, K, 2) -> warped image (B, C, H, W)."""
-    image, params, ctrl = _prepare(image, params, ctrl)
+    """image (B, C, H, W) of any strides, params (B, K + 3, 2), ctrl (B, K, 2) -> warped image in
+    the image's layout."""
+    params, ctrl = _spline_args(image, params, ctrl)
     out = torch.empty_like(image)
     _launch(_tps_warp_forward_kernel, image, params, ctrl, out, padding_mode)
     return out
 
 
 def tps_warp_backward_image(
-    grad_out: torch.Tensor, params: torch.Tensor, ctrl: torch.Tensor, padding_mode: int
+    grad_out: torch.Tensor, image: torch.Tensor, params: torch.Tensor, ctrl: torch.Tensor, padding_mode: int
 ) -> torch.Tensor:
-    """d loss / d image (B, C, H, W) from grad_out (B, C, H, W): grid_sample's input gradient."""
-    grad_out, params, ctrl = _prepare(grad_out, params, ctrl)
-    acc = torch.zeros(grad_out.shape, device=grad_out.device, dtype=_compute_dtype(grad_out.dtype))
+    """d loss / d image (B, C, H, W) in the image's layout (`image` is not read) from grad_out of
+    any strides: grid_sample's input gradient."""
+    params, ctrl = _spline_args(grad_out, params, ctrl)
+    # The accumulator takes the image's layout: for float32 / float64 it is the gradient itself.
+    acc = torch.zeros_like(image, dtype=_compute_dtype(grad_out.dtype))
     _launch(_tps_warp_backward_image_kernel, grad_out, params, ctrl, acc, padding_mode)
     return acc.to(grad_out.dtype)

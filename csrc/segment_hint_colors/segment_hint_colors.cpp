@@ -12,4 +12,9 @@ TORCH_LIBRARY_FRAGMENT(refcolor, m) {
       "segment_hint_colors_backward_kernel(Tensor grad_hints, Tensor grad_mask, Tensor segments,"
       " Tensor image, Tensor num_hints, Tensor colors, Tensor counts)"
       " -> (Tensor grad_segments, Tensor grad_image)");
+  // Test-only: the CUDA kernels' block/thread logic run on the host (cpu/..._cuda_emulation.cpp).
+  // Returns hints, mask, grad_segments, grad_image.
+  m.def(
+      "segment_hint_colors_cuda_emulation(Tensor segments, Tensor image, Tensor num_hints, Tensor grad_hints,"
+      " Tensor grad_mask) -> (Tensor, Tensor, Tensor, Tensor)");
 }

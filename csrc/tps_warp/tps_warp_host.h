@@ -2,6 +2,8 @@
 // Host-side checks shared by the CPU and CUDA glue (torch headers allowed here, never in .cu).
 #include <ATen/ATen.h>
 
+#include "tps_warp/tps_warp_math.h"
+
 namespace refcolor {
 
 struct TpsWarpSizes {
@@ -22,6 +24,16 @@ inline TpsWarpSizes tps_warp_sizes(const at::Tensor& image, const at::Tensor& pa
   TORCH_CHECK(image.device() == params.device() && image.device() == ctrl.device(),
               "image, params and ctrl must be on one device");
   return {image.size(0), image.size(1), image.size(2), image.size(3), ctrl.size(1)};
+}
+
+inline TpsStrides tps_strides_of(const at::Tensor& t) {
+  return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
+}
+
+inline void check_same_shape(const at::Tensor& grad_out, const at::Tensor& image) {
+  TORCH_CHECK(grad_out.sizes() == image.sizes(), "grad_out ", grad_out.sizes(), " must match image ", image.sizes());
+  TORCH_CHECK(grad_out.scalar_type() == image.scalar_type(), "grad_out dtype ", grad_out.scalar_type(),
+              " must match image dtype ", image.scalar_type());
 }
 
 }  // namespace refcolor

@@ -108,9 +108,12 @@ REFCOLOR_HOST_DEVICE inline T clamp_between(T v, T lo, T hi) {
 }
 
 // Written with arithmetic 0/1 masks instead of ?: and &&: GCC vectorises the CPU loop over pixels
-// only without control flow.
+// only without control flow. Tap indices are element offsets within one channel plane whose rows
+// are row_stride and columns col_stride elements apart (W and 1 for a contiguous plane;
+// channels-last planes have W * C and C).
 template <typename T, typename index_t = int64_t>
-REFCOLOR_HOST_DEVICE inline BilinearTaps<T, index_t> bilinear_taps(T gx, T gy, index_t H, index_t W, int padding) {
+REFCOLOR_HOST_DEVICE inline BilinearTaps<T, index_t> bilinear_taps(T gx, T gy, index_t H, index_t W, int padding,
+                                                                   index_t row_stride, index_t col_stride) {
   const bool border = padding == kPaddingBorder;
   // Border padding clips to the image; zeros padding only bounds far-off (or non-finite)
   // coordinates so the integer conversion stays defined (every tap there is outside anyway).
@@ -129,15 +132,79 @@ REFCOLOR_HOST_DEVICE inline BilinearTaps<T, index_t> bilinear_taps(T gx, T gy, i
   const index_t in_x0 = (x0 >= 0) & (x0 < W), in_x1 = (x1 >= 0) & (x1 < W);
   const index_t in_y0 = (y0 >= 0) & (y0 < H), in_y1 = (y1 >= 0) & (y1 < H);
   BilinearTaps<T, index_t> taps;
-  taps.index[0] = (y0 * in_y0) * W + x0 * in_x0;
-  taps.index[1] = (y0 * in_y0) * W + x1 * in_x1;
-  taps.index[2] = (y1 * in_y1) * W + x0 * in_x0;
-  taps.index[3] = (y1 * in_y1) * W + x1 * in_x1;
+  taps.index[0] = (y0 * in_y0) * row_stride + (x0 * in_x0) * col_stride;
+  taps.index[1] = (y0 * in_y0) * row_stride + (x1 * in_x1) * col_stride;
+  taps.index[2] = (y1 * in_y1) * row_stride + (x0 * in_x0) * col_stride;
+  taps.index[3] = (y1 * in_y1) * row_stride + (x1 * in_x1) * col_stride;
   taps.weight[0] = wx0 * wy0 * static_cast<T>(in_x0 & in_y0);
   taps.weight[1] = wx1 * wy0 * static_cast<T>(in_x1 & in_y0);
   taps.weight[2] = wx0 * wy1 * static_cast<T>(in_x0 & in_y1);
   taps.weight[3] = wx1 * wy1 * static_cast<T>(in_x1 & in_y1);
   return taps;
+}
+
+// ---- Layout and the CUDA launch geometry, shared with the host emulation --------------------
+// (tests/test_tps_warp.py runs the CUDA kernels' per-thread logic on the host through these.)
+struct TpsStrides {
+  int64_t batch, channel, row, col;
+};
+
+REFCOLOR_HOST_DEVICE inline int64_t tps_offset(const TpsStrides& s, int64_t b, int64_t c, int64_t y, int64_t x) {
+  return b * s.batch + c * s.channel + y * s.row + x * s.col;
+}
+
+constexpr int kTpsThreads = 256;  // one thread per output pixel
+
+REFCOLOR_HOST_DEVICE inline int64_t tps_block_count(int64_t pixels) { return (pixels + kTpsThreads - 1) / kTpsThreads; }
+// The output pixel of thread `thread` in block `block`; false for the threads of the last block
+// that lie past the image (the tail), which do nothing.
+REFCOLOR_HOST_DEVICE inline bool tps_thread_pixel(int64_t block, int thread, int64_t pixels, int64_t* p) {
+  *p = block * kTpsThreads + thread;
+  return *p < pixels;
+}
+
+// The taps of output pixel p (row p / W, column p % W) of sample b, as offsets within a plane of
+// strides `s`: the spline at the pixel, then grid_sample's bilinear rule.
+template <typename acc_t>
+REFCOLOR_HOST_DEVICE inline BilinearTaps<acc_t> tps_pixel_taps(const acc_t* params, const acc_t* ctrl, int64_t b,
+                                                               int64_t p, int64_t H, int64_t W, int64_t K, int padding,
+                                                               const TpsStrides& s) {
+  acc_t tx, ty;
+  tps_transform(params + b * (K + 3) * 2, ctrl + b * K * 2, K, pixel_coordinate<acc_t>(p % W, W),
+                pixel_coordinate<acc_t>(p / W, H), &tx, &ty);
+  return bilinear_taps<acc_t, int64_t>(tx, ty, H, W, padding, s.row, s.col);
+}
+
+// Forward of one output pixel: every channel sampled at the pixel's taps. load(ptr) widens a
+// stored value to acc_t, store(ptr, value) rounds back.
+template <typename acc_t, typename T, typename Load, typename Store>
+REFCOLOR_HOST_DEVICE inline void tps_forward_pixel(const T* image, const TpsStrides& is, const acc_t* params,
+                                                   const acc_t* ctrl, T* out, const TpsStrides& os, int64_t b,
+                                                   int64_t p, int64_t C, int64_t H, int64_t W, int64_t K, int padding,
+                                                   Load load, Store store) {
+  const BilinearTaps<acc_t> taps = tps_pixel_taps(params, ctrl, b, p, H, W, K, padding, is);
+  for (int64_t c = 0; c < C; ++c) {
+    const T* plane = image + b * is.batch + c * is.channel;
+    acc_t v = 0;
+    for (int t = 0; t < 4; ++t) v += taps.weight[t] * load(plane + taps.index[t]);  // outside: weight 0
+    store(out + tps_offset(os, b, c, p / W, p % W), v);
+  }
+}
+
+// Backward of one output pixel: grad_out scattered into the taps of every channel of the
+// accumulator (strides gs); add(ptr, value) is an atomic add on the GPU. Outside taps are skipped.
+template <typename acc_t, typename T, typename Load, typename Add>
+REFCOLOR_HOST_DEVICE inline void tps_backward_pixel(const T* grad_out, const TpsStrides& os, const acc_t* params,
+                                                    const acc_t* ctrl, acc_t* grad_image, const TpsStrides& gs,
+                                                    int64_t b, int64_t p, int64_t C, int64_t H, int64_t W, int64_t K,
+                                                    int padding, Load load, Add add) {
+  const BilinearTaps<acc_t> taps = tps_pixel_taps(params, ctrl, b, p, H, W, K, padding, gs);
+  for (int64_t c = 0; c < C; ++c) {
+    const acc_t g = load(grad_out + tps_offset(os, b, c, p / W, p % W));
+    acc_t* plane = grad_image + b * gs.batch + c * gs.channel;
+    for (int t = 0; t < 4; ++t)
+      if (taps.weight[t] != acc_t(0)) add(plane + taps.index[t], taps.weight[t] * g);
+  }
 }
 
 }  // namespace refcolor

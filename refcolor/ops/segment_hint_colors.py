@@ -10,6 +10,11 @@ Backends: "reference" (pure PyTorch with autograd, the ground truth), "cpp" (csr
 "cuda" (csrc/.../cuda), "triton" (refcolor.kernels.segment_hint_colors). The compiled and Triton
 paths run through the custom op `refcolor::segment_hint_colors`, which has a fake implementation
 and a registered autograd formula, so the op works under torch.compile.
+
+Layouts: the kernels read every tensor through its strides, so contiguous, channels-last (e.g.
+`one_hot(labels, Nc).permute(0, 3, 1, 2)`), permuted and sliced inputs cost no copy. `hints` comes
+back in the image's memory format, `mask` contiguous, and each gradient in its input's layout
+(torch.empty_like's rule: channels-last in, channels-last out).
 """
 from __future__ import annotations
 
@@ -73,8 +78,10 @@ def _(segments, image, num_hints, backend):
     B, Nc, H, W = segments.shape
     C = image.shape[1]
     acc = _accumulate_dtype(segments.dtype)
+    # Layouts as the kernels return them: hints in the image's memory format (channels-last in,
+    # channels-last out), mask (B, 1, H, W) contiguous.
     return (
-        segments.new_empty((B, C, H, W)),
+        torch.empty_like(image),
         segments.new_empty((B, 1, H, W)),
         segments.new_empty((B, Nc, C), dtype=acc),
         segments.new_empty((B, Nc), dtype=acc),
@@ -93,6 +100,7 @@ def _segment_hint_colors_backward_op(
 
 @_segment_hint_colors_backward_op.register_fake
 def _(grad_hints, grad_mask, segments, image, num_hints, colors, counts, backend):
+    # Each gradient in its input's layout (torch.empty_like's preserve_format, as the kernels).
     return torch.empty_like(segments), torch.empty_like(image)
 
 

@@ -9,6 +9,9 @@ Backends: "reference" (tps_grid + grid_sample), "cpp" (csrc/tps_warp/cpu), "cuda
 (csrc/tps_warp/cuda), "triton" (refcolor.kernels.tps_warp), through the custom op
 `refcolor::tps_warp` (fake implementation + registered autograd, torch.compile-safe).
 
+The kernels read and write images through their strides (contiguous, channels-last, permuted or
+sliced: no copies); the output and the image gradient come back in the image's memory format.
+
 Gradients are exact: with respect to the image they equal grid_sample's on the same grid (the
 kernels scatter into the input's 4 bilinear taps); with respect to the points they go through
 grid_sample's grid gradient, the spline basis and the float64 solve.
@@ -56,18 +59,21 @@ def _tps_warp_op(image: Tensor, params: Tensor, ctrl: Tensor, padding_mode: int,
 
 @_tps_warp_op.register_fake
 def _(image, params, ctrl, padding_mode, backend):
-    return torch.empty_like(image)
+    return torch.empty_like(image)  # the image's layout (channels-last in, channels-last out)
 
 
 @torch.library.custom_op("refcolor::tps_warp_backward", mutates_args=())
-def _tps_warp_backward_op(grad_out: Tensor, params: Tensor, ctrl: Tensor, padding_mode: int, backend: str) -> Tensor:
+def _tps_warp_backward_op(
+    grad_out: Tensor, image: Tensor, params: Tensor, ctrl: Tensor, padding_mode: int, backend: str
+) -> Tensor:
+    """d loss / d image in the image's layout (`image` gives the layout only); grad_out any strides."""
     _, backward = _kernels(backend)
-    return backward(grad_out, params, ctrl, padding_mode)
+    return backward(grad_out, image, params, ctrl, padding_mode)
 
 
 @_tps_warp_backward_op.register_fake
-def _(grad_out, params, ctrl, padding_mode, backend):
-    return torch.empty_like(grad_out)
+def _(grad_out, image, params, ctrl, padding_mode, backend):
+    return torch.empty_like(image)
 
 
 def _setup_context(ctx, inputs, output):
@@ -98,7 +104,7 @@ def _backward(ctx, grad_out):
     image, params, ctrl = ctx.saved_tensors
     grad_image = grad_params = grad_ctrl = None
     if ctx.needs_input_grad[0]:
-        grad_image = _tps_warp_backward_op(grad_out.contiguous(), params, ctrl, ctx.padding_mode, ctx.backend)
+        grad_image = _tps_warp_backward_op(grad_out, image, params, ctrl, ctx.padding_mode, ctx.backend)
     if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
         grid = tps_grid_from_params(params, ctrl, image.shape[-2:]).to(image.dtype)
         _, grad_grid = torch.ops.aten.grid_sampler_2d_backward(

@@ -6,6 +6,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <vector>
 
 #include "tps_warp/tps_warp_host.h"
@@ -76,11 +78,11 @@ std::vector<T> pixel_coordinates(int64_t n) {
 // disjoint and leaves the loop scalar.
 template <typename T>
 REFCOLOR_FORCE_INLINE void taps_row_impl(const T* __restrict__ tx, const T* __restrict__ ty, int32_t H, int32_t W,
-                                         int padding, int64_t n, int32_t* __restrict__ i0, int32_t* __restrict__ i1,
+                                         int padding, int32_t sH, int32_t sW, int64_t n, int32_t* __restrict__ i0, int32_t* __restrict__ i1,
                                          int32_t* __restrict__ i2, int32_t* __restrict__ i3, T* __restrict__ w0,
                                          T* __restrict__ w1, T* __restrict__ w2, T* __restrict__ w3) {
   for (int64_t j = 0; j < n; ++j) {
-    const BilinearTaps<T, int32_t> taps = bilinear_taps<T, int32_t>(tx[j], ty[j], H, W, padding);
+    const BilinearTaps<T, int32_t> taps = bilinear_taps<T, int32_t>(tx[j], ty[j], H, W, padding, sH, sW);
     i0[j] = taps.index[0];
     i1[j] = taps.index[1];
     i2[j] = taps.index[2];
@@ -93,33 +95,40 @@ REFCOLOR_FORCE_INLINE void taps_row_impl(const T* __restrict__ tx, const T* __re
 }
 
 #define REFCOLOR_TAPS_ROW(T)                                                                                   \
-  REFCOLOR_CPU_CLONES void taps_row(const T* tx, const T* ty, int32_t H, int32_t W, int padding, int64_t n,   \
-                                    int32_t* i0, int32_t* i1, int32_t* i2, int32_t* i3, T* w0, T* w1, T* w2, \
-                                    T* w3) {                                                                  \
-    taps_row_impl(tx, ty, H, W, padding, n, i0, i1, i2, i3, w0, w1, w2, w3);                                  \
+  REFCOLOR_CPU_CLONES void taps_row(const T* tx, const T* ty, int32_t H, int32_t W, int padding, int32_t sH,     \
+                                    int32_t sW, int64_t n, int32_t* i0, int32_t* i1, int32_t* i2, int32_t* i3,  \
+                                    T* w0, T* w1, T* w2, T* w3) {                                               \
+    if (sW == 1)                                                                                                \
+      taps_row_impl(tx, ty, H, W, padding, sH, 1, n, i0, i1, i2, i3, w0, w1, w2, w3);                           \
+    else                                                                                                        \
+      taps_row_impl(tx, ty, H, W, padding, sH, sW, n, i0, i1, i2, i3, w0, w1, w2, w3);                          \
   }
 REFCOLOR_TAPS_ROW(float)
 REFCOLOR_TAPS_ROW(double)
 #undef REFCOLOR_TAPS_ROW
 
-// One row of one channel: the four-tap gather (zero-weight taps read a valid pixel and add 0).
+// One row of one channel: the four-tap gather (zero-weight taps read a valid pixel and add 0);
+// output pixels `os` elements apart (1, or C for channels-last outputs).
 template <typename T>
 REFCOLOR_FORCE_INLINE void gather_row_impl(const T* __restrict__ plane, const int32_t* __restrict__ index,
-                                           const T* __restrict__ weight, int64_t W, T* __restrict__ out) {
+                                           const T* __restrict__ weight, int64_t W, T* __restrict__ out, int64_t os) {
   const int32_t *i0 = index, *i1 = i0 + W, *i2 = i1 + W, *i3 = i2 + W;
   const T *w0 = weight, *w1 = w0 + W, *w2 = w1 + W, *w3 = w2 + W;
   for (int64_t j = 0; j < W; ++j)
-    out[j] = w0[j] * plane[i0[j]] + w1[j] * plane[i1[j]] + w2[j] * plane[i2[j]] + w3[j] * plane[i3[j]];
+    out[j * os] = w0[j] * plane[i0[j]] + w1[j] * plane[i1[j]] + w2[j] * plane[i2[j]] + w3[j] * plane[i3[j]];
 }
 
-REFCOLOR_CPU_CLONES void gather_row(const float* plane, const int32_t* index, const float* weight, int64_t W,
-                                    float* out) {
-  gather_row_impl(plane, index, weight, W, out);
-}
-REFCOLOR_CPU_CLONES void gather_row(const double* plane, const int32_t* index, const double* weight, int64_t W,
-                                    double* out) {
-  gather_row_impl(plane, index, weight, W, out);
-}
+#define REFCOLOR_GATHER_ROW(T)                                                                                  \
+  REFCOLOR_CPU_CLONES void gather_row(const T* plane, const int32_t* index, const T* weight, int64_t W, T* out, \
+                                      int64_t os) {                                                            \
+    if (os == 1)                                                                                               \
+      gather_row_impl(plane, index, weight, W, out, 1);                                                        \
+    else                                                                                                       \
+      gather_row_impl(plane, index, weight, W, out, os);                                                       \
+  }
+REFCOLOR_GATHER_ROW(float)
+REFCOLOR_GATHER_ROW(double)
+#undef REFCOLOR_GATHER_ROW
 
 // Per-row scratch: spline values and taps of the row's pixels.
 template <typename T>
@@ -128,48 +137,59 @@ struct RowScratch {
   std::vector<int32_t> index;
   int64_t W;
   explicit RowScratch(int64_t width) : tx(width), ty(width), weight(4 * width), index(4 * width), W(width) {}
-  void taps(int64_t H, int padding) {
+  // Taps as offsets within a plane of row / column strides sH, sW.
+  void taps(int64_t H, int padding, int64_t sH, int64_t sW) {
     int32_t* i = index.data();
     T* w = weight.data();
-    taps_row(tx.data(), ty.data(), static_cast<int32_t>(H), static_cast<int32_t>(W), padding, W, i, i + W,
-             i + 2 * W, i + 3 * W, w, w + W, w + 2 * W, w + 3 * W);
+    taps_row(tx.data(), ty.data(), static_cast<int32_t>(H), static_cast<int32_t>(W), padding,
+             static_cast<int32_t>(sH), static_cast<int32_t>(sW), W, i, i + W, i + 2 * W, i + 3 * W, w, w + W,
+             w + 2 * W, w + 3 * W);
   }
 };
 
+// Rows per parallel chunk: at least ~2^15 units of work (a pixel's spline term or channel tap)
+// per thread, so small calls (gradcheck, thumbnails) stay on one thread: waking a second costs
+// more than such a call, and a busy machine can stall an OpenMP barrier for milliseconds.
+int64_t row_grain(int64_t W, int64_t K, int64_t C) {
+  return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, W * (K + C)));
+}
+
 template <typename T>
-void forward_impl(const T* image, const T* params, const T* ctrl, T* out, const TpsWarpSizes& z, int padding) {
-  const int64_t H = z.height, W = z.width, C = z.channels, K = z.points, HW = H * W;
+void forward_impl(const T* image, const TpsStrides& is, const T* params, const T* ctrl, T* out, const TpsStrides& os,
+                  const TpsWarpSizes& z, int padding) {
+  const int64_t H = z.height, W = z.width, C = z.channels, K = z.points;
   const std::vector<T> qx = pixel_coordinates<T>(W), qy = pixel_coordinates<T>(H);
-  at::parallel_for(0, z.batch * H, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, z.batch * H, row_grain(W, K, C), [&](int64_t begin, int64_t end) {
     RowScratch<T> r(W);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / H, row = task % H;
       spline_row(params + b * (K + 3) * 2, ctrl + b * K * 2, K, qx.data(), qy[row], W, r.tx.data(), r.ty.data());
-      r.taps(H, padding);
+      r.taps(H, padding, is.row, is.col);
       for (int64_t c = 0; c < C; ++c)
-        gather_row(image + (b * C + c) * HW, r.index.data(), r.weight.data(), W, out + (b * C + c) * HW + row * W);
+        gather_row(image + tps_offset(is, b, c, 0, 0), r.index.data(), r.weight.data(), W,
+                   out + tps_offset(os, b, c, row, 0), os.col);
     }
   });
 }
 
+// grad_image (strides gs) must be zero on entry.
 template <typename T>
-void backward_impl(const T* grad_out, const T* params, const T* ctrl, T* grad_image, const TpsWarpSizes& z,
-                   int padding) {
-  const int64_t H = z.height, W = z.width, C = z.channels, K = z.points, HW = H * W;
+void backward_impl(const T* grad_out, const TpsStrides& os, const T* params, const T* ctrl, T* grad_image,
+                   const TpsStrides& gs, const TpsWarpSizes& z, int padding) {
+  const int64_t H = z.height, W = z.width, C = z.channels, K = z.points;
   const std::vector<T> qx = pixel_coordinates<T>(W), qy = pixel_coordinates<T>(H);
-  at::parallel_for(0, z.batch, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, z.batch, std::max<int64_t>(1, row_grain(W, K, C) / std::max<int64_t>(H, 1)),
+                   [&](int64_t begin, int64_t end) {
     RowScratch<T> r(W);
     for (int64_t b = begin; b < end; ++b) {
-      T* dst = grad_image + b * C * HW;
-      std::fill(dst, dst + C * HW, T(0));
       for (int64_t row = 0; row < H; ++row) {
         spline_row(params + b * (K + 3) * 2, ctrl + b * K * 2, K, qx.data(), qy[row], W, r.tx.data(), r.ty.data());
-        r.taps(H, padding);
+        r.taps(H, padding, gs.row, gs.col);
         for (int64_t c = 0; c < C; ++c) {
-          const T* g = grad_out + (b * C + c) * HW + row * W;
-          T* plane = dst + c * HW;
+          const T* g = grad_out + tps_offset(os, b, c, row, 0);
+          T* plane = grad_image + tps_offset(gs, b, c, 0, 0);
           for (int t = 0; t < 4; ++t)  // zero-weight taps add 0 at a valid index
-            for (int64_t j = 0; j < W; ++j) plane[r.index[t * W + j]] += r.weight[t * W + j] * g[j];
+            for (int64_t j = 0; j < W; ++j) plane[r.index[t * W + j]] += r.weight[t * W + j] * g[j * os.col];
         }
       }
     }
@@ -177,8 +197,10 @@ void backward_impl(const T* grad_out, const T* params, const T* ctrl, T* grad_im
 }
 
 void check_cpu_dtype(const at::Tensor& image, const at::Tensor& params) {
-  TORCH_CHECK(image.size(2) * image.size(3) < (int64_t(1) << 31),
-              "the C++ CPU kernel of tps_warp takes images of fewer than 2^31 pixels per plane, got ", image.sizes());
+  const int64_t extent = (image.size(2) - 1) * std::abs(image.stride(2)) + (image.size(3) - 1) * std::abs(image.stride(3));
+  TORCH_CHECK(extent < (int64_t(1) << 31),
+              "the C++ CPU kernel of tps_warp takes image planes spanning fewer than 2^31 elements, got sizes ",
+              image.sizes(), " strides ", image.strides());
   TORCH_CHECK(image.scalar_type() == at::kFloat || image.scalar_type() == at::kDouble,
               "the C++ CPU kernel of tps_warp takes float32 or float64, got ", image.scalar_type());
   TORCH_CHECK(params.scalar_type() == image.scalar_type(), "params must have the image's dtype (",
@@ -189,24 +211,27 @@ at::Tensor forward_cpu(const at::Tensor& image, const at::Tensor& params, const 
                        int64_t padding_mode) {
   const TpsWarpSizes z = tps_warp_sizes(image, params, ctrl, padding_mode);
   check_cpu_dtype(image, params);
-  const at::Tensor img = image.contiguous(), p = params.contiguous(), c = ctrl.contiguous();
-  at::Tensor out = at::empty_like(img);
-  AT_DISPATCH_FLOATING_TYPES(img.scalar_type(), "tps_warp_forward_cpu", [&] {
-    forward_impl<scalar_t>(img.data_ptr<scalar_t>(), p.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(),
-                           out.data_ptr<scalar_t>(), z, static_cast<int>(padding_mode));
+  const at::Tensor p = params.contiguous(), c = ctrl.contiguous();  // (B, K + 3, 2): small
+  at::Tensor out = at::empty_like(image);                            // the image's layout
+  AT_DISPATCH_FLOATING_TYPES(image.scalar_type(), "tps_warp_forward_cpu", [&] {
+    forward_impl<scalar_t>(static_cast<const scalar_t*>(image.data_ptr()), tps_strides_of(image),
+                           p.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                           tps_strides_of(out), z, static_cast<int>(padding_mode));
   });
   return out;
 }
 
-at::Tensor backward_cpu(const at::Tensor& grad_out, const at::Tensor& params, const at::Tensor& ctrl,
-                        int64_t padding_mode) {
+at::Tensor backward_cpu(const at::Tensor& grad_out, const at::Tensor& image, const at::Tensor& params,
+                        const at::Tensor& ctrl, int64_t padding_mode) {
   const TpsWarpSizes z = tps_warp_sizes(grad_out, params, ctrl, padding_mode);
-  check_cpu_dtype(grad_out, params);
-  const at::Tensor g = grad_out.contiguous(), p = params.contiguous(), c = ctrl.contiguous();
-  at::Tensor grad_image = at::empty_like(g);
-  AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "tps_warp_backward_cpu", [&] {
-    backward_impl<scalar_t>(g.data_ptr<scalar_t>(), p.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(),
-                            grad_image.data_ptr<scalar_t>(), z, static_cast<int>(padding_mode));
+  check_same_shape(grad_out, image);
+  const at::Tensor p = params.contiguous(), c = ctrl.contiguous();
+  at::Tensor grad_image = at::zeros_like(image);  // the image's layout (dense)
+  check_cpu_dtype(grad_image, params);
+  AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "tps_warp_backward_cpu", [&] {
+    backward_impl<scalar_t>(static_cast<const scalar_t*>(grad_out.data_ptr()), tps_strides_of(grad_out),
+                            p.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), grad_image.data_ptr<scalar_t>(),
+                            tps_strides_of(grad_image), z, static_cast<int>(padding_mode));
   });
   return grad_image;
 }

@@ -32,29 +32,34 @@ at::Tensor forward_cuda(const at::Tensor& image, const at::Tensor& params, const
   const TpsWarpSizes z = tps_warp_sizes(image, params, ctrl, padding_mode);
   const c10::cuda::CUDAGuard guard(image.device());
   const auto acc = compute_type(image.scalar_type());
-  const at::Tensor img = image.contiguous(), p = params.to(acc).contiguous(), c = ctrl.to(acc).contiguous();
-  at::Tensor out = at::empty_like(img);
-  const cudaError_t err = cuda::tps_warp_forward(kernel_dtype(img.scalar_type()), kernel_shape(z), img.data_ptr(),
-                                                 p.data_ptr(), c.data_ptr(), out.data_ptr(),
-                                                 static_cast<int>(padding_mode),
+  const at::Tensor p = params.to(acc).contiguous(), c = ctrl.to(acc).contiguous();  // (B, K + 3, 2): small
+  at::Tensor out = at::empty_like(image);  // the image's layout
+  if (image.numel() == 0) return out;
+  const cudaError_t err = cuda::tps_warp_forward(kernel_dtype(image.scalar_type()), kernel_shape(z), image.data_ptr(),
+                                                 tps_strides_of(image), p.data_ptr(), c.data_ptr(), out.data_ptr(),
+                                                 tps_strides_of(out), static_cast<int>(padding_mode),
                                                  c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "tps_warp forward kernel failed: ", cudaGetErrorString(err));
   return out;
 }
 
-at::Tensor backward_cuda(const at::Tensor& grad_out, const at::Tensor& params, const at::Tensor& ctrl,
-                         int64_t padding_mode) {
+at::Tensor backward_cuda(const at::Tensor& grad_out, const at::Tensor& image, const at::Tensor& params,
+                         const at::Tensor& ctrl, int64_t padding_mode) {
   const TpsWarpSizes z = tps_warp_sizes(grad_out, params, ctrl, padding_mode);
+  check_same_shape(grad_out, image);
   const c10::cuda::CUDAGuard guard(grad_out.device());
   const auto acc = compute_type(grad_out.scalar_type());
-  const at::Tensor g = grad_out.contiguous(), p = params.to(acc).contiguous(), c = ctrl.to(acc).contiguous();
-  at::Tensor grad_acc = at::zeros(g.sizes(), g.options().dtype(acc));
-  const cudaError_t err = cuda::tps_warp_backward(kernel_dtype(g.scalar_type()), kernel_shape(z), g.data_ptr(),
-                                                  p.data_ptr(), c.data_ptr(), grad_acc.data_ptr(),
-                                                  static_cast<int>(padding_mode),
-                                                  c10::cuda::getCurrentCUDAStream().stream());
+  const at::Tensor p = params.to(acc).contiguous(), c = ctrl.to(acc).contiguous();
+  // Accumulated in float32 (float64 for float64) in the image's layout; for float32 images that
+  // buffer is the gradient itself.
+  at::Tensor grad_acc = at::zeros_like(image, image.options().dtype(acc));
+  if (image.numel() == 0) return grad_acc.to(grad_out.scalar_type());
+  const cudaError_t err = cuda::tps_warp_backward(
+      kernel_dtype(grad_out.scalar_type()), kernel_shape(z), grad_out.data_ptr(), tps_strides_of(grad_out),
+      p.data_ptr(), c.data_ptr(), grad_acc.data_ptr(), tps_strides_of(grad_acc), static_cast<int>(padding_mode),
+      c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "tps_warp backward kernel failed: ", cudaGetErrorString(err));
-  return grad_acc.to(g.scalar_type());
+  return grad_acc.to(grad_out.scalar_type());
 }
 
 }  // namespace
