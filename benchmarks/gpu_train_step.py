@@ -29,16 +29,17 @@ TARGET_SPEEDUP = 1.3
 
 
 def _timed_vgg(trainer) -> str | None:
-    """Give an SCFT task without VGG19 weights a random VGG19 (same cost); returns a note if so."""
+    """Give an SCFT task whose losses do not run on VGG19 (no VGG19 weights here) a random VGG19 (the
+    paper's network, same cost); returns a note if so."""
     task = trainer.task
-    if getattr(task, "kind", None) != "scft" or task.vgg_loss is not None:
+    if getattr(task, "kind", None) != "scft" or task.feature_network == "vgg19":
         return None
     from refcolor.losses import VGGLoss
     from refcolor.models.vgg import VGG19Features
 
     defaults = task.loss_defaults
     task.weights["perceptual"], task.weights["style"] = defaults.perceptual, defaults.style
-    task.vgg_loss = VGGLoss(VGG19Features()).to(trainer.device)
+    task.feature_loss, task.feature_network = VGGLoss(VGG19Features()).to(trainer.device), "vgg19"
     return "scft: no VGG19 weights here, so a randomly initialised VGG19 stands in for the perceptual and style losses"
 
 
