@@ -7,15 +7,24 @@ size and fall back to slower paths.
 
 Backends:
     "reference": the naive path: S = q k^T, softmax(scale * S) in float32 (float64 stays float64),
-        then P v + residual; autograd. It is also the path of return_attention=True, the only
-        one that materialises the attention map.
+        then P v + residual; autograd. Its attention map (return_attention=True) is differentiable.
+    "cpp" (C++ CPU, float32/float64) and "cuda" (CUDA C++, float16/bfloat16/float32/float64,
+        float32 accumulation): csrc/scft_attention. The six GEMMs (two forward, four backward) are
+        torch's BLAS / cuBLAS; a fused in-place softmax and a fused dS = scale P (dP - rowsum(P dP))
+        pass (written over P) are refcolor's. One (B, N, M) matrix stays alive from the forward to
+        the end of the backward (the cpp file says why not a flash-style kernel). Gradients come
+        back in the strides of their inputs (dense layouts: transposed, permuted, channels-last
+        views), the output in the residual's, so no layout costs a copy.
     "sdpa": torch.nn.functional.scaled_dot_product_attention on one head (torch picks its kernel),
         plus the residual.
     "triton": refcolor.kernels.scft_attention (two implementations, "gemm" and "flash", chosen by
-        REFCOLOR_SCFT_IMPL; see that module for the design), through the custom ops
-        `refcolor::scft_attention` / `refcolor::scft_attention_backward` (fake implementations and
-        registered autograd, so the op works under torch.compile). CUDA tensors, or CPU tensors
-        under TRITON_INTERPRET=1 (tests only).
+        REFCOLOR_SCFT_IMPL; see that module for the design). CUDA tensors, or CPU tensors under
+        TRITON_INTERPRET=1 (tests only).
+The compiled and Triton backends run through the custom ops `refcolor::scft_attention` /
+`refcolor::scft_attention_backward` (fake implementations and registered autograd, so the op works
+under torch.compile). Their backward overwrites the saved probabilities with the logits' gradient,
+so a graph through them can be differentiated once (a second backward with retain_graph=True
+raises torch's "modified by an inplace operation" error instead of using stale values).
 """
 from __future__ import annotations
 
@@ -25,12 +34,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from refcolor import _extension
 from refcolor.backends import choose_backend
 from refcolor.ops import _validation as check
 
 OP = "scft_attention"
 _ALL_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-DTYPES = {"reference": _ALL_FLOATS, "sdpa": _ALL_FLOATS, "triton": _ALL_FLOATS}
+DTYPES = {
+    "reference": _ALL_FLOATS,
+    "cpp": (torch.float32, torch.float64),
+    "cuda": _ALL_FLOATS,
+    "sdpa": _ALL_FLOATS,
+    "triton": _ALL_FLOATS,
+}
+# Backends that materialise the attention map P (return_attention=True); for Triton, its "gemm" impl.
+MAP_BACKENDS = ("reference", "cpp", "cuda", "triton")
 
 # Auto order, fastest first. CPU: measured on this project's 2-core CPU (torch 2.13, shared with
 # other jobs, so timed in interleaved pairs; two sessions of 30 and 20 pairs) at B=4, N=M=1024,
@@ -43,8 +61,8 @@ DTYPES = {"reference": _ALL_FLOATS, "sdpa": _ALL_FLOATS, "triton": _ALL_FLOATS}
 # So on CPU the order depends on whether the call records gradients.
 # CUDA: Triton first, then SDPA, until benchmarks/gpu_scft_attention.py is run on a GPU and says
 # otherwise.
-PREFERENCE = {"cpu": ("reference", "sdpa"), "cuda": ("triton", "sdpa", "reference")}
-PREFERENCE_NO_GRAD = {**PREFERENCE, "cpu": ("sdpa", "reference")}
+PREFERENCE = {"cpu": ("cpp", "reference", "sdpa"), "cuda": ("cuda", "triton", "sdpa", "reference")}
+PREFERENCE_NO_GRAD = {**PREFERENCE, "cpu": ("cpp", "sdpa", "reference")}
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -70,7 +88,10 @@ def _sdpa(q: Tensor, k: Tensor, v: Tensor, residual: Tensor | None, scale: float
     return out if residual is None else out + residual
 
 
-# ----------------------------------------------------------------------------- custom ops (triton)
+# ----------------------------------------------------------------------------- custom ops
+# `impl` names the implementation: "cpp" / "cuda" (the compiled kernels, dispatched by device) or
+# Triton's "gemm" / "flash".
+COMPILED_IMPLS = ("cpp", "cuda")
 
 
 def _kernels():
@@ -79,12 +100,20 @@ def _kernels():
     return triton_kernels
 
 
+def _compiled_ops():
+    _extension.compiled_module()  # registers the kernels with the dispatcher
+    return torch.ops.refcolor
+
+
 @torch.library.custom_op("refcolor::scft_attention", mutates_args=())
 def _scft_attention_op(
     q: Tensor, k: Tensor, v: Tensor, residual: Tensor | None, scale: float, impl: str
 ) -> tuple[Tensor, Tensor]:
     """-> out (B, N, dv) and, for the backward, the probabilities P (B, N, M) in the input dtype
-    (impl "gemm"; an empty tensor for "flash", whose backward recomputes them)."""
+    (an empty tensor for "flash", whose backward recomputes them)."""
+    if impl in COMPILED_IMPLS:
+        out, probs = _compiled_ops().scft_attention_forward_kernel(q, k, v, residual, scale)
+        return out, probs
     return _kernels().attention_forward(q, k, v, residual, scale, impl)
 
 
@@ -92,31 +121,43 @@ def _scft_attention_op(
 def _(q, k, v, residual, scale, impl):
     B, N, _ = q.shape
     M, dv = v.shape[1], v.shape[2]
-    return q.new_empty((B, N, dv)), q.new_empty((B, N, M) if impl == "gemm" else (0,))
+    if impl in COMPILED_IMPLS and residual is not None:
+        out = torch.empty_like(residual, memory_format=torch.preserve_format)  # the residual's strides
+    else:
+        out = q.new_empty((B, N, dv))
+    return out, q.new_empty((0,) if impl == "flash" else (B, N, M))
 
 
-@torch.library.custom_op("refcolor::scft_attention_backward", mutates_args=())
+# `probs` is declared mutated: the compiled kernels write the logits' gradient over it (one N x M
+# matrix per sample instead of two); Triton's backward leaves it as it is.
+@torch.library.custom_op("refcolor::scft_attention_backward", mutates_args=("probs",))
 def _scft_attention_backward_op(
-    grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, probs: Tensor, scale: float
+    grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, probs: Tensor, scale: float, impl: str
 ) -> tuple[Tensor, Tensor, Tensor]:
-    return _kernels().attention_backward(grad_out, q, k, v, probs, scale)
+    if impl in COMPILED_IMPLS:
+        grad_q, grad_k, grad_v = _compiled_ops().scft_attention_backward_kernel(grad_out, q, k, v, probs, scale)
+        return grad_q, grad_k, grad_v
+    return _kernels().attention_backward(grad_out.contiguous(), q, k, v, probs, scale)
 
 
 @_scft_attention_backward_op.register_fake
-def _(grad_out, q, k, v, probs, scale):
+def _(grad_out, q, k, v, probs, scale, impl):
+    if impl in COMPILED_IMPLS:  # the inputs' strides (dense layouts), as the kernels return them
+        like = [torch.empty_like(t, memory_format=torch.preserve_format) for t in (q, k, v)]
+        return like[0], like[1], like[2]
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, residual, scale, _ = inputs
+    q, k, v, residual, scale, impl = inputs
     ctx.save_for_backward(q, k, v, output[1])
-    ctx.scale, ctx.has_residual = scale, residual is not None
+    ctx.scale, ctx.impl, ctx.has_residual = scale, impl, residual is not None
 
 
 def _backward(ctx, grad_out, grad_probs):
     # probs is an internal output (never returned to users): its gradient is unused.
     q, k, v, probs = ctx.saved_tensors
-    grad_q, grad_k, grad_v = _scft_attention_backward_op(grad_out.contiguous(), q, k, v, probs, ctx.scale)
+    grad_q, grad_k, grad_v = _scft_attention_backward_op(grad_out, q, k, v, probs, ctx.scale, ctx.impl)
     # d out / d residual is the identity.
     return grad_q, grad_k, grad_v, grad_out if ctx.has_residual else None, None, None
 
@@ -173,10 +214,14 @@ def scft_attention(
             None. One floating dtype and device for all; any N, M, d, dv >= 1. float32/float64
             everywhere, float16/bfloat16 on the GPU (softmax and accumulation in float32).
         scale: the logit scale, default 1 / sqrt(d).
-        backend: "auto", "reference", "sdpa" or "triton" (see refcolor.backends). The auto order
-            is measured (PREFERENCE, with gradients, and PREFERENCE_NO_GRAD).
-        return_attention: also return the attention map. Runs the reference path whatever the
-            backend, since it is the one that materialises the map.
+        backend: "auto", "reference", "cpp", "cuda", "sdpa" or "triton" (see refcolor.backends).
+            The auto order is measured (PREFERENCE with gradients, PREFERENCE_NO_GRAD without).
+        return_attention: also return the attention map P = softmax(scale q k^T), computed by the
+            chosen backend. Only the backends that materialise P can: "reference", "cpp", "cuda"
+            and "triton" (its "gemm" implementation, whatever REFCOLOR_SCFT_IMPL says); "auto"
+            picks the first of these in its order, and an explicit "sdpa" is an error. The map is
+            differentiable with the reference backend; the others return a detached copy (it is
+            for inspection: their backward formula covers `out` only).
 
     Returns:
         out (B, N, dv), differentiable with respect to q, k, v and residual; with
@@ -184,17 +229,30 @@ def scft_attention(
         float64 inputs).
     """
     scale = validate_inputs(q, k, v, residual, scale)
-    if return_attention:
-        return scft_attention_reference(q, k, v, residual, scale)
     records_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, residual))
     preference = PREFERENCE if records_grad else PREFERENCE_NO_GRAD
+    if return_attention:
+        preference = {device: tuple(b for b in order if b in MAP_BACKENDS) for device, order in preference.items()}
+        if backend == "sdpa":
+            raise ValueError(
+                f"{OP}: backend 'sdpa' cannot return the attention map (torch's kernels never materialise it); "
+                f"use one of {MAP_BACKENDS} or return_attention=False"
+            )
     chosen = choose_backend(OP, backend, q.device, q.dtype, DTYPES, preference=preference)
     if chosen == "reference":
-        return scft_attention_reference(q, k, v, residual, scale)[0]
+        out, attention = scft_attention_reference(q, k, v, residual, scale)
+        return (out, attention) if return_attention else out
     if chosen == "sdpa":
         return _sdpa(q, k, v, residual, scale)
-    out, _ = _scft_attention_op(q, k, v, residual, scale, _kernels().selected_impl())
-    return out
+    if chosen in COMPILED_IMPLS:
+        impl = chosen
+    else:
+        impl = "gemm" if return_attention else _kernels().selected_impl()
+    out, probs = _scft_attention_op(q, k, v, residual, scale, impl)
+    if not return_attention:
+        return out
+    # A copy: the backward overwrites the op's P with the logits' gradient.
+    return out, probs.detach().to(_compute_dtype(probs.dtype), copy=True)
 
 
 __all__ = ["scft_attention", "scft_attention_reference"]

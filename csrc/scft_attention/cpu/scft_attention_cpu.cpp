@@ -1,0 +1,191 @@
+// C++ CPU kernels of scft_attention: the six GEMMs by torch's BLAS (MKL / OpenBLAS through
+// at::bmm / at::mm, which take transposed and row-strided operands as they are), and two fused
+// row passes written here.
+//
+// Why GEMMs and not a tiled online-softmax (flash) kernel: the op's cost is six GEMMs of 2 B N M d
+// FLOPs each (two forward, four backward); every implementation does them, so their time alone is
+// the floor. A flash kernel keeps no N x M matrix, so its backward recomputes S = q k^T: seven GEMMs,
+// >= 7/6 = 1.17x the floor even with MKL-speed tiles, above the 1.15x target at every d. Saving
+// P = softmax(scale S) costs one (B, N, M) matrix, which is the memory budget. What is left to win
+// is the naive path's extra passes over N x M matrices (measured: 1.40x the floor at d = 992,
+// 1.63-1.65x at d = 64-256): torch scales S, softmaxes into a new matrix, and in the backward
+// writes dP, the softmax gradient and its scaled copy as three more matrices. Here:
+//   forward:  P = q k^T (GEMM), softmax(scale P) in place (one fused pass, the row in L1),
+//             out = residual + P v (GEMM with beta = 1 into a copy of the residual).
+//   backward: dV = P^T dO (GEMM, before P is overwritten); then per sample and per block of rows
+//             sized to stay in L2, dP_block = dO_block v^T (GEMM into a small scratch) and
+//             dS = scale P (dP - rowsum(P dP)) written over P (fused pass, dP still in cache);
+//             dQ = dS k, dK = dS^T q (GEMMs). Peak: one (B, N, M) matrix plus a ~1 MB scratch.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "scft_attention/scft_attention_host.h"
+#include "scft_attention/scft_attention_math.h"
+
+namespace refcolor {
+namespace {
+
+// Reductions keep kLanes partial results in a local array, a pattern GCC vectorises without
+// -ffast-math (a single running max or sum is a serial dependency it may not reorder).
+constexpr int64_t kLanes = 16;
+
+template <typename T>
+REFCOLOR_FORCE_INLINE T row_max_scaled(const T* __restrict__ row, int64_t M, T scale) {
+  T lanes[kLanes];
+  for (int64_t l = 0; l < kLanes; ++l) lanes[l] = -std::numeric_limits<T>::infinity();
+  int64_t j = 0;
+  for (; j + kLanes <= M; j += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const T x = scale * row[j + l];
+      lanes[l] = x > lanes[l] ? x : lanes[l];
+    }
+  T best = -std::numeric_limits<T>::infinity();
+  for (; j < M; ++j) best = std::max(best, scale * row[j]);
+  for (int64_t l = 0; l < kLanes; ++l) best = std::max(best, lanes[l]);
+  return best;
+}
+
+// P = softmax(scale * S) over one row, in place: max, then exp and sum, then normalise; the row
+// (at most tens of KB) stays in L1/L2 between the three sweeps, so memory sees one read and one write.
+template <typename T>
+REFCOLOR_FORCE_INLINE void softmax_row_impl(T* __restrict__ row, int64_t M, T scale) {
+  const T shift = row_max_scaled(row, M, scale);
+  T lanes[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= M; j += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const T e = exp_nonpositive(scale * row[j + l] - shift);
+      row[j + l] = e;
+      lanes[l] += e;
+    }
+  T total = 0;
+  for (; j < M; ++j) {
+    const T e = exp_nonpositive(scale * row[j] - shift);
+    row[j] = e;
+    total += e;
+  }
+  for (int64_t l = 0; l < kLanes; ++l) total += lanes[l];
+  const T inv = T(1) / total;
+  for (j = 0; j < M; ++j) row[j] *= inv;
+}
+
+// dS = scale * P * (dP - rowsum(P * dP)) over one row, written over P.
+template <typename T>
+REFCOLOR_FORCE_INLINE void softmax_grad_row_impl(T* __restrict__ p, const T* __restrict__ dp, int64_t M, T scale) {
+  T lanes[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= M; j += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) lanes[l] += p[j + l] * dp[j + l];
+  T delta = 0;
+  for (; j < M; ++j) delta += p[j] * dp[j];
+  for (int64_t l = 0; l < kLanes; ++l) delta += lanes[l];
+  for (j = 0; j < M; ++j) p[j] = softmax_grad_element(p[j], dp[j], delta, scale);
+}
+
+// Per-dtype entry points over a range of rows, cloned for AVX2+FMA and baseline x86-64 (macros.h).
+REFCOLOR_CPU_CLONES void softmax_rows(float* rows, int64_t count, int64_t M, float scale) {
+  for (int64_t i = 0; i < count; ++i) softmax_row_impl(rows + i * M, M, scale);
+}
+REFCOLOR_CPU_CLONES void softmax_rows(double* rows, int64_t count, int64_t M, double scale) {
+  for (int64_t i = 0; i < count; ++i) softmax_row_impl(rows + i * M, M, scale);
+}
+REFCOLOR_CPU_CLONES void softmax_grad_rows(float* p, const float* dp, int64_t count, int64_t M, float scale) {
+  for (int64_t i = 0; i < count; ++i) softmax_grad_row_impl(p + i * M, dp + i * M, M, scale);
+}
+REFCOLOR_CPU_CLONES void softmax_grad_rows(double* p, const double* dp, int64_t count, int64_t M, double scale) {
+  for (int64_t i = 0; i < count; ++i) softmax_grad_row_impl(p + i * M, dp + i * M, M, scale);
+}
+
+// Rows of one task: a block of ~1 MB of the (N, M) matrix (float32), so that the row passes find
+// what the task's GEMM just wrote still in L2; at least 32 rows so the GEMMs stay efficient.
+int64_t block_rows(int64_t N, int64_t M) { return std::min(N, std::max<int64_t>(32, (int64_t(1) << 18) / M)); }
+
+void check_cpu(const at::Tensor& q) {
+  TORCH_CHECK(q.device().is_cpu(), "the C++ CPU kernel of scft_attention takes CPU tensors, got ", q.device());
+  TORCH_CHECK(q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble,
+              "the C++ CPU kernel of scft_attention takes float32/float64, got ", q.scalar_type());
+}
+
+// Runs task(b, row0, rows, thread) for every block of rows of every sample, in one parallel region.
+// One region, not one per GEMM: on a busy machine each region's barrier can wait a scheduler slice
+// (measured here: a 256 x 64 x 1024 at::mm took 40 ms on two shared cores, 20 of its 33 MFLOP
+// worth of time). Inside the region at::mm runs single-threaded (ATen and MKL do not nest).
+template <typename Task>
+void for_each_row_block(int64_t B, int64_t N, int64_t block, const Task& task) {
+  const int64_t blocks = (N + block - 1) / block;
+  // The caller's dispatcher state (autograd keys excluded inside this op, grad mode) for the
+  // worker threads too: without it their at::mm would see q's requires_grad and refuse out=.
+  const at::ThreadLocalState caller;
+  at::parallel_for(0, B * blocks, 1, [&](int64_t begin, int64_t end) {
+    const at::ThreadLocalStateGuard same_state(caller);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t b = t / blocks, row0 = (t % blocks) * block;
+      task(b, row0, std::min(block, N - row0));
+    }
+  });
+}
+
+// Forward, per block of rows (all row-local): P_block = q_block k^T (GEMM straight into P),
+// softmax in place while the block is in L2, out_block = residual_block + P_block v.
+std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                               const c10::optional<at::Tensor>& residual, double scale) {
+  const ScftSizes z = scft_sizes(q, k, v);
+  check_cpu(q);
+  if (residual.has_value()) check_residual(*residual, q, z);
+  const int64_t N = z.queries, M = z.keys;
+  at::Tensor probs = at::empty({z.batch, N, M}, q.options());
+  at::Tensor out = residual.has_value() ? empty_in_layout_of(*residual) : at::empty({z.batch, N, z.value_dim}, v.options());
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "scft_attention_forward_cpu", [&] {
+    for_each_row_block(z.batch, N, block_rows(N, M), [&](int64_t b, int64_t row0, int64_t rows) {
+      at::Tensor p = probs[b].narrow(0, row0, rows), o = out[b].narrow(0, row0, rows);
+      at::mm_out(p, q[b].narrow(0, row0, rows), k[b].t());
+      softmax_rows(p.data_ptr<scalar_t>(), rows, M, static_cast<scalar_t>(scale));
+      if (residual.has_value()) {
+        at::addmm_out(o, (*residual)[b].narrow(0, row0, rows), p, v[b]);
+      } else {
+        at::mm_out(o, p, v[b]);
+      }
+    });
+  });
+  return {out, probs};
+}
+
+// Backward: dV = P^T dO first (it needs P, and sums over all rows: one batched GEMM). Then per
+// block of rows: dP_block = dO_block v^T (a per-thread scratch), dS = scale P (dP - rowsum(P dP))
+// written over P, dQ_block = dS_block k, all while the block is in L2. Last dK = dS^T q.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_out, const at::Tensor& q,
+                                                            const at::Tensor& k, const at::Tensor& v,
+                                                            const at::Tensor& probs, double scale) {
+  const ScftSizes z = scft_sizes(q, k, v);
+  check_cpu(q);
+  check_probs(probs, grad_out, z);
+  const int64_t N = z.queries, M = z.keys, block = block_rows(N, M);
+  at::Tensor grad_v = empty_in_layout_of(v), grad_q = empty_in_layout_of(q), grad_k = empty_in_layout_of(k);
+  at::bmm_out(grad_v, probs.transpose(1, 2), grad_out);
+  at::Tensor scratch = at::empty({at::get_num_threads(), block, M}, probs.options());
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "scft_attention_backward_cpu", [&] {
+    for_each_row_block(z.batch, N, block, [&](int64_t b, int64_t row0, int64_t rows) {
+      at::Tensor dp = scratch[at::get_thread_num()].narrow(0, 0, rows), p = probs[b].narrow(0, row0, rows);
+      at::mm_out(dp, grad_out[b].narrow(0, row0, rows), v[b].t());
+      softmax_grad_rows(p.data_ptr<scalar_t>(), dp.data_ptr<scalar_t>(), rows, M, static_cast<scalar_t>(scale));
+      at::Tensor dq = grad_q[b].narrow(0, row0, rows);
+      at::mm_out(dq, p, k[b]);
+    });
+  });
+  at::bmm_out(grad_k, probs.transpose(1, 2), q);
+  return {grad_q, grad_k, grad_v};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(refcolor, CPU, m) {
+  m.impl("scft_attention_forward_kernel", &forward_cpu);
+  m.impl("scft_attention_backward_kernel", &backward_cpu);
+}
+
+}  // namespace refcolor

@@ -1,0 +1,15 @@
+// Op schemas of the compiled scft_attention kernels. Device implementations live in cpu/ and cuda/;
+// autograd, validation and backend choice live in refcolor/ops/scft_attention.py.
+#include <torch/library.h>
+
+TORCH_LIBRARY_FRAGMENT(refcolor, m) {
+  // q (B, N, d), k (B, M, d), v (B, M, dv), residual (B, N, dv) or None, any strides.
+  // Returns out = residual + P v (B, N, dv; the residual's strides when it has a dense layout) and
+  // P = softmax(scale q k^T) (B, N, M, contiguous, the input dtype), kept for the backward.
+  m.def("scft_attention_forward_kernel(Tensor q, Tensor k, Tensor v, Tensor? residual, float scale)"
+        " -> (Tensor, Tensor)");
+  // Gradients of q, k, v (each in its input's strides when dense). `probs` is the forward's P and is
+  // overwritten with dS, the gradient of the logits: that keeps one (B, N, M) matrix alive.
+  m.def("scft_attention_backward_kernel(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor(a!) probs,"
+        " float scale) -> (Tensor, Tensor, Tensor)");
+}
