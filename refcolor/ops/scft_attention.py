@@ -152,11 +152,16 @@ def _setup_context(ctx, inputs, output):
     q, k, v, residual, scale, impl = inputs
     ctx.save_for_backward(q, k, v, output[1])
     ctx.scale, ctx.impl, ctx.has_residual = scale, impl, residual is not None
+    # probs never gets a gradient: without this, autograd would hand the backward a (B, N, M)
+    # matrix of zeros for it (measured: +128 MB at B=2, N=M=4096).
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_out, grad_probs):
     # probs is an internal output (never returned to users): its gradient is unused.
     q, k, v, probs = ctx.saved_tensors
+    if grad_out is None:  # not materialised (see _setup_context): out did not reach the loss
+        return None, None, None, None, None, None
     grad_q, grad_k, grad_v = _scft_attention_backward_op(grad_out, q, k, v, probs, ctx.scale, ctx.impl)
     # d out / d residual is the identity.
     return grad_q, grad_k, grad_v, grad_out if ctx.has_residual else None, None, None
