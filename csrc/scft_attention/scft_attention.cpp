@@ -8,8 +8,8 @@ TORCH_LIBRARY_FRAGMENT(refcolor, m) {
   // P = softmax(scale q k^T) (B, N, M, contiguous, the input dtype), kept for the backward.
   m.def("scft_attention_forward_kernel(Tensor q, Tensor k, Tensor v, Tensor? residual, float scale)"
         " -> (Tensor, Tensor)");
-  // Gradients of q, k, v (each in its input's strides when dense). `probs` is the forward's P and is
-  // overwritten with dS, the gradient of the logits: that keeps one (B, N, M) matrix alive.
-  m.def("scft_attention_backward_kernel(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor(a!) probs,"
+  // Gradients of q, k, v (each in its input's strides when dense), from the forward's P (left
+  // intact: the logits' gradient dS is formed block by block in a bounded scratch).
+  m.def("scft_attention_backward_kernel(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor probs,"
         " float scale) -> (Tensor, Tensor, Tensor)");
 }

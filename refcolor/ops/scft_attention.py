@@ -11,8 +11,9 @@ Backends:
     "cpp" (C++ CPU, float32/float64) and "cuda" (CUDA C++, float16/bfloat16/float32/float64,
         float32 accumulation): csrc/scft_attention. The six GEMMs (two forward, four backward) are
         torch's BLAS / cuBLAS; a fused in-place softmax and a fused dS = scale P (dP - rowsum(P dP))
-        pass (written over P) are refcolor's. One (B, N, M) matrix stays alive from the forward to
-        the end of the backward (the cpp file says why not a flash-style kernel). Gradients come
+        pass are refcolor's. One (B, N, M) matrix (P) stays alive from the forward to the end of
+        the backward, which forms dS block by block in a bounded scratch (the cpp file says why
+        not a flash-style kernel). Gradients come
         back in the strides of their inputs (dense layouts: transposed, permuted, channels-last
         views), the output in the residual's, so no layout costs a copy.
     "sdpa": torch.nn.functional.scaled_dot_product_attention on one head (torch picks its kernel),
@@ -22,9 +23,7 @@ Backends:
         TRITON_INTERPRET=1 (tests only).
 The compiled and Triton backends run through the custom ops `refcolor::scft_attention` /
 `refcolor::scft_attention_backward` (fake implementations and registered autograd, so the op works
-under torch.compile). Their backward overwrites the saved probabilities with the logits' gradient,
-so a graph through them can be differentiated once (a second backward with retain_graph=True
-raises torch's "modified by an inplace operation" error instead of using stale values).
+under torch.compile).
 """
 from __future__ import annotations
 
@@ -128,9 +127,7 @@ def _(q, k, v, residual, scale, impl):
     return out, q.new_empty((0,) if impl == "flash" else (B, N, M))
 
 
-# `probs` is declared mutated: the compiled kernels write the logits' gradient over it (one N x M
-# matrix per sample instead of two); Triton's backward leaves it as it is.
-@torch.library.custom_op("refcolor::scft_attention_backward", mutates_args=("probs",))
+@torch.library.custom_op("refcolor::scft_attention_backward", mutates_args=())
 def _scft_attention_backward_op(
     grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, probs: Tensor, scale: float, impl: str
 ) -> tuple[Tensor, Tensor, Tensor]:

@@ -10,12 +10,13 @@
 // is the naive path's extra passes over N x M matrices (measured: 1.40x the floor at d = 992,
 // 1.63-1.65x at d = 64-256): torch scales S, softmaxes into a new matrix, and in the backward
 // writes dP, the softmax gradient and its scaled copy as three more matrices. Here:
-//   forward:  P = q k^T (GEMM), softmax(scale P) in place (one fused pass, the row in L1),
-//             out = residual + P v (GEMM with beta = 1 into a copy of the residual).
-//   backward: dV = P^T dO (GEMM, before P is overwritten); then per sample and per block of rows
-//             sized to stay in L2, dP_block = dO_block v^T (GEMM into a small scratch) and
-//             dS = scale P (dP - rowsum(P dP)) written over P (fused pass, dP still in cache);
-//             dQ = dS k, dK = dS^T q (GEMMs). Peak: one (B, N, M) matrix plus a ~1 MB scratch.
+//   forward:  per block of rows, P = q k^T (GEMM), softmax(scale P) in place (one fused pass,
+//             the rows in cache), out = residual + P v (GEMM with beta = 1 into a copy of the
+//             residual).
+//   backward: dV = P^T dO (GEMM); then per sample and block of rows sized to stay in cache,
+//             dP_block = dO_block v^T (GEMM into a small scratch), dS = scale P (dP - rowsum(P dP))
+//             over it (fused pass, dP still in cache), dQ_block = dS_block k and
+//             dK += dS_block^T q_block (GEMMs). Peak: P plus a few MB of scratch.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
@@ -74,9 +75,9 @@ REFCOLOR_FORCE_INLINE void softmax_row_impl(T* __restrict__ row, int64_t M, T sc
   for (j = 0; j < M; ++j) row[j] *= inv;
 }
 
-// dS = scale * P * (dP - rowsum(P * dP)) over one row, written over P.
+// dS = scale * P * (dP - rowsum(P * dP)) over one row, written over dP.
 template <typename T>
-REFCOLOR_FORCE_INLINE void softmax_grad_row_impl(T* __restrict__ p, const T* __restrict__ dp, int64_t M, T scale) {
+REFCOLOR_FORCE_INLINE void softmax_grad_row_impl(const T* __restrict__ p, T* __restrict__ dp, int64_t M, T scale) {
   T lanes[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= M; j += kLanes)
@@ -84,7 +85,7 @@ REFCOLOR_FORCE_INLINE void softmax_grad_row_impl(T* __restrict__ p, const T* __r
   T delta = 0;
   for (; j < M; ++j) delta += p[j] * dp[j];
   for (int64_t l = 0; l < kLanes; ++l) delta += lanes[l];
-  for (j = 0; j < M; ++j) p[j] = softmax_grad_element(p[j], dp[j], delta, scale);
+  for (j = 0; j < M; ++j) dp[j] = softmax_grad_element(p[j], dp[j], delta, scale);
 }
 
 // Per-dtype entry points over a range of rows, cloned for AVX2+FMA and baseline x86-64 (macros.h).
@@ -94,10 +95,10 @@ REFCOLOR_CPU_CLONES void softmax_rows(float* rows, int64_t count, int64_t M, flo
 REFCOLOR_CPU_CLONES void softmax_rows(double* rows, int64_t count, int64_t M, double scale) {
   for (int64_t i = 0; i < count; ++i) softmax_row_impl(rows + i * M, M, scale);
 }
-REFCOLOR_CPU_CLONES void softmax_grad_rows(float* p, const float* dp, int64_t count, int64_t M, float scale) {
+REFCOLOR_CPU_CLONES void softmax_grad_rows(const float* p, float* dp, int64_t count, int64_t M, float scale) {
   for (int64_t i = 0; i < count; ++i) softmax_grad_row_impl(p + i * M, dp + i * M, M, scale);
 }
-REFCOLOR_CPU_CLONES void softmax_grad_rows(double* p, const double* dp, int64_t count, int64_t M, double scale) {
+REFCOLOR_CPU_CLONES void softmax_grad_rows(const double* p, double* dp, int64_t count, int64_t M, double scale) {
   for (int64_t i = 0; i < count; ++i) softmax_grad_row_impl(p + i * M, dp + i * M, M, scale);
 }
 
@@ -156,29 +157,68 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& q, const at::Te
   return {out, probs};
 }
 
-// Backward: dV = P^T dO first (it needs P, and sums over all rows: one batched GEMM). Then per
-// block of rows: dP_block = dO_block v^T (a per-thread scratch), dS = scale P (dP - rowsum(P dP))
-// written over P, dQ_block = dS_block k, all while the block is in L2. Last dK = dS^T q.
+// Backward: dV = P^T dO (one batched GEMM: it sums over all rows). Then per block of rows, all
+// while the block is in cache: dP_block = dO_block v^T into a per-worker scratch, dS_block over it,
+// dQ_block = dS_block k, and dK += dS_block^T q_block. dS never exists as a whole, and P is left
+// intact (so the graph can be differentiated again, and torch.compile sees no mutation).
+//
+// dK sums over the blocks of a sample: each worker owns a contiguous range of (sample, block)
+// tasks; samples whose blocks all fall in one range accumulate straight into grad_k, the (at most
+// two) samples a range shares with its neighbours accumulate into that worker's private partials,
+// added up after the parallel region. Deterministic for a given thread count.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_out, const at::Tensor& q,
                                                             const at::Tensor& k, const at::Tensor& v,
                                                             const at::Tensor& probs, double scale) {
   const ScftSizes z = scft_sizes(q, k, v);
   check_cpu(q);
   check_probs(probs, grad_out, z);
-  const int64_t N = z.queries, M = z.keys, block = block_rows(N, M);
+  const int64_t B = z.batch, N = z.queries, M = z.keys, block = block_rows(N, M);
+  const int64_t blocks = (N + block - 1) / block, tasks = B * blocks;
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), tasks);
   at::Tensor grad_v = empty_in_layout_of(v), grad_q = empty_in_layout_of(q), grad_k = empty_in_layout_of(k);
   at::bmm_out(grad_v, probs.transpose(1, 2), grad_out);
-  at::Tensor scratch = at::empty({at::get_num_threads(), block, M}, probs.options());
+  at::Tensor scratch = at::empty({workers, block, M}, probs.options());
+  at::Tensor partials = at::empty({workers, 2, M, z.dim}, k.options());
+  auto range_begin = [&](int64_t w) { return w * tasks / workers; };
+  const at::ThreadLocalState caller;  // see for_each_row_block
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "scft_attention_backward_cpu", [&] {
-    for_each_row_block(z.batch, N, block, [&](int64_t b, int64_t row0, int64_t rows) {
-      at::Tensor dp = scratch[at::get_thread_num()].narrow(0, 0, rows), p = probs[b].narrow(0, row0, rows);
-      at::mm_out(dp, grad_out[b].narrow(0, row0, rows), v[b].t());
-      softmax_grad_rows(p.data_ptr<scalar_t>(), dp.data_ptr<scalar_t>(), rows, M, static_cast<scalar_t>(scale));
-      at::Tensor dq = grad_q[b].narrow(0, row0, rows);
-      at::mm_out(dq, p, k[b]);
+    at::parallel_for(0, workers, 1, [&](int64_t w_begin, int64_t w_end) {
+      const at::ThreadLocalStateGuard same_state(caller);
+      for (int64_t w = w_begin; w < w_end; ++w) {
+        const int64_t t0 = range_begin(w), t1 = range_begin(w + 1);
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t b = t / blocks, row0 = (t % blocks) * block, rows = std::min(block, N - row0);
+          const at::Tensor p = probs[b].narrow(0, row0, rows), q_rows = q[b].narrow(0, row0, rows);
+          at::Tensor ds = scratch[w].narrow(0, 0, rows), dq = grad_q[b].narrow(0, row0, rows);
+          at::mm_out(ds, grad_out[b].narrow(0, row0, rows), v[b].t());
+          softmax_grad_rows(p.data_ptr<scalar_t>(), ds.data_ptr<scalar_t>(), rows, M, static_cast<scalar_t>(scale));
+          at::mm_out(dq, ds, k[b]);
+          const bool owned = t0 <= b * blocks && (b + 1) * blocks <= t1;
+          at::Tensor dk = owned ? grad_k[b] : partials[w][b == t0 / blocks ? 0 : 1];
+          if (t == t0 || t % blocks == 0) {  // the first block of this sample in this range
+            at::mm_out(dk, ds.t(), q_rows);
+          } else {
+            dk.addmm_(ds.t(), q_rows);
+          }
+        }
+      }
     });
   });
-  at::bmm_out(grad_k, probs.transpose(1, 2), q);
+  // The shared samples: the sum of the partials of the workers that touched them, in worker order.
+  for (int64_t b = 0; b < B; ++b) {
+    bool first = true;
+    for (int64_t w = 0; w < workers; ++w) {
+      const int64_t t0 = range_begin(w), t1 = range_begin(w + 1);
+      const bool touches = t0 < (b + 1) * blocks && b * blocks < t1;
+      const bool owned = t0 <= b * blocks && (b + 1) * blocks <= t1;
+      if (!touches || owned) continue;
+      const at::Tensor part = partials[w][b == t0 / blocks ? 0 : 1];
+      at::Tensor dk = grad_k[b];
+      if (first) dk.copy_(part);
+      else dk.add_(part);
+      first = false;
+    }
+  }
   return {grad_q, grad_k, grad_v};
 }
 

@@ -4,8 +4,8 @@
 // softmax gradient) are in scft_attention_kernel.cu, which includes no torch headers.
 //
 // The plan is the CPU one (cpu/scft_attention_cpu.cpp says why GEMMs): P = q k^T, softmax in place,
-// out = residual + P v; backward dV = P^T dO, then dP = dO v^T by row blocks of all samples into a
-// bounded scratch, dS written over P, dQ = dS k, dK = dS^T q.
+// out = residual + P v; backward dV = P^T dO, then by row blocks of all samples, in a bounded
+// scratch: dP = dO v^T, dS over it (kernel), dQ_block = dS k, dK += dS^T q_block. P stays intact.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -58,24 +58,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(const at::Tensor& g
   check_probs(probs, grad_out, z);
   const c10::cuda::CUDAGuard guard(q.device());
   const cuda::ScftDType dtype = kernel_dtype(q.scalar_type());
-  at::Tensor grad_v = empty_in_layout_of(v);
-  at::bmm_out(grad_v, probs.transpose(1, 2), grad_out);  // needs P: before it becomes dS
+  at::Tensor grad_v = empty_in_layout_of(v), grad_q = empty_in_layout_of(q), grad_k = empty_in_layout_of(k);
+  at::bmm_out(grad_v, probs.transpose(1, 2), grad_out);
   const int64_t N = z.queries, M = z.keys;
   const int64_t block = backward_block_rows(z.batch, N, M, kScratchElements);
-  at::Tensor scratch = at::empty({z.batch, block, M}, probs.options());
+  at::Tensor scratch = at::empty({z.batch * block * M}, probs.options());
   const at::Tensor vt = v.transpose(1, 2);
   for (int64_t row0 = 0; row0 < N; row0 += block) {
     const int64_t rows = std::min(block, N - row0);
-    // A contiguous (B, rows, M) view of the scratch's front, the layout the kernel reads.
-    at::Tensor dp = scratch.view({-1}).narrow(0, 0, z.batch * rows * M).view({z.batch, rows, M});
-    at::bmm_out(dp, grad_out.narrow(1, row0, rows), vt);
-    const cudaError_t err = cuda::scft_softmax_grad_rows(dtype, probs.data_ptr(), dp.data_ptr(), z.batch, rows, row0,
+    // dP, then dS over it: a contiguous (B, rows, M) view of the scratch, the layout the kernel reads.
+    at::Tensor ds = scratch.narrow(0, 0, z.batch * rows * M).view({z.batch, rows, M});
+    at::bmm_out(ds, grad_out.narrow(1, row0, rows), vt);
+    const cudaError_t err = cuda::scft_softmax_grad_rows(dtype, probs.data_ptr(), ds.data_ptr(), z.batch, rows, row0,
                                                          N, M, scale, c10::cuda::getCurrentCUDAStream().stream());
     TORCH_CHECK(err == cudaSuccess, "scft_attention softmax gradient kernel failed: ", cudaGetErrorString(err));
+    at::Tensor dq = grad_q.narrow(1, row0, rows);
+    at::bmm_out(dq, ds, k);
+    const at::Tensor q_rows = q.narrow(1, row0, rows);
+    if (row0 == 0) {
+      at::bmm_out(grad_k, ds.transpose(1, 2), q_rows);
+    } else {
+      grad_k.baddbmm_(ds.transpose(1, 2), q_rows);  // dK sums over the row blocks
+    }
   }
-  at::Tensor grad_q = empty_in_layout_of(q), grad_k = empty_in_layout_of(k);
-  at::bmm_out(grad_q, probs, k);
-  at::bmm_out(grad_k, probs.transpose(1, 2), q);
   return {grad_q, grad_k, grad_v};
 }
 

@@ -1,6 +1,6 @@
 // CUDA row kernels of scft_attention (the GEMMs are cuBLAS's, called from the torch glue): one
 // thread block per row. The softmax sweeps its row three times (max, sum, write) and the gradient
-// twice (rowsum(P dP), write); a row is at most tens of KB, so the later sweeps hit L1/L2 and DRAM
+// twice (rowsum(P dP), write dS over dP); a row is at most tens of KB, so the later sweeps hit L1/L2 and DRAM
 // sees one read and one write. Math in float32 for float16/bfloat16/float32 storage (float64 for
 // float64). No torch headers.
 #include <limits>
@@ -59,18 +59,18 @@ __global__ void __launch_bounds__(kThreads) softmax_rows_kernel(T* __restrict__ 
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    softmax_grad_rows_kernel(T* __restrict__ probs, const T* __restrict__ grad_probs, int64_t block_rows, int64_t row0,
+    softmax_grad_rows_kernel(const T* __restrict__ probs, T* __restrict__ grad_probs, int64_t block_rows, int64_t row0,
                              int64_t N, int64_t M, typename Acc<T>::type scale) {
   using acc_t = typename Acc<T>::type;
   __shared__ acc_t shared[kWarps];
   const int64_t i = blockIdx.x;
-  T* p = probs + block_row_to_prob_row(i, block_rows, row0, N) * M;
-  const T* dp = grad_probs + i * M;
+  const T* p = probs + block_row_to_prob_row(i, block_rows, row0, N) * M;
+  T* dp = grad_probs + i * M;
   acc_t delta = 0;
   for (int64_t j = threadIdx.x; j < M; j += kThreads) delta += load(p + j) * load(dp + j);
   delta = block_reduce(delta, Sum(), shared);
   for (int64_t j = threadIdx.x; j < M; j += kThreads)
-    store(p + j, softmax_grad_element(load(p + j), load(dp + j), delta, scale));
+    store(dp + j, softmax_grad_element(load(p + j), load(dp + j), delta, scale));
 }
 
 constexpr int64_t kMaxGrid = 2147483647;  // gridDim.x
@@ -85,13 +85,13 @@ cudaError_t launch_softmax(void* probs, int64_t rows, int64_t M, double scale, c
 }
 
 template <typename T>
-cudaError_t launch_softmax_grad(void* probs, const void* grad_probs, int64_t batch, int64_t block_rows, int64_t row0,
+cudaError_t launch_softmax_grad(const void* probs, void* grad_probs, int64_t batch, int64_t block_rows, int64_t row0,
                                 int64_t N, int64_t M, double scale, cudaStream_t stream) {
   using acc_t = typename Acc<T>::type;
   const int64_t rows = batch * block_rows;
   if (rows > kMaxGrid) return cudaErrorInvalidConfiguration;
   softmax_grad_rows_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
-      static_cast<T*>(probs), static_cast<const T*>(grad_probs), block_rows, row0, N, M, static_cast<acc_t>(scale));
+      static_cast<const T*>(probs), static_cast<T*>(grad_probs), block_rows, row0, N, M, static_cast<acc_t>(scale));
   return cudaGetLastError();
 }
 
@@ -109,7 +109,7 @@ cudaError_t scft_softmax_rows(ScftDType dtype, void* probs, int64_t rows, int64_
   return cudaErrorInvalidValue;
 }
 
-cudaError_t scft_softmax_grad_rows(ScftDType dtype, void* probs, const void* grad_probs, int64_t batch,
+cudaError_t scft_softmax_grad_rows(ScftDType dtype, const void* probs, void* grad_probs, int64_t batch,
                                    int64_t block_rows, int64_t row0, int64_t N, int64_t M, double scale,
                                    cudaStream_t stream) {
   if (batch * block_rows == 0) return cudaSuccess;

@@ -16,9 +16,8 @@ cudaError_t scft_softmax_rows(ScftDType dtype, void* probs, int64_t rows, int64_
                               cudaStream_t stream);
 
 // probs: contiguous (B, N, M) probabilities; grad_probs: contiguous (B, block_rows, M), dP for rows
-// [row0, row0 + block_rows) of every sample. Writes dS = scale * P * (dP - rowsum(P * dP)) over
-// those rows of probs.
-cudaError_t scft_softmax_grad_rows(ScftDType dtype, void* probs, const void* grad_probs, int64_t batch,
+// [row0, row0 + block_rows) of every sample, overwritten with dS = scale * P * (dP - rowsum(P * dP)).
+cudaError_t scft_softmax_grad_rows(ScftDType dtype, const void* probs, void* grad_probs, int64_t batch,
                                    int64_t block_rows, int64_t row0, int64_t N, int64_t M, double scale,
                                    cudaStream_t stream);
 
