@@ -1,5 +1,6 @@
 """GPU benchmark of scft_attention against torch: each SDPA backend forced (those that refuse a shape
-are recorded as refused), the naive path (backend="reference") and both Triton implementations.
+are recorded as refused), the naive path (backend="reference"), both Triton implementations and the
+CUDA C++ backend (backend="cuda", when refcolor was built with its CUDA kernels).
 
     python -m benchmarks.gpu_scft_attention [--out benchmarks/results]
 
@@ -30,7 +31,7 @@ SDPA_BACKENDS = {
     "sdpa_cudnn": SDPBackend.CUDNN_ATTENTION,
     "sdpa_math": SDPBackend.MATH,
 }
-OURS = ("triton_gemm", "triton_flash")
+OURS = ("triton_gemm", "triton_flash", "cuda")
 
 
 def bf16_matmul_peak() -> float:
@@ -50,6 +51,8 @@ def attention_fn(method: str):
         return sdpa
     if method == "naive":
         return lambda q, k, v, residual: scft_attention(q, k, v, residual, backend="reference")
+    if method == "cuda":
+        return lambda q, k, v, residual: scft_attention(q, k, v, residual, backend="cuda")
     impl = method.removeprefix("triton_")
 
     def ours(q, k, v, residual):
@@ -83,7 +86,7 @@ def measure(method: str, direction: str, inputs, grad_out, flops: int, peak: flo
     try:
         fn()  # compiles / autotunes; raises if a forced SDPA backend refuses the shape
         torch.cuda.synchronize()
-    except (RuntimeError, torch.OutOfMemoryError) as exc:
+    except (RuntimeError, ValueError, torch.OutOfMemoryError) as exc:  # ValueError: backend not built
         torch.cuda.empty_cache()
         return {"refused": str(exc).strip().splitlines()[0][:200]}
     ms = time_ms(fn)

@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "cpu_memory.h"
 #include "scft_attention/scft_attention_host.h"
 #include "scft_attention/scft_attention_math.h"
 
@@ -141,6 +142,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& q, const at::Te
   if (residual.has_value()) check_residual(*residual, q, z);
   const int64_t N = z.queries, M = z.keys;
   at::Tensor probs = at::empty({z.batch, N, M}, q.options());
+  advise_huge_pages(probs.data_ptr(), probs.nbytes());  // a fresh N x M matrix: see cpu_memory.h
   at::Tensor out = residual.has_value() ? empty_in_layout_of(*residual) : at::empty({z.batch, N, z.value_dim}, v.options());
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "scft_attention_forward_cpu", [&] {
     for_each_row_block(z.batch, N, block_rows(N, M), [&](int64_t b, int64_t row0, int64_t rows) {
