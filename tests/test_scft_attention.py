@@ -185,6 +185,28 @@ def test_cpp_backward_splits_samples_across_threads():
     assert_twice_reference_rule(actual, exact, exact, "cpp")
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_cpp_inference_forward_without_the_attention_matrix(threads):
+    """Without autograd the cpp forward keeps P only block by block (per-thread scratch): same
+    values, and the kernel returns no (B, N, M) matrix."""
+    if not usable("cpp", "cpu"):
+        pytest.skip("cpp not usable on cpu")
+    inputs, grad_out = make_inputs(3, 300, 4100, 8, 12, True, seed=4)
+    (exact, *_), _ = independent_float64(inputs, grad_out)
+    q, k, v, r = (t.float() for t in inputs)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            out = scft_attention(q, k, v, r, backend="cpp")
+        _, probs = torch.ops.refcolor.scft_attention_forward_kernel(q, k, v, r, 0.5, False)
+    finally:
+        torch.set_num_threads(before)
+    same_precision = scft_attention(q, k, v, r, backend="reference")
+    assert rel_err(out, exact) <= 2 * rel_err(same_precision, exact) + torch.finfo(torch.float32).eps
+    assert probs.numel() == 0
+
+
 # ----------------------------------------------------------------------------- layouts
 # Each input is built in the layout, with the same values: "permuted" (storage (B, c, n), the
 # layout of NCHW features viewed as tokens, `f.flatten(2).transpose(1, 2)`), "sequence_first"

@@ -106,25 +106,27 @@ def _compiled_ops():
 
 @torch.library.custom_op("refcolor::scft_attention", mutates_args=())
 def _scft_attention_op(
-    q: Tensor, k: Tensor, v: Tensor, residual: Tensor | None, scale: float, impl: str
+    q: Tensor, k: Tensor, v: Tensor, residual: Tensor | None, scale: float, impl: str, keep_probs: bool = True
 ) -> tuple[Tensor, Tensor]:
     """-> out (B, N, dv) and, for the backward, the probabilities P (B, N, M) in the input dtype
-    (an empty tensor for "flash", whose backward recomputes them)."""
+    (an empty tensor for "flash", whose backward recomputes them, and for the compiled kernels when
+    keep_probs is false: no backward will run, and the CPU kernel then keeps P block by block only)."""
     if impl in COMPILED_IMPLS:
-        out, probs = _compiled_ops().scft_attention_forward_kernel(q, k, v, residual, scale)
+        out, probs = _compiled_ops().scft_attention_forward_kernel(q, k, v, residual, scale, keep_probs)
         return out, probs
     return _kernels().attention_forward(q, k, v, residual, scale, impl)
 
 
 @_scft_attention_op.register_fake
-def _(q, k, v, residual, scale, impl):
+def _(q, k, v, residual, scale, impl, keep_probs=True):
     B, N, _ = q.shape
     M, dv = v.shape[1], v.shape[2]
     if impl in COMPILED_IMPLS and residual is not None:
         out = torch.empty_like(residual, memory_format=torch.preserve_format)  # the residual's strides
     else:
         out = q.new_empty((B, N, dv))
-    return out, q.new_empty((0,) if impl == "flash" else (B, N, M))
+    no_probs = impl == "flash" or (impl in COMPILED_IMPLS and not keep_probs)
+    return out, q.new_empty((0,) if no_probs else (B, N, M))
 
 
 @torch.library.custom_op("refcolor::scft_attention_backward", mutates_args=())
@@ -146,7 +148,7 @@ def _(grad_out, q, k, v, probs, scale, impl):
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, residual, scale, impl = inputs
+    q, k, v, residual, scale, impl, _ = inputs
     ctx.save_for_backward(q, k, v, output[1])
     ctx.scale, ctx.impl, ctx.has_residual = scale, impl, residual is not None
     # probs never gets a gradient: without this, autograd would hand the backward a (B, N, M)
@@ -158,10 +160,10 @@ def _backward(ctx, grad_out, grad_probs):
     # probs is an internal output (never returned to users): its gradient is unused.
     q, k, v, probs = ctx.saved_tensors
     if grad_out is None:  # not materialised (see _setup_context): out did not reach the loss
-        return None, None, None, None, None, None
+        return None, None, None, None, None, None, None
     grad_q, grad_k, grad_v = _scft_attention_backward_op(grad_out, q, k, v, probs, ctx.scale, ctx.impl)
     # d out / d residual is the identity.
-    return grad_q, grad_k, grad_v, grad_out if ctx.has_residual else None, None, None
+    return grad_q, grad_k, grad_v, grad_out if ctx.has_residual else None, None, None, None
 
 
 _scft_attention_op.register_autograd(_backward, setup_context=_setup_context)
@@ -250,7 +252,7 @@ def scft_attention(
         impl = chosen
     else:
         impl = "gemm" if return_attention else _kernels().selected_impl()
-    out, probs = _scft_attention_op(q, k, v, residual, scale, impl)
+    out, probs = _scft_attention_op(q, k, v, residual, scale, impl, records_grad or return_attention)
     if not return_attention:
         return out
     # A copy: the backward overwrites the op's P with the logits' gradient.

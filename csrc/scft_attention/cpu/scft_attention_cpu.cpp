@@ -133,20 +133,25 @@ void for_each_row_block(int64_t B, int64_t N, int64_t block, const Task& task) {
   });
 }
 
-// Forward, per block of rows (all row-local): P_block = q_block k^T (GEMM straight into P),
-// softmax in place while the block is in L2, out_block = residual_block + P_block v.
+// Forward, per block of rows (all row-local): P_block = q_block k^T (GEMM straight into P, or into
+// a per-thread scratch when no backward needs P), softmax in place while the block is in cache,
+// out_block = residual_block + P_block v.
 std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                               const c10::optional<at::Tensor>& residual, double scale) {
+                                               const c10::optional<at::Tensor>& residual, double scale,
+                                               bool keep_probs) {
   const ScftSizes z = scft_sizes(q, k, v);
   check_cpu(q);
   if (residual.has_value()) check_residual(*residual, q, z);
   const int64_t N = z.queries, M = z.keys;
-  at::Tensor probs = at::empty({z.batch, N, M}, q.options());
-  advise_huge_pages(probs.data_ptr(), probs.nbytes());  // a fresh N x M matrix: see cpu_memory.h
+  const int64_t block = block_rows(N, M);
+  at::Tensor probs = keep_probs ? at::empty({z.batch, N, M}, q.options()) : at::empty({0}, q.options());
+  if (keep_probs) advise_huge_pages(probs.data_ptr(), probs.nbytes());  // a fresh N x M matrix: see cpu_memory.h
+  at::Tensor scratch = at::empty({keep_probs ? 0 : at::get_num_threads(), block, M}, q.options());
   at::Tensor out = residual.has_value() ? empty_in_layout_of(*residual) : at::empty({z.batch, N, z.value_dim}, v.options());
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "scft_attention_forward_cpu", [&] {
-    for_each_row_block(z.batch, N, block_rows(N, M), [&](int64_t b, int64_t row0, int64_t rows) {
-      at::Tensor p = probs[b].narrow(0, row0, rows), o = out[b].narrow(0, row0, rows);
+    for_each_row_block(z.batch, N, block, [&](int64_t b, int64_t row0, int64_t rows) {
+      at::Tensor p = keep_probs ? probs[b].narrow(0, row0, rows) : scratch[at::get_thread_num()].narrow(0, 0, rows);
+      at::Tensor o = out[b].narrow(0, row0, rows);
       at::mm_out(p, q[b].narrow(0, row0, rows), k[b].t());
       softmax_rows(p.data_ptr<scalar_t>(), rows, M, static_cast<scalar_t>(scale));
       if (residual.has_value()) {

@@ -38,7 +38,8 @@ cuda::ScftDType kernel_dtype(at::ScalarType t) {
 }
 
 std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                                const c10::optional<at::Tensor>& residual, double scale) {
+                                                const c10::optional<at::Tensor>& residual, double scale,
+                                                bool keep_probs) {
   const ScftSizes z = scft_sizes(q, k, v);
   if (residual.has_value()) check_residual(*residual, q, z);
   const c10::cuda::CUDAGuard guard(q.device());
@@ -48,7 +49,8 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& q, const at::T
   const cudaError_t err = cuda::scft_softmax_rows(dtype, probs.data_ptr(), z.batch * z.queries, z.keys, scale,
                                                   c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "scft_attention softmax kernel failed: ", cudaGetErrorString(err));
-  return {attention_output(probs, v, residual, z), probs};
+  at::Tensor out = attention_output(probs, v, residual, z);
+  return {out, keep_probs ? probs : at::empty({0}, q.options())};  // P is freed (to the caching allocator) here
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_out, const at::Tensor& q,
