@@ -108,6 +108,13 @@ REFCOLOR_CPU_CLONES void softmax_grad_rows(const double* p, double* dp, int64_t 
 // N = M = 4096, d = 256, 64-row GEMMs took 1.2x the time of one batched GEMM, 128 to 512 rows 1.0x.
 int64_t block_rows(int64_t N, int64_t M) { return std::min(N, std::max<int64_t>(128, (int64_t(1) << 19) / M)); }
 
+// The backward's blocks are 4x taller (~8 MB, in L3): besides dQ_block, each block adds
+// dS_block^T q_block into dK, a GEMM whose depth is the block height and which reads and writes all
+// of dK (M x d) per block; 128-row blocks made the backward 1.2x its GEMMs at N = M = 4096, d = 256.
+int64_t backward_block_rows(int64_t N, int64_t M) {
+  return std::min(N, std::max<int64_t>(128, (int64_t(1) << 21) / M));
+}
+
 void check_cpu(const at::Tensor& q) {
   TORCH_CHECK(q.device().is_cpu(), "the C++ CPU kernel of scft_attention takes CPU tensors, got ", q.device());
   TORCH_CHECK(q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble,
@@ -179,7 +186,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(const at::Tensor& gr
   const ScftSizes z = scft_sizes(q, k, v);
   check_cpu(q);
   check_probs(probs, grad_out, z);
-  const int64_t B = z.batch, N = z.queries, M = z.keys, block = block_rows(N, M);
+  const int64_t B = z.batch, N = z.queries, M = z.keys, block = backward_block_rows(N, M);
   const int64_t blocks = (N + block - 1) / block, tasks = B * blocks;
   const int64_t workers = std::min<int64_t>(at::get_num_threads(), tasks);
   at::Tensor grad_v = empty_in_layout_of(v), grad_q = empty_in_layout_of(q), grad_k = empty_in_layout_of(k);

@@ -66,6 +66,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(const at::Tensor& g
   const int64_t block = backward_block_rows(z.batch, N, M, kScratchElements);
   at::Tensor scratch = at::empty({z.batch * block * M}, probs.options());
   const at::Tensor vt = v.transpose(1, 2);
+  // dK sums over the row blocks. In 16-bit, the sum runs in a float32 accumulator (cuBLAS's
+  // out_dtype GEMM: 16-bit operands, float32 output), rounded to 16 bits once, as one GEMM would.
+  const bool split = block < N, half = q.scalar_type() == at::kHalf || q.scalar_type() == at::kBFloat16;
+  at::Tensor dk_acc = split && half ? at::empty({z.batch, M, z.dim}, k.options().dtype(at::kFloat)) : grad_k;
   for (int64_t row0 = 0; row0 < N; row0 += block) {
     const int64_t rows = std::min(block, N - row0);
     // dP, then dS over it: a contiguous (B, rows, M) view of the scratch, the layout the kernel reads.
@@ -77,12 +81,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(const at::Tensor& g
     at::Tensor dq = grad_q.narrow(1, row0, rows);
     at::bmm_out(dq, ds, k);
     const at::Tensor q_rows = q.narrow(1, row0, rows);
-    if (row0 == 0) {
-      at::bmm_out(grad_k, ds.transpose(1, 2), q_rows);
+    if (dk_acc.scalar_type() == q.scalar_type()) {
+      if (row0 == 0) {
+        at::bmm_out(dk_acc, ds.transpose(1, 2), q_rows);
+      } else {
+        dk_acc.baddbmm_(ds.transpose(1, 2), q_rows);
+      }
+    } else if (row0 == 0) {
+      at::bmm_out(dk_acc, ds.transpose(1, 2), q_rows, at::kFloat);
     } else {
-      grad_k.baddbmm_(ds.transpose(1, 2), q_rows);  // dK sums over the row blocks
+      at::baddbmm_out(dk_acc, dk_acc, ds.transpose(1, 2), q_rows, at::kFloat);
     }
   }
+  if (!dk_acc.is_same(grad_k)) grad_k.copy_(dk_acc);
   return {grad_q, grad_k, grad_v};
 }
 
