@@ -13,9 +13,10 @@ Backends:
         torch's BLAS / cuBLAS; a fused in-place softmax and a fused dS = scale P (dP - rowsum(P dP))
         pass are refcolor's. One (B, N, M) matrix (P) stays alive from the forward to the end of
         the backward, which forms dS block by block in a bounded scratch (the cpp file says why
-        not a flash-style kernel). Gradients come
-        back in the strides of their inputs (dense layouts: transposed, permuted, channels-last
-        views), the output in the residual's, so no layout costs a copy.
+        not a flash-style kernel); without autograd the cpp forward holds P only block by block.
+        Gradients come back in the strides of their inputs (dense layouts: transposed, permuted,
+        channels-last views), the output in the residual's, so no layout costs a copy; the GEMMs
+        read strided operands as they are.
     "sdpa": torch.nn.functional.scaled_dot_product_attention on one head (torch picks its kernel),
         plus the residual.
     "triton": refcolor.kernels.scft_attention (two implementations, "gemm" and "flash", chosen by
@@ -49,17 +50,24 @@ DTYPES = {
 # Backends that materialise the attention map P (return_attention=True); for Triton, its "gemm" impl.
 MAP_BACKENDS = ("reference", "cpp", "cuda", "triton")
 
-# Auto order, fastest first. CPU: measured on this project's 2-core CPU (torch 2.13, shared with
-# other jobs, so timed in interleaved pairs; two sessions of 30 and 20 pairs) at B=4, N=M=1024,
-# d=dv=512 float32 with the residual (min / median seconds):
-#   forward + backward: reference 0.32 / 0.46 and 0.38 / 0.44, sdpa 0.35 / 0.47 and 0.41 / 0.46;
-#     the reference was faster in 20 of 30 and 15 of 20 pairs (torch's CPU flash kernel
-#     recomputes the attention in its backward);
-#   forward alone (no autograd): sdpa 0.114 / 0.123 and 0.125 / 0.132, reference 0.128 / 0.139
-#     and 0.138 / 0.150; sdpa was faster in 28 of 30 and 20 of 20 pairs.
-# So on CPU the order depends on whether the call records gradients.
-# CUDA: Triton first, then SDPA, until benchmarks/gpu_scft_attention.py is run on a GPU and says
-# otherwise.
+# Auto order, fastest first. CPU: `python -m benchmarks.cpu_scft_attention --repeats 7` on this
+# project's 2-core CPU (torch 2.13, float32, residual; shared with other jobs, so the methods run in
+# interleaved rounds and each figure is the median ratio to the time of the six GEMMs alone):
+#   forward + backward, glibc malloc / tcmalloc:
+#     B=16 N=M=256 d=992 (paper):  cpp 0.99 / 0.92, reference 1.31 / 1.25, sdpa 1.26 / 1.30
+#     B=2 N=M=4096 d=256:          cpp 1.25 / 1.06, reference 1.44 / 1.08, sdpa 1.13 / 1.16
+#     B=4 N=M=1024 d=64:           cpp 1.00 / 0.96, reference 1.58 / 1.28, sdpa 1.12 / 1.34
+#     B=4 N=M=1024 d=512:          cpp 0.99 / 1.02, reference 1.12 / 1.16, sdpa 1.21 / 1.26
+#   forward alone (no autograd), same order of shapes: cpp 0.96 / 0.90, 1.14 / 1.14, 1.15 / 1.11,
+#     1.09 / 1.07; sdpa 1.06 / 1.09, 0.98 / 1.00, 1.47 / 1.43, 1.15 / 1.08; reference 1.38 / 1.46,
+#     1.62 / 1.07, 1.80 / 2.08, 1.33 / 1.29.
+# (Below 1.0: the floor's batched GEMMs are multithreaded by MKL, cpp runs one single-threaded GEMM
+# per block of rows, which on this busy machine waits less on thread barriers.) So cpp first with
+# and without autograd; without it sdpa (which never forms the N x M matrix) is next, and was
+# faster only at N = M = 4096; with autograd the reference is next (sdpa's CPU backward recomputes
+# the attention).
+# CUDA: the compiled kernels first, as for the other ops (refcolor.backends), then Triton, until
+# benchmarks/gpu_scft_attention.py is run on a GPU and says otherwise.
 PREFERENCE = {"cpu": ("cpp", "reference", "sdpa"), "cuda": ("cuda", "triton", "sdpa", "reference")}
 PREFERENCE_NO_GRAD = {**PREFERENCE, "cpu": ("cpp", "sdpa", "reference")}
 
