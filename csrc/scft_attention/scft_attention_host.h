@@ -46,17 +46,49 @@ inline at::Tensor empty_in_layout_of(const at::Tensor& like) {
   return at::empty_like(like, at::MemoryFormat::Preserve);
 }
 
-// out = residual + P v, or P v: one GEMM into the residual's layout. baddbmm_out copies the
-// residual into `out` and runs the GEMM with beta = 1, so the add costs no pass of its own.
+// A column-major result (the last two dims transposed: what an input viewed through a transpose
+// gets from empty_in_layout_of) is computed as its transpose, out^T = b^T a^T, which is row-major:
+// measured on CPU, ATen's bmm into a column-major (4, 1024, 64) output took 7x the time of the same
+// product into a row-major one (157 vs 22 ms, 2 threads), and mm into a column-major block 1.25x.
+inline bool column_major(const at::Tensor& out) {
+  const int64_t r = out.dim() - 2, c = out.dim() - 1;
+  return out.stride(c) != 1 && out.stride(r) == 1;
+}
+
+inline at::Tensor last_two_swapped(const at::Tensor& t) { return t.transpose(t.dim() - 2, t.dim() - 1); }
+
+// out = a b (2-D or batched 3-D), written straight into `out` whatever its dense layout.
+inline void matmul_into(at::Tensor out, const at::Tensor& a, const at::Tensor& b) {
+  if (column_major(out)) return matmul_into(last_two_swapped(out), last_two_swapped(b), last_two_swapped(a));
+  if (out.dim() == 3) {
+    at::bmm_out(out, a, b);
+  } else {
+    at::mm_out(out, a, b);
+  }
+}
+
+// out = self + a b (self may be out itself: an accumulation). With self distinct, ATen copies it
+// into out and runs the GEMM with beta = 1, so the add costs no pass of its own.
+inline void matmul_add_into(at::Tensor out, const at::Tensor& self, const at::Tensor& a, const at::Tensor& b) {
+  if (column_major(out))
+    return matmul_add_into(last_two_swapped(out), last_two_swapped(self), last_two_swapped(b), last_two_swapped(a));
+  if (out.dim() == 3) {
+    at::baddbmm_out(out, self, a, b);
+  } else {
+    at::addmm_out(out, self, a, b);
+  }
+}
+
+// out = residual + P v, or P v: one GEMM into the residual's layout.
 inline at::Tensor attention_output(const at::Tensor& probs, const at::Tensor& v, const c10::optional<at::Tensor>& residual,
                                    const ScftSizes& z) {
   if (residual.has_value()) {
     at::Tensor out = empty_in_layout_of(*residual);
-    at::baddbmm_out(out, *residual, probs, v);
+    matmul_add_into(out, *residual, probs, v);
     return out;
   }
   at::Tensor out = at::empty({z.batch, z.queries, z.value_dim}, v.options());
-  at::bmm_out(out, probs, v);
+  matmul_into(out, probs, v);
   return out;
 }
 

@@ -162,9 +162,9 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& q, const at::Te
       at::mm_out(p, q[b].narrow(0, row0, rows), k[b].t());
       softmax_rows(p.data_ptr<scalar_t>(), rows, M, static_cast<scalar_t>(scale));
       if (residual.has_value()) {
-        at::addmm_out(o, (*residual)[b].narrow(0, row0, rows), p, v[b]);
+        matmul_add_into(o, (*residual)[b].narrow(0, row0, rows), p, v[b]);
       } else {
-        at::mm_out(o, p, v[b]);
+        matmul_into(o, p, v[b]);
       }
     });
   });
@@ -190,7 +190,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(const at::Tensor& gr
   const int64_t blocks = (N + block - 1) / block, tasks = B * blocks;
   const int64_t workers = std::min<int64_t>(at::get_num_threads(), tasks);
   at::Tensor grad_v = empty_in_layout_of(v), grad_q = empty_in_layout_of(q), grad_k = empty_in_layout_of(k);
-  at::bmm_out(grad_v, probs.transpose(1, 2), grad_out);
+  matmul_into(grad_v, probs.transpose(1, 2), grad_out);
   at::Tensor scratch = at::empty({workers, block, M}, probs.options());
   at::Tensor partials = at::empty({workers, 2, M, z.dim}, k.options());
   auto range_begin = [&](int64_t w) { return w * tasks / workers; };
@@ -206,13 +206,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(const at::Tensor& gr
           at::Tensor ds = scratch[w].narrow(0, 0, rows), dq = grad_q[b].narrow(0, row0, rows);
           at::mm_out(ds, grad_out[b].narrow(0, row0, rows), v[b].t());
           softmax_grad_rows(p.data_ptr<scalar_t>(), ds.data_ptr<scalar_t>(), rows, M, static_cast<scalar_t>(scale));
-          at::mm_out(dq, ds, k[b]);
+          matmul_into(dq, ds, k[b]);
           const bool owned = t0 <= b * blocks && (b + 1) * blocks <= t1;
           at::Tensor dk = owned ? grad_k[b] : partials[w][b == t0 / blocks ? 0 : 1];
           if (t == t0 || t % blocks == 0) {  // the first block of this sample in this range
-            at::mm_out(dk, ds.t(), q_rows);
+            matmul_into(dk, ds.t(), q_rows);
           } else {
-            dk.addmm_(ds.t(), q_rows);
+            matmul_add_into(dk, dk, ds.t(), q_rows);
           }
         }
       }

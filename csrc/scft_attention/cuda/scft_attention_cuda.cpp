@@ -61,7 +61,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(const at::Tensor& g
   const c10::cuda::CUDAGuard guard(q.device());
   const cuda::ScftDType dtype = kernel_dtype(q.scalar_type());
   at::Tensor grad_v = empty_in_layout_of(v), grad_q = empty_in_layout_of(q), grad_k = empty_in_layout_of(k);
-  at::bmm_out(grad_v, probs.transpose(1, 2), grad_out);
+  matmul_into(grad_v, probs.transpose(1, 2), grad_out);
   const int64_t N = z.queries, M = z.keys;
   const int64_t block = backward_block_rows(z.batch, N, M, kScratchElements);
   at::Tensor scratch = at::empty({z.batch * block * M}, probs.options());
@@ -79,13 +79,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(const at::Tensor& g
                                                          N, M, scale, c10::cuda::getCurrentCUDAStream().stream());
     TORCH_CHECK(err == cudaSuccess, "scft_attention softmax gradient kernel failed: ", cudaGetErrorString(err));
     at::Tensor dq = grad_q.narrow(1, row0, rows);
-    at::bmm_out(dq, ds, k);
+    matmul_into(dq, ds, k);
     const at::Tensor q_rows = q.narrow(1, row0, rows);
     if (dk_acc.scalar_type() == q.scalar_type()) {
       if (row0 == 0) {
-        at::bmm_out(dk_acc, ds.transpose(1, 2), q_rows);
+        matmul_into(dk_acc, ds.transpose(1, 2), q_rows);
       } else {
-        dk_acc.baddbmm_(ds.transpose(1, 2), q_rows);
+        matmul_add_into(dk_acc, dk_acc, ds.transpose(1, 2), q_rows);
       }
     } else if (row0 == 0) {
       at::bmm_out(dk_acc, ds.transpose(1, 2), q_rows, at::kFloat);
