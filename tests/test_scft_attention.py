@@ -19,9 +19,10 @@ from tests.helpers import devices, rel_err, usable
 
 IMPLS = ("gemm", "flash")
 F64_TOL = 1e-10
-# The reference (naive) path against the independent float64 implementation: measured errors are
-# about 1e-7 (float32) and 2e-3 / 5e-3 (float16 / bfloat16) on these shapes; the bounds leave ~10x.
-REFERENCE_TOL = {torch.float64: F64_TOL, torch.float32: 2e-6, torch.float16: 2e-2, torch.bfloat16: 6e-2}
+# The reference (naive) path against the independent float64 implementation. float32: measured
+# 5e-8 to 1.8e-6 on CASES (the largest at M = 4100), bound 1e-5. 16-bit (GPU only, not yet
+# measured): bounds of about 20 ulps of the dtype.
+REFERENCE_TOL = {torch.float64: F64_TOL, torch.float32: 1e-5, torch.float16: 2e-2, torch.bfloat16: 1.6e-1}
 
 # name: (B, N, M, d, dv, with_residual). The paper's d = 992 with odd N and M, d = 1 and d = 1024,
 # and N = 300, M = 4100, which the cpp backend splits into row blocks of 128 (two full, one tail);
