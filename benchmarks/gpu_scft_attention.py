@@ -1,5 +1,6 @@
 """GPU benchmark of scft_attention against torch: each SDPA backend forced (those that refuse a shape
-are recorded as refused), the naive path (backend="reference") and each of refcolor's implementations.
+are recorded as refused), the naive path (backend="reference") and each of refcolor's implementations
+(both Triton implementations, and the CUDA C++ backend when refcolor was built with its CUDA kernels).
 
     python -m benchmarks.gpu_scft_attention [--out benchmarks/results] [--smoke]
 
@@ -45,7 +46,7 @@ SDPA_BACKENDS = {
 TORCH_PATHS = (*SDPA_BACKENDS, "naive")
 # refcolor's implementations: "triton_<impl>" is backend="triton" with REFCOLOR_SCFT_IMPL=<impl>;
 # any other name is passed as scft_attention's backend=.
-OURS = ("triton_gemm", "triton_flash")
+OURS = ("triton_gemm", "triton_flash", "cuda")
 TARGET_SPEEDUP, TARGET_PCT_4096 = 1.5, 50
 
 

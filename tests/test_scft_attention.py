@@ -1,27 +1,40 @@
-"""scft_attention: every backend against a float64 reference (error at most twice that of the
-same-precision PyTorch reference), odd shapes, every gradient, both Triton implementations (under
-the interpreter on CPU), the row kernels' passes, the attention map, bad inputs and the custom-op
-registration."""
+"""scft_attention: every backend against an independent float64 implementation (an explicit
+einsum / exp / sum written here, differentiated by autograd): the reference within a fixed
+per-dtype tolerance, the other backends within twice the error of the same-precision naive path.
+Odd shapes (d from 1 to 1024, N and M no multiple of any tile, B = 1 and B > 1, with and without
+residual), every gradient, input layouts (permuted, sequence-first, channels-last features,
+sliced) with the layouts of the results, both Triton implementations (under the interpreter on
+CPU), the row kernels, the attention map from the backend that was asked for, bad inputs, and the
+custom-op registration (opcheck, torch.compile, gradcheck)."""
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
+from torch.profiler import ProfilerActivity, profile
 
-from refcolor.ops.scft_attention import PREFERENCE, PREFERENCE_NO_GRAD, scft_attention, scft_attention_reference
+from refcolor.ops.scft_attention import PREFERENCE, PREFERENCE_NO_GRAD, scft_attention
 from tests.helpers import devices, rel_err, usable
 
 IMPLS = ("gemm", "flash")
 F64_TOL = 1e-10
+# The reference (naive) path against the independent float64 implementation. float32: measured
+# 5e-8 to 1.8e-6 on CASES (the largest at M = 4100), bound 1e-5. 16-bit (GPU only, not yet
+# measured): bounds of about 20 ulps of the dtype.
+REFERENCE_TOL = {torch.float64: F64_TOL, torch.float32: 1e-5, torch.float16: 2e-2, torch.bfloat16: 1.6e-1}
 
-# name: (B, N, M, d, dv, with_residual). The paper's d = 992 with odd N and M for the compiled
-# backends; the interpreter (~15 ms per program instance) gets smaller, still odd shapes.
+# name: (B, N, M, d, dv, with_residual). The paper's d = 992 with odd N and M, d = 1 and d = 1024,
+# and N = 300, M = 4100, which the cpp backend splits into row blocks of 128 (two full, one tail);
+# the interpreter (~15 ms per program instance) gets smaller, still odd shapes.
 CASES = {
     "odd_b1": (1, 250, 196, 992, 992, True),
     "odd_b3": (3, 250, 196, 992, 992, True),
     "odd_b3_no_residual_dv300": (3, 250, 196, 992, 300, False),
     "one_token": (1, 1, 1, 992, 992, True),
+    "d1": (2, 33, 47, 1, 5, True),
+    "d1024_no_residual": (2, 70, 53, 1024, 24, False),
+    "row_blocks_b3": (3, 300, 4100, 8, 12, True),
 }
 INTERPRETER_CASES = {
     "odd_b3": (3, 37, 29, 72, 40, True),
@@ -29,6 +42,8 @@ INTERPRETER_CASES = {
     "long_rows_b2": (2, 5, 70, 20, 33, True),  # several key blocks and d chunks
     "one_token": (1, 1, 1, 72, 40, True),
 }
+# CUDA: also B N M above the backward's 2^23-element scratch, so dS is formed in two row blocks.
+GPU_CASES = {**CASES, "cuda_row_blocks": (2, 1100, 4000, 16, 16, True)}
 
 
 def make_inputs(B, N, M, d, dv, with_residual, seed=0):
@@ -40,6 +55,23 @@ def make_inputs(B, N, M, d, dv, with_residual, seed=0):
     residual = torch.randn(B, N, dv, generator=g, dtype=torch.float64) if with_residual else None
     grad_out = torch.randn(B, N, dv, generator=g, dtype=torch.float64)
     return (q, k, v, residual), grad_out
+
+
+def independent_float64(inputs, grad_out, scale=None):
+    """(out, grad_q, grad_k, grad_v[, grad_residual]) and the attention map, in float64 from an
+    explicit einsum / exp / sum (no torch.softmax, no bmm, no refcolor code)."""
+    tensors = [None if t is None else t.detach().double().requires_grad_() for t in inputs]
+    q, k, v, residual = tensors
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    logits = torch.einsum("bnd,bmd->bnm", q, k) * scale
+    e = torch.exp(logits - logits.amax(-1, keepdim=True).detach())  # the shift has no gradient
+    attention = e / e.sum(-1, keepdim=True)
+    out = torch.einsum("bnm,bme->bne", attention, v)
+    if residual is not None:
+        out = out + residual
+    wrt = [t for t in tensors if t is not None]
+    grads = torch.autograd.grad(out, wrt, grad_out.to(device=out.device, dtype=torch.float64))
+    return (out.detach(), *grads), attention.detach()
 
 
 def run(backend, inputs, grad_out, dtype, device="cpu", **kwargs):
@@ -60,8 +92,8 @@ RULE = {"sdpa": (4, 32)}  # backend: (factor, ulps)
 
 
 def assert_twice_reference_rule(actual, same_precision, exact, backend="triton"):
-    """float64: close to the float64 reference; lower precisions: error against it at most twice the
-    same-precision reference's (plus one ulp of the dtype, for results that are exact in both)."""
+    """float64: close to the float64 result; lower precisions: error against it at most twice the
+    same-precision naive path's (plus one ulp of the dtype, for results that are exact in both)."""
     factor, ulps = RULE.get(backend, (2, 1))
     for name, a, r, e in zip(NAMES, actual, same_precision, exact):
         assert a.shape == e.shape and a.dtype == r.dtype, name
@@ -73,20 +105,32 @@ def assert_twice_reference_rule(actual, same_precision, exact, backend="triton")
             assert err <= bound, f"{name}: {err:.2e} > {bound:.2e}"
 
 
+def assert_reference_within_tolerance(actual, exact):
+    for name, a, e in zip(NAMES, actual, exact):
+        assert a.shape == e.shape, name
+        err = rel_err(a, e)
+        assert err <= REFERENCE_TOL[a.dtype], f"{name}: relative error {err:.2e}"
+
+
 def check_against_float64(backend, case, dtype, device, cases=CASES):
     inputs, grad_out = make_inputs(*cases[case], seed=len(case))
     inputs = [None if t is None else t.to(device) for t in inputs]
-    exact = run("reference", inputs, grad_out, torch.float64, device)
-    same_precision = run("reference", inputs, grad_out, dtype, device)
+    exact, _ = independent_float64(inputs, grad_out)
     actual = run(backend, inputs, grad_out, dtype, device)
-    assert_twice_reference_rule(actual, same_precision, exact, backend)
+    if backend == "reference":
+        assert_reference_within_tolerance(actual, exact)
+    else:
+        same_precision = run("reference", inputs, grad_out, dtype, device)
+        assert_twice_reference_rule(actual, same_precision, exact, backend)
 
 
 def compiled_backend_params():
     for device in devices():
-        for backend in ("reference", "sdpa", "triton"):
+        for backend in ("reference", "cpp", "cuda", "sdpa", "triton"):
             if backend == "triton" and device == "cpu":
                 continue  # the interpreter gets its own shapes below
+            if (backend, device) in (("cpp", "cuda"), ("cuda", "cpu")):
+                continue
             for impl in IMPLS if backend == "triton" else ("-",):
                 yield pytest.param(backend, impl, device, id=f"{backend}-{impl}-{device}".replace("--", "-"))
 
@@ -113,41 +157,135 @@ def test_triton_interpreter_matches_float64_reference(impl, case, dtype, monkeyp
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
-@pytest.mark.parametrize("case", ["odd_b3", "odd_b3_no_residual_dv300", "one_token"])
-@pytest.mark.parametrize("backend,impl", [("sdpa", "-"), ("triton", "gemm"), ("triton", "flash")])
-def test_half_precision_on_gpu_within_twice_reference_error(backend, impl, case, dtype, monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=["f16", "bf16", "f32"])
+@pytest.mark.parametrize("case", ["odd_b3", "odd_b3_no_residual_dv300", "one_token", "d1", "cuda_row_blocks"])
+@pytest.mark.parametrize(
+    "backend,impl", [("reference", "-"), ("cuda", "-"), ("sdpa", "-"), ("triton", "gemm"), ("triton", "flash")]
+)
+def test_gpu_precisions_within_twice_reference_error(backend, impl, case, dtype, monkeypatch):
     if not usable(backend, "cuda"):
         pytest.skip(f"{backend} not usable on cuda")
     if backend == "triton":
         monkeypatch.setenv("REFCOLOR_SCFT_IMPL", impl)
-    check_against_float64(backend, case, dtype, "cuda")
+    check_against_float64(backend, case, dtype, "cuda", GPU_CASES)
 
 
-def interpreter_or_compiled_params():
-    """(backend, device) pairs that are quick here: the interpreter only on small shapes."""
+def test_cpp_backward_splits_samples_across_threads():
+    """Three threads, two samples of three row blocks: every worker's range cuts a sample, so grad_k
+    is the sum of per-worker partials (the path a one-thread test run never takes)."""
+    if not usable("cpp", "cpu"):
+        pytest.skip("cpp not usable on cpu")
+    inputs, grad_out = make_inputs(2, 300, 4100, 8, 12, True, seed=3)
+    exact, _ = independent_float64(inputs, grad_out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        actual = run("cpp", inputs, grad_out, torch.float64)
+    finally:
+        torch.set_num_threads(threads)
+    assert_twice_reference_rule(actual, exact, exact, "cpp")
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_cpp_inference_forward_without_the_attention_matrix(threads):
+    """Without autograd the cpp forward keeps P only block by block (per-thread scratch): same
+    values, and the kernel returns no (B, N, M) matrix."""
+    if not usable("cpp", "cpu"):
+        pytest.skip("cpp not usable on cpu")
+    inputs, grad_out = make_inputs(3, 300, 4100, 8, 12, True, seed=4)
+    (exact, *_), _ = independent_float64(inputs, grad_out)
+    q, k, v, r = (t.float() for t in inputs)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            out = scft_attention(q, k, v, r, backend="cpp")
+        _, probs = torch.ops.refcolor.scft_attention_forward_kernel(q, k, v, r, 0.5, False)
+    finally:
+        torch.set_num_threads(before)
+    same_precision = scft_attention(q, k, v, r, backend="reference")
+    assert rel_err(out, exact) <= 2 * rel_err(same_precision, exact) + torch.finfo(torch.float32).eps
+    assert probs.numel() == 0
+
+
+# ----------------------------------------------------------------------------- layouts
+# Each input is built in the layout, with the same values: "permuted" (storage (B, c, n), the
+# layout of NCHW features viewed as tokens, `f.flatten(2).transpose(1, 2)`), "sequence_first"
+# (storage (n, B, c), as nn.MultiheadAttention's), "channels_last_features" (a channels-last
+# (B, c, h, w) map viewed as tokens: a view, dense) and "sliced" (rows and channels cut out of a
+# larger tensor: not dense).
+LAYOUTS = ("permuted", "sequence_first", "channels_last_features", "sliced")
+DENSE_LAYOUTS = ("permuted", "sequence_first", "channels_last_features")
+
+
+def in_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
+    B, n, c = t.shape
+    if layout == "permuted":
+        out = t.transpose(1, 2).contiguous().transpose(1, 2)
+    elif layout == "sequence_first":
+        out = t.transpose(0, 1).contiguous().transpose(0, 1)
+    elif layout == "channels_last_features":
+        h = next(f for f in range(int(math.sqrt(n)), 0, -1) if n % f == 0)
+        features = t.transpose(1, 2).reshape(B, c, h, n // h).contiguous(memory_format=torch.channels_last)
+        out = features.flatten(2).transpose(1, 2)
+        assert out.data_ptr() == features.data_ptr(), "flatten of channels-last features should be a view"
+    elif layout == "sliced":
+        big = t.new_zeros(B, n + 3, c + 5)
+        big[:, 2 : n + 2, 1 : c + 1] = t
+        out = big[:, 2 : n + 2, 1 : c + 1]
+    else:
+        raise ValueError(layout)
+    assert torch.equal(out, t)
+    return out
+
+
+def layout_params():
     for device in devices():
-        for backend in ("reference", "sdpa", "triton"):
-            yield pytest.param(backend, device, id=f"{backend}-{device}")
+        for backend in ("reference", "cpp", "cuda", "sdpa", "triton"):
+            if (backend, device) not in (("cpp", "cuda"), ("cuda", "cpu")):
+                yield pytest.param(backend, device, id=f"{backend}-{device}")
 
 
-@pytest.mark.parametrize("backend,device", list(interpreter_or_compiled_params()))
-def test_non_contiguous_inputs_and_custom_scale(backend, device):
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("backend,device", list(layout_params()))
+def test_input_layouts_forward_backward_and_custom_scale(backend, device, layout):
+    """Every backend on inputs in each layout: values against float64, forward and backward. The
+    compiled backends also return each gradient in its input's strides (dense layouts; contiguous
+    otherwise) and the output in the residual's, which is what lets them flow back through the
+    views that made the inputs without a copy."""
     if not usable(backend, device):
         pytest.skip(f"{backend} not usable on {device}")
-    inputs, grad_out = make_inputs(2, 19, 23, 48, 40, True, seed=5)
-    exact = run("reference", inputs, grad_out, torch.float64, device, scale=0.3)
+    inputs, grad_out = make_inputs(2, 20, 24, 48, 40, True, seed=5)
+    exact, _ = independent_float64(inputs, grad_out, scale=0.3)
     same_precision = run("reference", inputs, grad_out, torch.float32, device, scale=0.3)
-    q, k, v, residual = (t.to(device=device, dtype=torch.float32) for t in inputs)
-    # The same values in other layouts: a transposed copy viewed back, and a strided view.
-    q = q.transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
-    v = torch.stack([v, v], dim=-1)[..., 0].detach().requires_grad_()
-    residual = residual.transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()
-    k = k.requires_grad_()
-    assert not (q.is_contiguous() or v.is_contiguous() or residual.is_contiguous())
-    out = scft_attention(q, k, v, residual, scale=0.3, backend=backend)
-    actual = (out, *torch.autograd.grad(out, (q, k, v, residual), grad_out.to(device=device, dtype=torch.float32)))
-    assert_twice_reference_rule(actual, same_precision, exact, backend)
+    tensors = [in_layout(t.to(device=device, dtype=torch.float32), layout).requires_grad_() for t in inputs]
+    assert layout == "channels_last_features" or not any(t.is_contiguous() for t in tensors)
+    out = scft_attention(*tensors, scale=0.3, backend=backend)
+    grads = torch.autograd.grad(out, tensors, grad_out.to(device=device, dtype=torch.float32))
+    assert_twice_reference_rule((out, *grads), same_precision, exact, backend)
+    if backend in ("cpp", "cuda"):
+        for name, t, g in zip(("q", "k", "v"), tensors, grads):
+            expected = t.stride() if layout in DENSE_LAYOUTS else g.new_empty(g.shape).stride()
+            assert g.stride() == expected, f"grad_{name} strides {g.stride()}, expected {expected}"
+        expected = tensors[3].stride() if layout in DENSE_LAYOUTS else out.new_empty(out.shape).stride()
+        assert out.stride() == expected, f"out strides {out.stride()}, expected {expected}"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_cpp_makes_no_hidden_copy_of_strided_inputs(layout):
+    """No clone / contiguous anywhere in the cpp forward + backward (the only copy is the residual
+    into the output, which is the residual add)."""
+    if not usable("cpp", "cpu"):
+        pytest.skip("cpp not usable on cpu")
+    inputs, grad_out = make_inputs(2, 20, 24, 48, 40, True, seed=6)
+    tensors = [in_layout(t.float(), layout).requires_grad_() for t in inputs]
+    grad_out = grad_out.float()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        torch.autograd.grad(scft_attention(*tensors, backend="cpp"), tensors, grad_out)
+    names = [e.name for e in prof.events()]
+    assert "refcolor::scft_attention_backward_kernel" in names  # the profile saw the kernels
+    copies = [n for n in names if n in ("aten::clone", "aten::contiguous", "aten::_to_copy")]
+    assert not copies, copies
 
 
 @pytest.mark.parametrize("block_m", [8, 64], ids=["two_pass", "single_pass"])
@@ -160,7 +298,8 @@ def test_row_kernels_against_torch(block_m):
     logits = 3 * torch.randn(3, 11, 29, generator=g, dtype=torch.float64)
     grad_probs = torch.randn(3, 11, 29, generator=g, dtype=torch.float64)
     scale = 0.7
-    probs = torch.softmax(scale * logits, dim=-1)
+    e = torch.exp(scale * logits - (scale * logits).amax(-1, keepdim=True))
+    probs = e / e.sum(-1, keepdim=True)
     expected_grad = scale * probs * (grad_probs - (probs * grad_probs).sum(-1, keepdim=True))
     assert rel_err(softmax_rows_(logits.clone(), scale, block_m=block_m), probs) <= F64_TOL
     assert rel_err(softmax_grad_(probs, grad_probs.clone(), scale, block_m=block_m), expected_grad) <= F64_TOL
@@ -172,39 +311,78 @@ def test_flash_kernel_tiles_and_logsumexp():
         pytest.skip("triton not usable on cpu")
     from refcolor.kernels.scft_attention import flash_forward
 
-    (q, k, v, residual), _ = make_inputs(2, 37, 29, 40, 24, True, seed=8)
+    (q, k, v, residual), grad_out = make_inputs(2, 37, 29, 40, 24, True, seed=8)
     scale = 40**-0.5
     out, lse = flash_forward(q, k, v, residual, scale, BLOCK_N=16, BLOCK_M=16, BLOCK_D=16, BLOCK_DV=16)
-    assert rel_err(out, scft_attention_reference(q, k, v, residual, scale)[0]) <= F64_TOL
-    assert rel_err(lse, torch.logsumexp(scale * q @ k.transpose(1, 2), dim=-1)) <= F64_TOL
+    (expected_out, *_), _ = independent_float64((q, k, v, residual), grad_out, scale)
+    logits = torch.einsum("bnd,bmd->bnm", q, k) * scale
+    row_max = logits.amax(-1)
+    expected_lse = row_max + torch.log(torch.exp(logits - row_max[..., None]).sum(-1))
+    assert rel_err(out, expected_out) <= F64_TOL
+    assert rel_err(lse, expected_lse) <= F64_TOL
 
 
-@pytest.mark.parametrize("backend", ["reference", "sdpa", "triton"])
-def test_return_attention_rows_sum_to_one_and_match(backend):
+# ----------------------------------------------------------------------------- attention map
+
+# (backend, the op that must appear in the profile when it ran: None for the reference, which
+# calls no refcolor op)
+MAP_BACKENDS = {"reference": None, "cpp": "refcolor::scft_attention_forward_kernel", "triton": "refcolor::scft_attention"}
+
+
+@pytest.mark.parametrize("backend", list(MAP_BACKENDS))
+def test_return_attention_comes_from_the_chosen_backend(backend, monkeypatch):
     if not usable(backend, "cpu"):
         pytest.skip(f"{backend} not usable on cpu")
-    (q, k, v, residual), _ = make_inputs(2, 13, 17, 24, 8, True, seed=9)
-    q32, k32, v32, r32 = (t.float() for t in (q, k, v, residual))
-    out, attention = scft_attention(q32, k32, v32, r32, backend=backend, return_attention=True)
+    monkeypatch.setenv("REFCOLOR_SCFT_IMPL", "flash")  # Triton: the map still comes from its gemm impl
+    inputs, grad_out = make_inputs(2, 13, 17, 24, 8, True, seed=9)
+    (expected_out, *expected_grads), expected_map = independent_float64(inputs, grad_out)
+    tensors = [t.float().requires_grad_() for t in inputs]
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        out, attention = scft_attention(*tensors, backend=backend, return_attention=True)
+    names = {e.name for e in prof.events()}
+    if MAP_BACKENDS[backend] is None:
+        assert not any(n.startswith("refcolor::") for n in names), names
+    else:
+        assert MAP_BACKENDS[backend] in names, sorted(n for n in names if "refcolor" in n)
     assert attention.shape == (2, 13, 17) and attention.dtype == torch.float32
     torch.testing.assert_close(attention.sum(-1), torch.ones(2, 13))
-    expected = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(24), dim=-1)
-    assert rel_err(attention, expected) <= 1e-5
-    assert rel_err(out, scft_attention(q32, k32, v32, r32, backend=backend)) <= 1e-5
-    assert rel_err(out, expected @ v + residual) <= 1e-5
+    assert rel_err(attention, expected_map) <= 1e-6
+    assert rel_err(out, expected_out) <= 1e-6
+    # out keeps its gradients; the map is the reference's differentiable one, a detached copy elsewhere.
+    assert attention.requires_grad == (backend == "reference")
+    grads = torch.autograd.grad(out, tensors, grad_out.float())
+    for name, g, e in zip(NAMES[1:], grads, expected_grads):
+        assert rel_err(g, e) <= 1e-5, name
+
+
+def test_return_attention_auto_picks_a_backend_with_a_map_and_sdpa_refuses(caplog):
+    (q, k, v, residual), _ = make_inputs(1, 6, 5, 16, 4, True, seed=10)
+    with pytest.raises(ValueError, match="backend 'sdpa' cannot return the attention map"):
+        scft_attention(q, k, v, residual, backend="sdpa", return_attention=True)
+    caplog.set_level("DEBUG", logger="refcolor.backends")
+    with torch.no_grad():  # the no-grad order starts with sdpa after cpp: skipped for the map
+        _, attention = scft_attention(q, k, v, residual, return_attention=True)
+    chosen = [r.getMessage() for r in caplog.records if "chose backend" in r.getMessage()]
+    expected = "cpp" if usable("cpp", "cpu") else "reference"
+    assert f"'{expected}'" in chosen[0], chosen
+    assert attention.shape == (1, 6, 5)
 
 
 def test_default_scale_and_cpu_auto_order(caplog):
     (q, k, v, residual), _ = make_inputs(1, 6, 5, 16, 4, True, seed=10)
     torch.testing.assert_close(scft_attention(q, k, v, residual), scft_attention(q, k, v, residual, scale=0.25))
-    # The measured CPU orders: the reference when autograd records, sdpa for inference.
+    # The measured CPU orders (refcolor/ops/scft_attention.py): cpp first, with and without autograd.
+    assert PREFERENCE["cpu"] == ("cpp", "reference", "sdpa")
+    assert PREFERENCE_NO_GRAD["cpu"] == ("cpp", "sdpa", "reference")
     caplog.set_level("DEBUG", logger="refcolor.backends")
     scft_attention(q.requires_grad_(), k, v, residual)
     with torch.no_grad():
         scft_attention(q, k, v, residual)
     chosen = [r.getMessage() for r in caplog.records if "chose backend" in r.getMessage()]
-    assert PREFERENCE["cpu"][0] == "reference" and PREFERENCE_NO_GRAD["cpu"][0] == "sdpa"
-    assert "'reference'" in chosen[0] and "'sdpa'" in chosen[1], chosen
+    if usable("cpp", "cpu"):
+        assert "'cpp'" in chosen[0] and "'cpp'" in chosen[1], chosen
+    else:  # no compiled extension: the next in each order
+        assert "'reference'" in chosen[0] and "'sdpa'" in chosen[1], chosen
 
 
 def _bad(q, k, v, r, **kwargs):
@@ -248,18 +426,31 @@ def test_unknown_triton_impl_is_a_clear_error(monkeypatch):
         scft_attention(q, k, v, r, backend="triton")
 
 
+def op_impls():
+    """impl argument of the custom op usable on CPU: Triton's (interpreter) and the C++ kernels."""
+    return [pytest.param(impl, id=impl) for impl in (*IMPLS, "cpp")]
+
+
+def _usable_impl(impl):
+    return usable("cpp", "cpu") if impl == "cpp" else usable("triton", "cpu")
+
+
 @pytest.mark.parametrize("with_residual", [True, False], ids=["residual", "no_residual"])
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", op_impls())
 def test_custom_op_registration_opcheck(impl, with_residual):
-    """Schema, fake implementation, autograd registration and AOT dispatch of the custom op."""
-    if not usable("triton", "cpu"):
-        pytest.skip("triton not usable on cpu")
+    """Schema, fake implementation, autograd registration and AOT dispatch of the custom op; for
+    cpp, also on a permuted input (the fake output and gradients keep the inputs' strides)."""
+    if not _usable_impl(impl):
+        pytest.skip(f"{impl} not usable on cpu")
     (q, k, v, r), _ = make_inputs(2, 9, 7, 16, 8, with_residual, seed=11)
     args = [None if t is None else t.float().requires_grad_() for t in (q, k, v, r)]
     torch.library.opcheck(torch.ops.refcolor.scft_attention.default, (*args, 0.25, impl))
+    if impl == "cpp":
+        args = [None if t is None else in_layout(t.float(), "permuted").requires_grad_() for t in (q, k, v, r)]
+        torch.library.opcheck(torch.ops.refcolor.scft_attention.default, (*args, 0.25, impl))
 
 
-@pytest.mark.parametrize("backend", ["reference", "triton"])
+@pytest.mark.parametrize("backend", ["reference", "cpp", "triton"])
 def test_torch_compile_forward_backward(backend):
     if not usable(backend, "cpu"):
         pytest.skip(f"{backend} not usable on cpu")
@@ -275,3 +466,17 @@ def test_torch_compile_forward_backward(backend):
     torch.testing.assert_close(loss, loss_fn(*inputs))
     for a, e in zip(torch.autograd.grad(loss, inputs), expected):
         torch.testing.assert_close(a, e)
+
+
+def test_cpp_gradcheck_and_second_backward():
+    """float64 gradcheck (finite differences) of the cpp backend; the backward leaves the saved
+    probabilities intact, so a retained graph can be differentiated again with the same result."""
+    if not usable("cpp", "cpu"):
+        pytest.skip("cpp not usable on cpu")
+    inputs = [t.requires_grad_() for t in make_inputs(2, 5, 7, 3, 4, True, seed=13)[0]]
+    assert torch.autograd.gradcheck(lambda *t: scft_attention(*t, backend="cpp"), inputs)
+    out = scft_attention(*inputs, backend="cpp")
+    first = torch.autograd.grad(out.sum(), inputs, retain_graph=True)
+    second = torch.autograd.grad(out.sum(), inputs)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
