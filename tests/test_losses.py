@@ -57,7 +57,7 @@ def test_matches_materialised_computation(margin, num_negatives, device):
     torch.testing.assert_close(loss.double(), expected, rtol=1e-5, atol=1e-6)
     grads = torch.autograd.grad(loss, [queries, keys])
     expected_grads = torch.autograd.grad(expected, [queries, keys])
-    for a, e in zip(grads, expected_grads):
+    for a, e in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-6)
 
 
@@ -111,7 +111,7 @@ def test_negatives_uniform_over_other_positions_and_reproducible():
     assert torch.all(negatives != positive.unsqueeze(-1))
     assert negatives.min() >= 0 and negatives.max() <= 6
     counts = torch.stack([torch.bincount(row, minlength=7) for row in negatives.reshape(6, -1)])
-    for row, p in zip(counts, positive.flatten()):
+    for row, p in zip(counts, positive.flatten(), strict=True):
         others = torch.cat([row[:p], row[p + 1:]]).double()
         assert others.min() > 0.8 * 2000 / 6 and others.max() < 1.2 * 2000 / 6
     assert torch.equal(negatives, documented_negatives(positive, 7, 2000, torch.Generator().manual_seed(0)))

@@ -22,7 +22,7 @@ def by_hand(module: SCFT, sketch, reference):
     """v* = v_s + softmax(Q K^T / sqrt(dim)) V, in float64, one sample at a time."""
     outs = []
     Wq, Wk, Wv = (m.weight.double() for m in (module.to_query, module.to_key, module.to_value))
-    for s, r in zip(sketch.double(), reference.double()):
+    for s, r in zip(sketch.double(), reference.double(), strict=True):
         vs, vr = s.flatten(1).T, r.flatten(1).T  # (N, dim), (M, dim)
         attention = torch.softmax((vs @ Wq.T) @ (vr @ Wk.T).T / math.sqrt(module.dim), dim=-1)
         outs.append((vs + attention @ (vr @ Wv.T)).T.reshape(s.shape))
@@ -71,7 +71,7 @@ def test_backends_agree_and_gradients_reach_the_projections(backend):
     assert rel_err(out, expected) <= 1e-5
     grads = torch.autograd.grad(out.square().sum(), [sketch, reference, *module.parameters()])
     expected_grads = torch.autograd.grad(expected.square().sum(), [sketch, reference, *module.parameters()])
-    for a, e in zip(grads, expected_grads):
+    for a, e in zip(grads, expected_grads, strict=True):
         assert rel_err(a, e) <= 1e-4
 
 

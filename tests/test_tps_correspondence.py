@@ -152,7 +152,7 @@ def test_locations_outside_map_nowhere():
     rows, cols = torch.arange(81) // 9, torch.arange(81) % 9
     expect_valid = torch.tensor([int(c) in key_col for c in cols])
     assert torch.equal(valid[0], expect_valid)
-    expect_index = torch.tensor([int(r) * 9 + key_col.get(int(c), 0) for r, c in zip(rows, cols)])
+    expect_index = torch.tensor([int(r) * 9 + key_col.get(int(c), 0) for r, c in zip(rows, cols, strict=True)])
     assert torch.equal(index[0], torch.where(expect_valid, expect_index, 0))
 
 
