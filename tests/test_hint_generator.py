@@ -118,3 +118,14 @@ def test_bad_arguments():
         gen(S)
     with pytest.raises(ValueError, match="'colors'.*K <= 5"):
         gen(S, colors=torch.rand(1, 6, 3))
+    # One-line errors that name the module, the argument, the expected layout and what was given.
+    with pytest.raises(ValueError, match=r"^HintGenerator: argument 'segments' must have shape \(B, Nc, H, W\)"):
+        gen(S[0], make_image(1, 3, 3, 3))
+    with pytest.raises(TypeError, match=r"^HintGenerator: argument 'segments'"):
+        gen(S.long(), make_image(1, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"^HintGenerator: argument 'colors' must have shape \(B, K, C\) \(3 dims\)"):
+        gen(S, colors=torch.rand(1, 2, 3, 1))
+    with pytest.raises(TypeError, match=r"^HintGenerator: argument 'colors'"):
+        gen(S, colors=torch.ones(1, 2, 3, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"^HintGenerator: argument 'num_hints'"):
+        gen(S, colors=torch.rand(2, 3), num_hints=[3])
