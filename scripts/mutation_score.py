@@ -6,6 +6,7 @@ One command, from the repository root, in a venv with the `test` extra and mutmu
     nice -n 10 python scripts/mutation_score.py            # default sample: 100 mutants per module, seed 16
     python scripts/mutation_score.py --per-module 0        # every mutant (hours on 2 cores)
     python scripts/mutation_score.py --report-only         # re-read the results of the last run
+    python scripts/mutation_score.py --modules refcolor/ops refcolor/nn   # a subset of the three modules
 
 What it does:
 1. mutmut (configured in pyproject.toml, [tool.mutmut]) copies the package to ./mutants and writes every
@@ -133,12 +134,14 @@ def main() -> None:
     parser.add_argument("--per-module", type=int, default=100, help="mutants sampled per module (0: all)")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--report-only", action="store_true", help="summarise the last run without running")
+    parser.add_argument("--modules", nargs="+", choices=MODULES, default=list(MODULES), help="modules to sample")
     args = parser.parse_args()
     if not Path("pyproject.toml").exists() or not Path("refcolor").is_dir():
         sys.exit("run from the repository root")
 
     generate_mutants()
     sample = draw_sample(load_mutation_data(), args.per_module, args.seed)
+    sample = {module: names for module, names in sample.items() if module in args.modules}
     if not args.report_only:
         names = [name for names in sample.values() for name in names]
         # One worker: the machine's cores are shared, and the tests set their own thread counts.
