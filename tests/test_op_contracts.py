@@ -44,6 +44,8 @@ IMAGE = torch.rand(1, 1, 5, 5)
          "scft_attention: argument 'q' (B, N, d) must not be empty, got shape (1, 0, 3)"),
         (lambda: scft_attention(Q, K[:, :0], V[:, :0]), ValueError,
          "scft_attention: argument 'k' (B, M, d) must not be empty, got shape (1, 0, 3)"),
+        (lambda: scft_attention(Q, K, V[:, :, :0]), ValueError,
+         "scft_attention: argument 'v' (B, M, dv) must not be empty, got shape (1, 5, 0)"),
         (lambda: segment_hint_colors(S, Y, "2"), TypeError,
          "segment_hint_colors: argument 'num_hints' must be an int, a sequence of ints or an integer tensor, got str"),
         (lambda: segment_hint_colors(S[:, :, :0], Y[:, :, :0], 2), ValueError,
