@@ -20,8 +20,8 @@ What it does:
 4. Per module: killed / survived / timeout / no tests, the score killed / (killed + survived + timeout + no
    tests) (a timeout counts as not killed: the suite did not catch the fault, it hung or slowed; a mutant no
    test executes survives by definition), with a 95% Wilson interval for the population score. The surviving
-   mutant names go to mutation_survivors.txt; `mutmut show NAME` prints a diff. The summary goes to
-   mutation_score.json.
+   mutant names go to mutants/mutation_survivors.txt; `mutmut show NAME` prints a diff. The summary goes to
+   mutants/mutation_score.json.
 
 `mutants/` is a scratch directory (git-ignored); delete it before a run on a changed tree.
 """
@@ -115,8 +115,8 @@ def report(sample: dict[str, list[str]], seed: int) -> dict:
             "score": killed / decided if decided else None,
             "ci95": [low, high],
         }
-    Path("mutation_survivors.txt").write_text("\n".join(sorted(survivors)) + "\n")
-    Path("mutation_score.json").write_text(json.dumps(summary, indent=2) + "\n")
+    Path("mutants/mutation_survivors.txt").write_text("\n".join(sorted(survivors)) + "\n")
+    Path("mutants/mutation_score.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"{'module':22} {'population':>10} {'sampled':>7} {'killed':>6} {'survived':>8} {'timeout':>7} "
           f"{'no tests':>8} {'other':>5}  score  (95% CI)")
     for module, row in summary["modules"].items():
