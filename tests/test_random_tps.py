@@ -204,6 +204,7 @@ def test_repr_and_export():
         ({"grid_sizes": ()}, TypeError, "'grid_sizes' must be an int or a non-empty sequence"),
         ({"grid_sizes": (3, 2.5)}, TypeError, "'grid_sizes'"),
         ({"grid_sizes": "3"}, TypeError, "'grid_sizes'"),
+        ({"grid_sizes": b"\x03\x04"}, TypeError, "'grid_sizes'"),  # bytes iterate as ints: still not sizes
         ({"jitter": -0.1}, ValueError, r"'jitter' must be in \[0.0, inf\), got -0.1"),
         ({"jitter": math.nan}, ValueError, "'jitter'"),
         ({"jitter": "0.1"}, TypeError, "'jitter' must be a real number, got str"),
