@@ -11,11 +11,15 @@ away from other keys of the same reference:
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
+from refcolor.models.vgg import PERCEPTUAL_LAYERS, STYLE_LAYERS, VGG19Features, WeightsUnavailableError
 from refcolor.ops import _validation as check
 
 OP = "scft_triplet_loss"
@@ -130,13 +134,6 @@ __all__ = ["draw_negatives", "scft_triplet_loss"]
 # ImageNet VGG19. Both are L1 distances; as in the PyTorch re-implementations (F.l1_loss per layer,
 # Gram matrix divided by C*H*W) each layer's term is a mean, not a sum, and the layers are summed.
 # ---------------------------------------------------------------------------------------------
-import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
-
-import torch.nn.functional as F
-from torch import nn
-
-from refcolor.models.vgg import PERCEPTUAL_LAYERS, STYLE_LAYERS, VGG19Features, WeightsUnavailableError
 
 
 def _check_layers(op: str, features_fake: Mapping[str, Tensor], features_real: Mapping[str, Tensor], layers) -> tuple:
@@ -154,7 +151,8 @@ def perceptual_loss(
 ) -> Tensor:
     """Sum over `layers` of the mean absolute difference of the activations (SCFT Eq. 9, L1)."""
     layers = _check_layers("perceptual_loss", features_fake, features_real, layers)
-    return sum(F.l1_loss(features_fake[name], features_real[name]) for name in layers)
+    terms = [F.l1_loss(features_fake[name], features_real[name]) for name in layers]
+    return torch.stack(terms).sum()
 
 
 def gram_matrix(features: Tensor) -> Tensor:
@@ -175,7 +173,8 @@ def style_loss(
 ) -> Tensor:
     """Sum over `layers` of the mean absolute difference of the Gram matrices (SCFT Eq. 10, L1)."""
     layers = _check_layers("style_loss", features_fake, features_real, layers)
-    return sum(F.l1_loss(gram_matrix(features_fake[name]), gram_matrix(features_real[name])) for name in layers)
+    terms = [F.l1_loss(gram_matrix(features_fake[name]), gram_matrix(features_real[name])) for name in layers]
+    return torch.stack(terms).sum()
 
 
 class FeatureLoss(nn.Module):
@@ -222,7 +221,9 @@ class FeatureLoss(nn.Module):
         with torch.no_grad():
             features_real = self.network(self._to_unit_range(real))
         zero = fake.new_zeros(())
-        perceptual = perceptual_loss(features_fake, features_real, self.perceptual_layers) if self.perceptual_layers else zero
+        perceptual = (
+            perceptual_loss(features_fake, features_real, self.perceptual_layers) if self.perceptual_layers else zero
+        )
         style = style_loss(features_fake, features_real, self.style_layers) if self.style_layers else zero
         return perceptual, style
 

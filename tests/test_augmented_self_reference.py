@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,40 @@ def test_grid_and_warp_agree_with_random_tps(padding_mode, backend):
     err = (rebuild(out, padding_mode) - out["reference"]).abs()
     assert err.masked_select(inside).max() < 1e-5
     assert err.max() < 1e-3  # at the edge with zeros padding, the kernels' float32 rounding shows more
+
+
+def scipy_dense_grid(src, dst, size):
+    """The warp's dense grid from scipy's thin-plate spline (independent of refcolor.ops): at each
+    reference pixel centre q (align_corners=True), T(q) with T(dst_k) = src_k."""
+    scipy_interpolate = pytest.importorskip("scipy.interpolate")
+    H, W = size
+    q = np.stack(np.meshgrid(np.linspace(-1, 1, W), np.linspace(-1, 1, H)), -1).reshape(-1, 2)
+    rbf = scipy_interpolate.RBFInterpolator(dst.numpy(), src.numpy(), kernel="thin_plate_spline", degree=1)
+    return torch.from_numpy(rbf(q).reshape(H, W, 2))
+
+
+@pytest.mark.parametrize("padding_mode", ["border", "zeros"])
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+def test_reference_is_grid_sample_on_scipy_dense_grid(padding_mode, backend):
+    """Expected reference: F.grid_sample of the target on the dense grid of scipy's spline through
+    the drawn control points (replayed from the generator), not refcolor's own solve or warp."""
+    B, H, W = 5, 29, 34
+    images = smooth_image(B, H, W, dtype=torch.float64, seed=4)
+    module = AugmentedSelfReference(grid_sizes=(3, 4), tps_jitter=0.2, padding_mode=padding_mode, backend=backend)
+    out = module(images, torch.Generator().manual_seed(11))
+    g = torch.Generator().manual_seed(11)  # replay: jitter, sketch parameters, then the control points
+    module.sample_jitter(B, generator=g)
+    module.sketch.sample_params(B, generator=g)
+    draws = module.tps.sample_points(B, generator=g)
+    assert len(draws) == 2  # both lattice sizes drawn: the padded-spline batching is exercised
+    expected_grid = torch.empty(B, H, W, 2, dtype=torch.float64)
+    for members, src, dst in draws:
+        for i, b in enumerate(members.tolist()):
+            expected_grid[b] = scipy_dense_grid(src[i], dst[i], (H, W))
+    assert (expected_grid.abs() > 1).any()  # some pixels sample the padding
+    expected = F.grid_sample(out["target"], expected_grid, padding_mode=padding_mode, align_corners=True)
+    torch.testing.assert_close(out["grid"], expected_grid, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["reference"], expected, atol=1e-6, rtol=0)
 
 
 def test_real_image_rebuilds_at_high_psnr():

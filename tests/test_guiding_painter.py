@@ -68,6 +68,38 @@ def test_gumbel_reproducible_with_generator_and_other_dim():
         straight_through_gumbel_softmax(logits, 0.0)
 
 
+# Chi-square critical value for 4 degrees of freedom at significance 0.001.
+CHI2_4_DOF_P001 = 18.467
+
+
+@pytest.mark.parametrize("tau", [0.3, 1.0])
+def test_gumbel_argmax_frequencies_match_softmax_of_logits(tau):
+    """Gumbel-max: argmax(logits + g) is distributed as softmax(logits), whatever tau. 40 000 draws
+    of 5 classes at a fixed seed; a sign error in the noise (or noise not of the Gumbel law) fails."""
+    logits = torch.tensor([1.5, 0.5, 0.0, -0.5, -2.0])
+    n = 40_000
+    draws = logits.view(1, 5, 1).expand(1, 5, n).contiguous()
+    y = straight_through_gumbel_softmax(draws, tau, generator=_gen(20))
+    observed = y.sum(dim=(0, 2)).double()
+    expected = torch.softmax(logits.double(), 0) * n
+    chi2 = ((observed - expected) ** 2 / expected).sum().item()
+    assert chi2 < CHI2_4_DOF_P001, (chi2, observed.tolist(), expected.tolist())
+    # The negated noise (-g) picks the top class about 2.5x less often than softmax: far outside.
+    u = torch.rand(draws.shape, generator=_gen(20))
+    flipped = torch.log(-torch.log(u))
+    wrong = F.one_hot((draws + flipped).argmax(dim=1), 5).sum(dim=(0, 1)).double()
+    assert ((wrong - expected) ** 2 / expected).sum().item() > 100 * CHI2_4_DOF_P001
+
+
+def test_gumbel_soft_sample_is_the_tempered_softmax_of_the_noisy_logits():
+    """soft = softmax((logits + g) / tau) with g = -log(-log(u)) from the generator's uniforms."""
+    logits = torch.randn(2, 4, 3, generator=_gen(21), dtype=torch.float64)
+    u = torch.rand(logits.shape, generator=_gen(22), dtype=torch.float32).double()
+    expected = torch.softmax((logits - torch.log(-torch.log(u))) / 0.5, dim=1)
+    soft = straight_through_gumbel_softmax(logits, 0.5, generator=_gen(22), hard=False)
+    torch.testing.assert_close(soft, expected)
+
+
 @pytest.mark.parametrize("schedule", ["exponential", "linear"])
 def test_temperature_schedule(schedule):
     assert gumbel_temperature(0, 100, schedule=schedule) == pytest.approx(1.0)
@@ -263,3 +295,91 @@ def test_priority_bias_starts_low_channels_ahead():
     bias = biased.segmentation.unet.outc.bias.detach()
     assert torch.allclose(bias, -0.1 * torch.arange(30, dtype=torch.float32))
     assert not torch.allclose(plain.segmentation.unet.outc.bias.detach(), bias)
+
+
+# ----------------------------------------------------------------- known answers with set weights
+
+
+def _pass_through(unet, channel_map: dict[int, list[tuple[int, float]]], outputs: dict[int, list[tuple[int, float]]],
+                  out_bias: dict[int, float] | None = None) -> None:
+    """Set a depth-1, norm-free UNet to a pointwise map: the first conv's centre taps send input
+    channels to hidden ones (channel_map[hidden] = [(input, weight)]), the hidden channels go
+    unchanged through the second conv, the decoder (from the skip; the deeper path is zeroed) and
+    the 1x1 output conv combines them (outputs[out] = [(hidden, weight)]). With ReLUs in between,
+    hidden channels carry the positive parts only."""
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.zero_()
+        first, second = unet.inc[0], unet.inc[3]
+        for hidden, taps in channel_map.items():
+            for source, weight in taps:
+                first.weight[hidden, source, 1, 1] = weight
+            second.weight[hidden, hidden, 1, 1] = 1
+            unet.dec[0][0].weight[hidden, hidden, 1, 1] = 1  # the skip is the first half of the concat
+            unet.dec[0][3].weight[hidden, hidden, 1, 1] = 1
+        for out, taps in outputs.items():
+            for hidden, weight in taps:
+                unet.outc.weight[out, hidden, 0, 0] = weight
+        for out, bias in (out_bias or {}).items():
+            unet.outc.bias[out] = bias
+
+
+def _known_model() -> GuidingPainter:
+    """f: region 0 where the sketch is white (> 0.5), region 1 on the dark lines. g: tanh of the
+    hint colour (0 where no hint); it ignores the sketch, the mask and the segments."""
+    cfg = GuidingPainterConfig(num_segments=2, image_size=8, seg_base_channels=8, color_base_channels=8, depth=1,
+                               max_channels=16, norm="none")
+    model = GuidingPainter(cfg).eval()
+    _pass_through(model.segmentation.unet, {0: [(0, 1.0)]}, {0: [(0, 2.0)]}, {0: -1.0})
+    # hints are input channels 1..3 (after the sketch); +c and -c on two hidden channels each.
+    channels = {2 * c: [(1 + c, 1.0)] for c in range(3)} | {2 * c + 1: [(1 + c, -1.0)] for c in range(3)}
+    _pass_through(model.colorization.unet, channels, {c: [(2 * c, 1.0), (2 * c + 1, -1.0)] for c in range(3)})
+    return model
+
+
+def _stroke_sketch() -> torch.Tensor:
+    sketch = torch.ones(2, 1, 8, 8)
+    sketch[0, 0, :, 3] = 0  # a vertical line
+    sketch[1, 0, 5, :] = 0  # a horizontal line
+    return sketch
+
+
+def test_colorize_known_answer_with_set_weights():
+    model, sketch = _known_model(), _stroke_sketch()
+    dark = sketch < 0.5
+    assert torch.equal(model.regions(sketch), dark.squeeze(1).long())
+    colors = torch.tensor([[0.5, -0.25, 0.75], [-0.6, 0.3, 0.1]])
+    out = model.colorize(sketch, colors)
+    expected = torch.where(dark, colors[1].view(1, 3, 1, 1), colors[0].view(1, 3, 1, 1)).tanh()
+    torch.testing.assert_close(out, expected)
+    # One hint: the lines (region 1) get none; per-sample colours go to their own sample.
+    torch.testing.assert_close(model.colorize(sketch, colors, num_hints=1), torch.where(dark, 0.0, expected))
+    per_sample = torch.stack([colors, colors.flip(0)])
+    out = model.colorize(sketch, per_sample)
+    torch.testing.assert_close(out[0], expected[0])
+    torch.testing.assert_close(out[1], torch.where(dark[1], colors[0].view(3, 1, 1), colors[1].view(3, 1, 1)).tanh())
+
+
+def test_forward_known_answer_hints_are_region_means_of_the_target():
+    model, sketch = _known_model(), _stroke_sketch()
+    target = torch.rand(2, 3, 8, 8, generator=_gen(30)) * 2 - 1
+    dark = (sketch < 0.5).double()
+    with torch.no_grad():
+        out = model(sketch, target, tau=None, num_hints=torch.tensor([2, 1]))
+    for b in range(2):
+        masks = [1 - dark[b], dark[b]]
+        means = [(target[b].double() * m).sum(dim=(1, 2)) / m.sum() for m in masks]
+        hinted = means[0].view(3, 1, 1) * masks[0] + (means[1].view(3, 1, 1) * masks[1] if b == 0 else 0)
+        torch.testing.assert_close(out.output[b].double(), hinted.tanh(), atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(out.hints[b, 3].double(), (masks[0] + (masks[1] if b == 0 else 0))[0])
+
+
+def test_training_forward_gradients_reach_every_parameter():
+    model = _tiny_model().train()
+    sketch = torch.rand(2, 1, 16, 16, generator=_gen(31))
+    target = torch.rand(2, 3, 16, 16, generator=_gen(32)) * 2 - 1
+    out = model(sketch, target, tau=0.7, num_hints=torch.tensor([6, 4]), generator=_gen(33))
+    loss = F.l1_loss(out.output, target) + hint_consistency_loss(out.segments, target) + smoothness_loss(out.logits)
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name

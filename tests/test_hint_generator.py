@@ -1,11 +1,12 @@
 """HintGenerator: the Eq. 3 sampler, training (ground-truth means) and inference (user colours)."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from refcolor.nn import HintGenerator, num_hints_pmf
-from refcolor.ops import segment_hint_colors
 from tests.helpers import make_image, make_segments
 
 # Chi-square critical value for 30 degrees of freedom at significance 0.001.
@@ -41,14 +42,42 @@ def test_sampler_edge_probabilities_and_reproducibility():
     assert torch.equal(a, b)
 
 
-def test_training_forward_is_hints_and_mask_of_the_op():
-    gen = HintGenerator(num_segments=6).train()
-    S, Y = make_segments(3, 6, 8, 9, "onehot"), make_image(3, 3, 8, 9)
-    nh = gen.sample_num_hints(3, generator=torch.Generator().manual_seed(0))
+def explicit_hints(S, Y, num_hints):
+    """Eq. 4-8 with loops over samples and segments, in float64: the mean colour of each of the first
+    Nh segments (0 for a segment of total weight < 1) painted with its weights, and their mask."""
+    B, Nc, H, W = S.shape
+    S, Y = S.double(), Y.double()
+    hints = torch.zeros(B, Y.shape[1], H, W, dtype=torch.float64)
+    mask = torch.zeros(B, 1, H, W, dtype=torch.float64)
+    for b in range(B):
+        for k in range(int(num_hints[b])):
+            weight = S[b, k]
+            count = float(weight.sum())
+            color = [float((weight * Y[b, c]).sum()) / count if count >= 1 else 0.0 for c in range(Y.shape[1])]
+            for c in range(Y.shape[1]):
+                hints[b, c] += color[c] * weight
+            mask[b, 0] += weight
+    return hints, mask
+
+
+@pytest.mark.parametrize("kind", ["onehot", "soft"])
+def test_training_forward_matches_explicit_eq_4_to_8(kind):
+    gen = HintGenerator(num_segments=6, stop_prob=0.3).train()
+    S, Y = make_segments(4, 6, 8, 9, kind), make_image(4, 3, 8, 9)
     U = gen(S, Y, generator=torch.Generator().manual_seed(0))
-    hints, mask = segment_hint_colors(S, Y, nh, backend="reference")
-    assert U.shape == (3, 4, 8, 9)
-    torch.testing.assert_close(U, torch.cat([hints, mask], dim=1))
+    assert U.shape == (4, 4, 8, 9)
+    # Nh replayed from the documented draw: the inverse CDF of Eq. 3 on one float64 uniform per sample.
+    u = torch.rand(4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    num_hints = [min(6, math.floor(math.log1p(-float(x)) / math.log1p(-0.3))) for x in u]
+    assert len(set(num_hints)) > 1  # the seed gives different counts per sample
+    hints, mask = explicit_hints(S, Y, num_hints)
+    torch.testing.assert_close(U[:, :3].double(), hints, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(U[:, 3:].double(), mask, atol=1e-5, rtol=1e-5)
+    # Given counts: the same formula, with every count from 0 to Nc.
+    counts = torch.tensor([0, 2, 5, 6])
+    U = gen(S, Y, num_hints=counts)
+    hints, mask = explicit_hints(S, Y, counts)
+    torch.testing.assert_close(U.double(), torch.cat([hints, mask], dim=1), atol=1e-5, rtol=1e-5)
 
 
 def test_gradients_reach_segments_and_image():
@@ -89,3 +118,14 @@ def test_bad_arguments():
         gen(S)
     with pytest.raises(ValueError, match="'colors'.*K <= 5"):
         gen(S, colors=torch.rand(1, 6, 3))
+    # One-line errors that name the module, the argument, the expected layout and what was given.
+    with pytest.raises(ValueError, match=r"^HintGenerator: argument 'segments' must have shape \(B, Nc, H, W\)"):
+        gen(S[0], make_image(1, 3, 3, 3))
+    with pytest.raises(TypeError, match=r"^HintGenerator: argument 'segments'"):
+        gen(S.long(), make_image(1, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"^HintGenerator: argument 'colors' must have shape \(B, K, C\) \(3 dims\)"):
+        gen(S, colors=torch.rand(1, 2, 3, 1))
+    with pytest.raises(TypeError, match=r"^HintGenerator: argument 'colors'"):
+        gen(S, colors=torch.ones(1, 2, 3, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"^HintGenerator: argument 'num_hints'"):
+        gen(S, colors=torch.rand(2, 3), num_hints=[3])

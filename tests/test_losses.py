@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from refcolor.losses import draw_negatives, scft_triplet_loss
+from refcolor.losses import draw_negatives, gram_matrix, scft_triplet_loss, style_loss
 from tests.helpers import devices
 
 
@@ -19,6 +19,20 @@ def materialised_triplet_loss(queries, keys, positive_index, negative_index, val
     hinge = (s_neg - s_pos + margin).clamp_min(0)
     weight = valid.double().unsqueeze(-1).expand_as(hinge)
     return (hinge * weight).sum() / weight.sum().clamp_min(1)
+
+
+def documented_negatives(positive_index, num_keys, num_negatives, generator):
+    """The documented draw, written out: r uniform in [0, num_keys - 1) (one torch.randint call of
+    shape (B, N, num_negatives) on the generator), then shifted past the positive, element by element."""
+    B, N = positive_index.shape
+    r = torch.randint(0, num_keys - 1, (B, N, num_negatives), generator=generator)
+    out = torch.empty_like(r)
+    for b in range(B):
+        for n in range(N):
+            p = int(positive_index[b, n])
+            for k in range(num_negatives):
+                out[b, n, k] = r[b, n, k] if r[b, n, k] < p else r[b, n, k] + 1
+    return out.to(positive_index.device)
 
 
 def make(B, N, M, dim, seed=0, device="cpu"):
@@ -38,12 +52,12 @@ def test_matches_materialised_computation(margin, num_negatives, device):
     queries, keys = 3 * queries.requires_grad_(), keys.requires_grad_()
     loss = scft_triplet_loss(queries, keys, positive, valid, margin=margin, num_negatives=num_negatives,
                              generator=torch.Generator().manual_seed(5))
-    negatives = draw_negatives(positive, 17, num_negatives, torch.Generator().manual_seed(5))
+    negatives = documented_negatives(positive, 17, num_negatives, torch.Generator().manual_seed(5))
     expected = materialised_triplet_loss(queries, keys, positive, negatives, valid, margin, 1 / math.sqrt(8))
     torch.testing.assert_close(loss.double(), expected, rtol=1e-5, atol=1e-6)
     grads = torch.autograd.grad(loss, [queries, keys])
     expected_grads = torch.autograd.grad(expected, [queries, keys])
-    for a, e in zip(grads, expected_grads):
+    for a, e in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-6)
 
 
@@ -97,11 +111,10 @@ def test_negatives_uniform_over_other_positions_and_reproducible():
     assert torch.all(negatives != positive.unsqueeze(-1))
     assert negatives.min() >= 0 and negatives.max() <= 6
     counts = torch.stack([torch.bincount(row, minlength=7) for row in negatives.reshape(6, -1)])
-    for row, p in zip(counts, positive.flatten()):
+    for row, p in zip(counts, positive.flatten(), strict=True):
         others = torch.cat([row[:p], row[p + 1:]]).double()
         assert others.min() > 0.8 * 2000 / 6 and others.max() < 1.2 * 2000 / 6
-    same = draw_negatives(positive, 7, 2000, torch.Generator().manual_seed(0))
-    assert torch.equal(negatives, same)
+    assert torch.equal(negatives, documented_negatives(positive, 7, 2000, torch.Generator().manual_seed(0)))
     queries, keys, index, valid = make(2, 15, 11, 4, seed=6)
     losses = [
         scft_triplet_loss(queries, keys, index, valid, generator=torch.Generator().manual_seed(seed))
@@ -137,3 +150,34 @@ def test_bad_inputs(change, error, words):
         scft_triplet_loss(**args, **kwargs)
     for word in words:
         assert word in str(info.value), f"{word!r} not in: {info.value}"
+
+
+def test_gram_matrix_direct_sum_in_half_precision_and_under_autocast():
+    """F F^T / (C H W) from a direct float64 sum; half inputs and autocast still sum in float32,
+    with float32-level error (summed in bfloat16, 4096 products per entry are off by ~3e-3 relative)."""
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = torch.einsum("bihw,bjhw->bij", x, x) / (3 * 64 * 64)
+    half = x.to(torch.bfloat16)
+    expected_half = torch.einsum("bihw,bjhw->bij", half.double(), half.double()) / (3 * 64 * 64)
+    torch.testing.assert_close(gram_matrix(x), expected, rtol=1e-12, atol=0)
+    got = gram_matrix(half)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), expected_half, rtol=1e-6, atol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = gram_matrix(x.float())
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), expected, rtol=1e-6, atol=0)
+
+
+def test_style_loss_direct():
+    """Sum over layers of mean |G(a) - G(b)| with G from a direct einsum."""
+    g = torch.Generator().manual_seed(1)
+    a = {"relu1_1": torch.rand(2, 4, 6, 5, generator=g), "relu2_1": torch.rand(2, 8, 3, 3, generator=g)}
+    b = {name: torch.rand(t.shape, generator=g) for name, t in a.items()}
+    expected = 0.0
+    for name in a:
+        C, H, W = a[name].shape[1:]
+        ga = torch.einsum("bihw,bjhw->bij", a[name].double(), a[name].double()) / (C * H * W)
+        gb = torch.einsum("bihw,bjhw->bij", b[name].double(), b[name].double()) / (C * H * W)
+        expected += (ga - gb).abs().mean().item()
+    assert style_loss(a, b, ("relu1_1", "relu2_1")).item() == pytest.approx(expected, rel=1e-5)

@@ -156,6 +156,21 @@ def test_per_sample_grid_sizes():
     assert torch.equal(resampled, warped)
 
 
+def test_every_sample_draws_its_own_jitter():
+    """Samples of one lattice size get independent offsets, uniform in [-jitter, jitter]: distinct
+    warps, and the offsets' spread matches the uniform law (variance jitter^2 / 3)."""
+    module = RandomTPS(grid_sizes=(4,), jitter=0.2, seed=0)
+    (members, src, dst), = module.sample_points(64)
+    assert torch.equal(members, torch.arange(64))
+    offsets = src - dst  # (64, 16, 2)
+    assert offsets.abs().max() <= 0.2 and offsets.abs().max() > 0.19
+    assert all(not torch.equal(offsets[0], offsets[b]) for b in range(1, 64))
+    per_point_spread = offsets.var(dim=0)  # across samples, for every control point and axis
+    torch.testing.assert_close(per_point_spread.mean().item(), 0.2**2 / 3, rtol=0.1, atol=0)
+    _, grid = module(torch.zeros(3, 1, 9, 9))
+    assert not torch.allclose(grid[0], grid[1]) and not torch.allclose(grid[1], grid[2])
+
+
 def test_gradient_reaches_images():
     images = smooth_image(2, 3, 12, 12).requires_grad_()
     warped, grid = RandomTPS(seed=0, backend="reference")(images)
@@ -189,6 +204,7 @@ def test_repr_and_export():
         ({"grid_sizes": ()}, TypeError, "'grid_sizes' must be an int or a non-empty sequence"),
         ({"grid_sizes": (3, 2.5)}, TypeError, "'grid_sizes'"),
         ({"grid_sizes": "3"}, TypeError, "'grid_sizes'"),
+        ({"grid_sizes": b"\x03\x04"}, TypeError, "'grid_sizes'"),  # bytes iterate as ints: still not sizes
         ({"jitter": -0.1}, ValueError, r"'jitter' must be in \[0.0, inf\), got -0.1"),
         ({"jitter": math.nan}, ValueError, "'jitter'"),
         ({"jitter": "0.1"}, TypeError, "'jitter' must be a real number, got str"),

@@ -22,7 +22,7 @@ def by_hand(module: SCFT, sketch, reference):
     """v* = v_s + softmax(Q K^T / sqrt(dim)) V, in float64, one sample at a time."""
     outs = []
     Wq, Wk, Wv = (m.weight.double() for m in (module.to_query, module.to_key, module.to_value))
-    for s, r in zip(sketch.double(), reference.double()):
+    for s, r in zip(sketch.double(), reference.double(), strict=True):
         vs, vr = s.flatten(1).T, r.flatten(1).T  # (N, dim), (M, dim)
         attention = torch.softmax((vs @ Wq.T) @ (vr @ Wk.T).T / math.sqrt(module.dim), dim=-1)
         outs.append((vs + attention @ (vr @ Wv.T)).T.reshape(s.shape))
@@ -71,7 +71,7 @@ def test_backends_agree_and_gradients_reach_the_projections(backend):
     assert rel_err(out, expected) <= 1e-5
     grads = torch.autograd.grad(out.square().sum(), [sketch, reference, *module.parameters()])
     expected_grads = torch.autograd.grad(expected.square().sum(), [sketch, reference, *module.parameters()])
-    for a, e in zip(grads, expected_grads):
+    for a, e in zip(grads, expected_grads, strict=True):
         assert rel_err(a, e) <= 1e-4
 
 
@@ -108,3 +108,23 @@ def test_bad_inputs(sketch_shape, reference_shape, words):
         assert word in str(info.value), f"{word!r} not in: {info.value}"
     with pytest.raises(ValueError, match="'dim'"):
         SCFT(0)
+
+
+def test_attention_map_and_invariance_to_the_order_of_reference_cells():
+    """The returned attention is softmax(Q K^T / sqrt(dim)) written out; permuting the reference
+    cells (a set to SCFT) permutes the attention's columns and leaves v* unchanged."""
+    torch.manual_seed(3)
+    module = SCFT(12)
+    sketch, reference = features(2, 12, 3, 4, 5), features(2, 12, 3, 5, 6)
+    result = module(sketch, reference, return_attention=True)
+    Wq, Wk = module.to_query.weight.double(), module.to_key.weight.double()
+    for b in range(2):
+        q = sketch[b].double().flatten(1).T @ Wq.T
+        k = reference[b].double().flatten(1).T @ Wk.T
+        expected = torch.softmax(q @ k.T / math.sqrt(12), dim=-1)
+        torch.testing.assert_close(result.attention[b].double(), expected, atol=1e-6, rtol=1e-5)
+    perm = torch.randperm(15, generator=torch.Generator().manual_seed(0))
+    shuffled = reference.flatten(2)[:, :, perm].reshape(2, 12, 5, 3)  # another (h', w') too
+    again = module(sketch, shuffled, return_attention=True)
+    torch.testing.assert_close(again.features, result.features, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(again.attention, result.attention[:, :, perm], atol=1e-6, rtol=1e-5)

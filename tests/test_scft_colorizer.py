@@ -213,3 +213,63 @@ def test_learns_a_fixed_batch():
         losses.append(loss.item())
     assert all(map(torch.isfinite, map(torch.tensor, losses)))
     assert max(losses[-3:]) < 0.4 * losses[0], losses  # about 0.43 -> 0.09 here
+
+
+# ----------------------------------------------------------------- value checks that can fail
+
+
+def test_samples_are_independent_in_a_batch(small):
+    """Instance norm and per-sample attention: a sample's output does not depend on the others."""
+    sketch, reference = images(3, 32, 32, seed=7)
+    with torch.no_grad():
+        batch = small(sketch, reference)
+        for b in range(3):
+            torch.testing.assert_close(batch[b : b + 1], small(sketch[b : b + 1], reference[b : b + 1]),
+                                       atol=1e-5, rtol=1e-5)
+        swapped = small(sketch, reference.flip(0))
+    assert not torch.allclose(swapped[0], batch[0], atol=1e-4)  # the reference matters
+
+
+def test_zero_value_projection_leaves_only_the_sketch_path():
+    """SCFT's residual: with W_v = 0, v* = v_s, so the image no longer depends on the reference."""
+    torch.manual_seed(1)
+    model = SCFTColorizer.from_preset("small").eval()
+    with torch.no_grad():
+        model.scft.to_value.weight.zero_()
+        sketch, reference = images(1, 32, 32, seed=8)
+        _, other = images(1, 32, 32, seed=9)
+        v_s, v_r = model.encode(sketch, reference)
+        torch.testing.assert_close(model.scft(v_s, v_r), v_s)
+        torch.testing.assert_close(model(sketch, reference), model(sketch, other))
+
+
+def test_residual_block_is_identity_plus_body():
+    """x + body(x); with the last norm's affine scale and shift at 0 the block is the identity."""
+    from refcolor.models.scft_colorizer import ResidualBlock
+
+    torch.manual_seed(2)
+    block = ResidualBlock(6)
+    x = torch.randn(2, 6, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), x + block.body(x))
+        block.body[4].weight.zero_()
+        block.body[4].bias.zero_()
+        torch.testing.assert_close(block(x), x)
+
+
+def test_triplet_queries_and_keys_are_row_major_cells_of_the_encoder_maps(small):
+    """queries[b, r * w + c] = W_q v_s[b, :, r, c] (the cell order tps_correspondence indexes)."""
+    sketch, reference = images(2, 32, 48, seed=10, ref_size=(40, 24))
+    with torch.no_grad():
+        out = small(sketch, reference, return_triplet=True)
+        v_s, v_r = small.encode(sketch, reference)
+    Wq, Wk = small.scft.to_query.weight, small.scft.to_key.weight
+    h, w = out.feature_size
+    for r in range(h):
+        for c in range(w):
+            torch.testing.assert_close(out.queries[:, r * w + c], v_s[:, :, r, c] @ Wq.T)
+    h, w = out.reference_feature_size
+    assert (h, w) == (5, 3)
+    for r in range(h):
+        for c in range(w):
+            torch.testing.assert_close(out.keys[:, r * w + c], v_r[:, :, r, c] @ Wk.T)

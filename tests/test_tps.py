@@ -36,7 +36,9 @@ def test_identity_spline_is_the_identity():
     params = tps_solve(dst, dst)
     torch.testing.assert_close(params[:, :9], torch.zeros_like(params[:, :9]), atol=1e-13, rtol=0)
     grid = tps_grid(dst, dst, (7, 5))
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, 7, dtype=torch.float64), torch.linspace(-1, 1, 5, dtype=torch.float64), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.linspace(-1, 1, 7, dtype=torch.float64), torch.linspace(-1, 1, 5, dtype=torch.float64), indexing="ij"
+    )
     torch.testing.assert_close(grid, torch.stack([xs, ys], -1).expand(2, -1, -1, -1), atol=1e-13, rtol=0)
 
 

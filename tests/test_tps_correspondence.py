@@ -152,7 +152,7 @@ def test_locations_outside_map_nowhere():
     rows, cols = torch.arange(81) // 9, torch.arange(81) % 9
     expect_valid = torch.tensor([int(c) in key_col for c in cols])
     assert torch.equal(valid[0], expect_valid)
-    expect_index = torch.tensor([int(r) * 9 + key_col.get(int(c), 0) for r, c in zip(rows, cols)])
+    expect_index = torch.tensor([int(r) * 9 + key_col.get(int(c), 0) for r, c in zip(rows, cols, strict=True)])
     assert torch.equal(index[0], torch.where(expect_valid, expect_index, 0))
 
 
@@ -184,6 +184,37 @@ def test_random_tps_grid_mostly_valid_and_close(dtype):
     # Each valid query got a distinct key (a key lands in one query cell only).
     for b in range(B):
         assert index[b][valid[b]].unique().numel() == int(valid[b].sum())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_positives_show_the_query_content_on_real_augmented_triples(seed):
+    """The triplet loss's positives on real AugmentedSelfReference triples: the target paints each
+    query cell's Voronoi region (nearest cell centre) in its own colour, so the reference pixel at a
+    key-cell centre shows which query cell's content the warp moved there. The positive key of each
+    valid query cell must show that query cell (except where the warp put the key centre within a pixel
+    of a region border, a blend of two colours, left unchecked)."""
+    from refcolor.data.augmented_self_reference import AugmentedSelfReference
+
+    B, n, step = 4, 16, 8
+    size = (n - 1) * step + 1  # 121 px: cell centres fall on pixels 0, 8, ..., 120
+    g = torch.Generator().manual_seed(100 + seed)
+    palette = 0.2 + 0.6 * torch.rand(B, 3, n, n, generator=g, dtype=torch.float64)
+    cell = torch.round(torch.arange(size, dtype=torch.float64) / step).long()
+    images = palette[:, :, cell][:, :, :, cell]  # (B, 3, 121, 121): nearest-centre regions
+    out = AugmentedSelfReference(seed=seed, tps_jitter=0.2)(images)  # moves cells by about 1.5 cells
+    index, valid = tps_correspondence(out["grid"], (n, n))
+    centres = torch.arange(n) * step
+    shown = out["reference"][:, :, centres][:, :, :, centres].flatten(2)  # (B, 3, 256): colour at key centres
+    colours = out["target"][:, :, centres][:, :, :, centres].flatten(2)  # (B, 3, 256): colour of each query cell
+    distance = torch.cdist(shown.transpose(1, 2), colours.transpose(1, 2))  # (B, keys, query cells)
+    nearest, which = distance.min(-1)  # key -> query cell whose colour it shows
+    pure = nearest < 1e-4  # False where bilinear sampling within a pixel of a border blended two cells
+    positive_shows, positive_pure = which.gather(1, index), pure.gather(1, index)
+    queries = torch.arange(n * n).expand(B, -1)
+    checked = valid & positive_pure
+    assert checked.double().mean() > 0.5 and checked.sum() > 0.7 * valid.sum(), (checked.sum(), valid.sum())
+    assert torch.equal(positive_shows[checked], queries[checked])
+    assert (index != queries)[valid].double().mean() > 0.5  # the warp moved most cells: not an identity
 
 
 def test_grid_requiring_grad_is_fine():

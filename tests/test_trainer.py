@@ -212,3 +212,62 @@ def test_tensorboard_gets_scalars_and_sample_grids_when_installed(tmp_path, monk
     assert calls[0] == ("init", str(tmp_path / "run" / "tensorboard")) and calls[-1] == ("close",)
     assert ("scalar", "l1", 2) in calls and ("scalar", "images_per_s", 1) in calls
     assert ("image", "samples", (3, 2 * 34 + 2, 5 * 34 + 2), 2) in calls
+
+
+# ----------------------------------------------------------------- the AMP step, in the parts a CPU can run
+# The trainer's AMP path is CUDA-only (float16 autocast; amp="on" on a CPU is an error). The pieces
+# that are not CUDA-specific run here: the GradScaler's skip-and-back-off protocol around both
+# optimisers, with a CPU GradScaler swapped in, and the step's dtype handling under CPU bfloat16 autocast.
+
+
+def _with_cpu_amp(trainer: Trainer, init_scale: float, autocast: bool) -> Trainer:
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+    if autocast:
+        trainer._autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return trainer
+
+
+def test_amp_on_a_cpu_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="amp='on' needs a CUDA device"):
+        _quiet_trainer(tiny_config(tmp_path, amp="on"))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_overflowing_scaled_step_is_skipped_for_both_networks_and_the_scale_backs_off(tmp_path, model):
+    """Gradients scaled past float32's range are inf: neither optimiser may step (no NaN weights),
+    and the scale halves once per step. A finite scale then updates both networks."""
+    trainer = _quiet_trainer(tiny_config(tmp_path, model))
+    assert not trainer.scaler.is_enabled()  # amp="auto" is off on a CPU
+    trainer = _with_cpu_amp(trainer, 2.0**127, autocast=False)
+    images = torch.stack([trainer.dataset[i]["image"] for i in range(2)])
+    before = {name: _state(m) for name, m in trainer.models.items()}
+    trainer.train_step(images, 0)
+    for name, module in trainer.models.items():
+        for key, value in module.state_dict().items():
+            assert torch.equal(value, before[name][key]), (name, key)
+    assert trainer.scaler.get_scale() == 2.0**126
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    trainer.train_step(images, 0)
+    for name, module in trainer.models.items():
+        params = dict(module.named_parameters())
+        changed = [k for k, v in before[name].items() if k in params and not torch.equal(params[k].detach(), v)]
+        assert changed and all(torch.isfinite(p).all() for p in params.values()), name
+    assert trainer.scaler.get_scale() == 2.0**8  # no overflow: the scale stays (growth after 2000 steps)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_step_under_cpu_bfloat16_autocast_matches_float32(tmp_path, model):
+    """The step's casts under autocast (the discriminator's float32 logits, the fake cast back to the
+    target's dtype, float32 losses): a bfloat16-autocast step with a scaler gives finite float32
+    weights and losses within bfloat16 precision of the float32 step."""
+    plain = _quiet_trainer(tiny_config(tmp_path / "a", model))
+    mixed = _with_cpu_amp(_quiet_trainer(tiny_config(tmp_path / "b", model)), 2.0**10, autocast=True)
+    images = torch.stack([plain.dataset[i]["image"] for i in range(2)])
+    logs_plain, logs_mixed = plain.train_step(images, 0), mixed.train_step(images, 0)
+    assert set(logs_plain) == set(logs_mixed)
+    assert logs_mixed != logs_plain  # autocast did run in bfloat16
+    for key, value in logs_plain.items():
+        assert logs_mixed[key] == pytest.approx(value, rel=0.05, abs=0.02), key
+    for name, module in mixed.models.items():
+        for p in module.parameters():
+            assert p.dtype == torch.float32 and torch.isfinite(p).all(), name

@@ -157,7 +157,7 @@ class UNet(nn.Module):
         for block in self.down:
             skips.append(x)
             x = block(F.max_pool2d(x, 2))
-        for up, block in zip(self.up, self.dec):
+        for up, block in zip(self.up, self.dec, strict=True):
             x = block(torch.cat([skips.pop(), up(x)], dim=1))
         return self.outc(x)
 
@@ -207,7 +207,9 @@ class SegmentationUNet(nn.Module):
             # Initial logits favour low (high-priority) channels: training starts with pixels in the
             # channels that get hints most often instead of spread over all Nc (see GuidingPainterConfig).
             with torch.no_grad():
-                self.unet.outc.bias.copy_(-priority_bias * torch.arange(num_segments, dtype=torch.float32))
+                bias = self.unet.outc.bias
+                assert bias is not None  # the output conv has a bias
+                bias.copy_(-priority_bias * torch.arange(num_segments, dtype=torch.float32))
 
     def forward(self, sketch: Tensor) -> Tensor:
         _check_image("SegmentationUNet", "sketch", sketch, 1, self.depth)
@@ -314,7 +316,7 @@ class GuidingPainterConfig:
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> GuidingPainterConfig:
         if name == "paper":
-            base = {
+            base: dict[str, Any] = {
                 "image_size": 256, "seg_base_channels": 64, "color_base_channels": 64,
                 "depth": 4, "max_channels": 1024, "norm": "batch",
             }
@@ -452,13 +454,13 @@ def smoothness_loss(logits: Tensor) -> Tensor:
             f"smoothness_loss: argument 'logits' must be a floating-point (B, Nc, H, W) tensor, got "
             f"{tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__}"
         )
-    diffs = [
+    pairs = [
         (logits[:, :, :, 1:] - logits[:, :, :, :-1]).abs().flatten(),  # horizontal
         (logits[:, :, 1:, :] - logits[:, :, :-1, :]).abs().flatten(),  # vertical
         (logits[:, :, 1:, 1:] - logits[:, :, :-1, :-1]).abs().flatten(),  # diagonal
         (logits[:, :, 1:, :-1] - logits[:, :, :-1, 1:]).abs().flatten(),  # anti-diagonal
     ]
-    diffs = torch.cat(diffs)
+    diffs = torch.cat(pairs)
     if diffs.numel() == 0:
         return logits.new_zeros(())
     return diffs.mean()

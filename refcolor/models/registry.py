@@ -11,7 +11,7 @@ from refcolor.models.scft_colorizer import SCFTColorizer, SCFTColorizerConfig
 
 # kind -> (model class, config class). "scft": reference-based (Lee et al. 2020); "guide":
 # GuidingPainter (Cho et al. 2022).
-MODELS: dict[str, tuple[type[nn.Module], type]] = {
+MODELS: dict[str, tuple[type[nn.Module], type[SCFTColorizerConfig] | type[GuidingPainterConfig]]] = {
     "scft": (SCFTColorizer, SCFTColorizerConfig),
     "guide": (GuidingPainter, GuidingPainterConfig),
 }

@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -238,11 +238,11 @@ class SCFTEncoder(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         activations, skips = [], []
         for level in self.levels:
-            for layer in level:
+            for layer in cast(nn.ModuleList, level):
                 x = layer(x)
                 activations.append(x)
             skips.append(x)
-        size = x.shape[-2:]
+        size = (int(x.shape[-2]), int(x.shape[-1]))
         pooled = [a if a.shape[-2:] == size else F.adaptive_avg_pool2d(a, size) for a in activations]
         return torch.cat(pooled, dim=1), skips
 
@@ -268,7 +268,7 @@ class SCFTDecoder(nn.Module):
         self.to_rgb = nn.Conv2d(cin, 3, 3, padding=1)
 
     def forward(self, x: Tensor, skips: list[Tensor]) -> Tensor:
-        for k, (level, skip) in enumerate(zip(self.levels, reversed(skips))):
+        for k, (level, skip) in enumerate(zip(self.levels, reversed(skips), strict=True)):
             if k > 0:
                 x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
             x = level(torch.cat([x, skip], dim=1))

@@ -58,7 +58,7 @@ def _build_features() -> nn.Sequential:
     layers: list[nn.Module] = []
     in_channels = 3
     for item in _VGG19_CONFIG:
-        if item == "M":
+        if isinstance(item, str):  # "M"
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         else:
             # Not in-place (torchvision uses inplace=True): the returned activations must not be
@@ -85,6 +85,8 @@ class VGG19Features(nn.Module):
         if unknown:
             raise ValueError(f"VGG19Features: unknown layers {unknown}; expected names like 'relu3_1' or 'pool2'")
         self.features = _build_features()
+        self.mean: Tensor
+        self.std: Tensor
         # Non-persistent: the state dict holds only torchvision's `features.*` keys.
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -102,8 +104,8 @@ class VGG19Features(nn.Module):
             raise ValueError(f"VGG19Features: expected images (B, 3, H, W) in [0, 1], got {tuple(images.shape)}")
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         out = {}
-        for index, module in enumerate(self.features[: self._last_index + 1]):
-            x = module(x)
+        for index in range(self._last_index + 1):
+            x = self.features[index](x)
             if index in self._index_to_name:
                 out[self._index_to_name[index]] = x
         return out
@@ -148,10 +150,10 @@ class VGG19Features(nn.Module):
 def _read_file(path: Path) -> Mapping[str, Tensor]:
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch.load raises many types: corrupt file, non-tensor pickles
+    except Exception as error:  # torch.load raises many types: corrupt file, non-tensor pickles
         raise ValueError(f"VGG19Features: cannot read weights file {path}: {error}") from None
     if not isinstance(state_dict, Mapping):
-        raise ValueError(  # noqa: TRY004 - a bad file's contents, not a bad argument type
+        raise ValueError(  # a bad file's contents, not a bad argument type: ValueError
             f"VGG19Features: {path} holds a {type(state_dict).__name__}, not a state dict"
         )
     return state_dict

@@ -81,6 +81,7 @@ class HintGenerator(nn.Module):
             raise ValueError(f"{op}: pass exactly one of 'image' (training) or 'colors' (user hints)")
         if colors is not None:
             return self._user_hints(segments, colors, num_hints)
+        assert image is not None  # exactly one of image / colors (checked above); narrows the type
         if num_hints is None:
             if not self.training:
                 raise ValueError(f"{op}: argument 'num_hints' is required in eval mode (sampled only in training)")
