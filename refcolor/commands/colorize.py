@@ -26,7 +26,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from refcolor.commands import CommandError
-    from refcolor.inference import images as im
+    from refcolor import images as im
     from refcolor.inference.colorizer import Colorizer
 
     sketch = Path(args.sketch)

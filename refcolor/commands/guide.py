@@ -47,7 +47,7 @@ def run(args) -> int:
     from PIL import Image
 
     from refcolor.inference.guided import GuidedColorizer, read_colors
-    from refcolor.inference.images import read_image
+    from refcolor.images import read_image
 
     if args.output is not None and args.colors is None:
         raise CommandError("-o/--output needs --colors COLORS.json (the region colours to paint with)")

@@ -3,7 +3,7 @@
     colorizer = refcolor.Colorizer.from_checkpoint("runs/scft")     # run dir, .pt or .safetensors
     image = colorizer("sketch.png", "reference.jpg")               # PIL image of the sketch's size
 
-Inputs are paths, PIL images, tensors or numpy arrays (refcolor.inference.images.to_tensor:
+Inputs are paths, PIL images, tensors or numpy arrays (refcolor.images.to_tensor:
 transparency on white, EXIF orientation, range and layout checked). The sketch may be a line
 drawing or a colour image; either becomes the sketch the model was trained on through
 refcolor.data.sketch_preparation.prepare_sketch (colour: resized, then outlined; line art: shrunk
@@ -29,8 +29,8 @@ from refcolor.data.sketch_preparation import (
     resize_colour,
     scaled_size,
 )
-from refcolor.inference import images as im
-from refcolor.inference.loading import load_model, resolve_device
+from refcolor import images as im
+from refcolor.models.loading import load_model, resolve_device
 from refcolor.models.scft_colorizer import SCFTColorizer
 
 ImageLike = im.ImageInput

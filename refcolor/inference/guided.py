@@ -18,7 +18,6 @@ aspect kept and white padding to a multiple of 2**depth; the model's regions (ne
 """
 from __future__ import annotations
 
-import colorsys
 import json
 import numbers
 import os
@@ -32,9 +31,10 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from refcolor.data.sketch_preparation import crop, pad_to_multiple, prepare_sketch, scaled_size
-from refcolor.inference import images
-from refcolor.inference.loading import load_model, resolve_device
+from refcolor import images
+from refcolor.images import region_palette
 from refcolor.models.guiding_painter import GuidingPainter
+from refcolor.models.loading import load_model, resolve_device
 
 Color = tuple[int, int, int]
 
@@ -101,16 +101,6 @@ def load_sketches(sketch) -> tuple[Tensor, bool]:
 
 
 # --------------------------------------------------------------------------- region maps
-
-
-def region_palette(count: int) -> Tensor:
-    """(count, 3) distinct light colours in [0, 1]: golden-ratio hue steps, alternating saturation so
-    neighbours in rank differ in two ways; light enough for black numbers to stay readable."""
-    colors = [
-        colorsys.hsv_to_rgb((0.07 + i * 0.618034) % 1.0, 0.55 if i % 2 else 0.35, 1.0 if i % 3 else 0.9)
-        for i in range(count)
-    ]
-    return torch.tensor(colors, dtype=torch.float32).reshape(count, 3)
 
 
 def _distance_to_boundary(labels: Tensor) -> Tensor:
@@ -344,6 +334,4 @@ __all__ = [
     "parse_colors",
     "read_colors",
     "region_map",
-    "region_palette",
-    "resolve_device",
 ]
