@@ -1,6 +1,7 @@
-"""Image helpers shared by training, evaluation and inference. The one way user images enter refcolor's inference tools (Colorizer, GuidedColorizer, the CLI,
-a server): `to_tensor` takes a path, a PIL image, a tensor or a numpy array and returns a checked
-(B, C, H, W) float32 batch in [0, 1].
+"""Image helpers shared by training, evaluation and inference. The one way user images enter
+refcolor's inference tools (Colorizer, GuidedColorizer, the CLI, a server): `to_tensor` takes a
+path, a PIL image, a tensor or a numpy array and returns a checked (B, C, H, W) float32 batch in
+[0, 1].
 
 - Paths and PIL images are decoded as training decodes its images (image_folder.to_rgb): EXIF
   orientation applied, transparency composited on white, gray / palette / 16-bit modes to RGB.

@@ -85,7 +85,8 @@ def test_the_output_has_the_sketch_size_for_odd_sizes(size, keep_lines):
     assert out.shape == (1, 3, *size) and 0 <= float(out.min()) and float(out.max()) <= 1
     assert colorizer(im.tensor_to_pil(torch.rand(3, *size)), torch.rand(3, 40, 30)).size == (size[1], size[0])
     torch.manual_seed(0)
-    painter = GuidedColorizer(GuidingPainter(GuidingPainterConfig.preset("small", image_size=32)), keep_lines=keep_lines)
+    model = GuidingPainter(GuidingPainterConfig.preset("small", image_size=32))
+    painter = GuidedColorizer(model, keep_lines=keep_lines)
     painted = painter.colorize(gray, ["#d04030"])
     assert painted.shape == (1, 3, *size)
     if keep_lines:  # the line of the sketch, black at the sketch's own size
@@ -134,7 +135,8 @@ def test_cli_no_keep_lines(tmp_path, capsys):
     save_weights(weights, SCFTColorizer(config), describe("scft", config))
     im.tensor_to_pil(_line_sketch(96, 40)[0]).save(tmp_path / "sketch.png")
     im.tensor_to_pil(torch.rand(3, 40, 40)).save(tmp_path / "reference.png")
-    common = [str(tmp_path / "sketch.png"), "--reference", str(tmp_path / "reference.png"), "--checkpoint", str(weights)]
+    common = [str(tmp_path / "sketch.png"), "--reference", str(tmp_path / "reference.png")]
+    common += ["--checkpoint", str(weights)]
     assert main(["colorize", *common, "-o", str(tmp_path / "kept.png")]) == 0
     assert main(["colorize", *common, "-o", str(tmp_path / "plain.png"), "--no-keep-lines"]) == 0
     kept, plain = (im.to_tensor(tmp_path / f"{name}.png")[0] for name in ("kept", "plain"))

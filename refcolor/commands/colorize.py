@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--extract", choices=("auto", "always", "never"), default="auto",
                    help="outline extraction: auto (colour images only, default), always, never")
     p.add_argument("--no-keep-lines", dest="keep_lines", action="store_false",
-                   help="return the model's output resized alone, without the sketch's full-resolution lines laid over it")
+                   help="the model's output resized alone, without the sketch's full-resolution lines over it")
     p.set_defaults(run=run)
 
 
@@ -27,8 +27,8 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from refcolor.commands import CommandError
     from refcolor import images as im
+    from refcolor.commands import CommandError
     from refcolor.inference.colorizer import Colorizer
 
     sketch = Path(args.sketch)

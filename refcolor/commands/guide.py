@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
                         help="colorized image (default with --colors and --out: DIR/<stem>_colorized.png)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto (default: %(default)s)")
     parser.add_argument("--no-keep-lines", dest="keep_lines", action="store_false",
-                        help="colorized image without the sketch's full-resolution lines laid over the upsampled colours")
+                        help="colorized image without the sketch's full-resolution lines over the upsampled colours")
     parser.set_defaults(run=run)
 
 
@@ -48,8 +48,8 @@ def _regions_json(sketch: str, data: dict) -> str:
 def run(args) -> int:
     from PIL import Image
 
-    from refcolor.inference.guided import GuidedColorizer, read_colors
     from refcolor.images import read_image
+    from refcolor.inference.guided import GuidedColorizer, read_colors
 
     if args.output is not None and args.colors is None:
         raise CommandError("-o/--output needs --colors COLORS.json (the region colours to paint with)")

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from refcolor import images as im
 from refcolor.data.sketch_preparation import (
     EXTRACT_MODES,
     crop,
@@ -30,7 +31,6 @@ from refcolor.data.sketch_preparation import (
     resize_colour,
     scaled_size,
 )
-from refcolor import images as im
 from refcolor.inference.full_resolution import lay_lines
 from refcolor.models.loading import load_model, resolve_device
 from refcolor.models.scft_colorizer import SCFTColorizer
@@ -106,7 +106,8 @@ class Colorizer:
             s, box = self.prepare_sketch(sketches[b:b + 1])
             r = self.prepare_reference(references[b if references.shape[0] > 1 else 0][None])
             out = crop(im.from_model_range(self.model(s, r).float()), box).cpu()
-            if self.keep_lines and out.shape[-2:] != sketches.shape[-2:]:  # at the working size: nothing blurred to restore
+            # A sketch at the working size keeps the model's own lines: nothing blurred to restore.
+            if self.keep_lines and out.shape[-2:] != sketches.shape[-2:]:
                 working_sketch = crop(im.from_model_range(s.float()), box).cpu()
                 lines = prepare_sketch(sketches[b:b + 1].float(), extract=self.extract).cpu()  # at its own size
                 outputs.append(lay_lines(out, working_sketch, lines)[0])

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from refcolor.data.sketch_preparation import crop, pad_to_multiple, prepare_sketch, scaled_size
 from refcolor import images
+from refcolor.data.sketch_preparation import crop, pad_to_multiple, prepare_sketch, scaled_size
 from refcolor.images import region_palette
 from refcolor.inference.full_resolution import lay_lines
 from refcolor.models.guiding_painter import GuidingPainter
@@ -329,7 +329,8 @@ class GuidedColorizer:
             table[b, chans] = rgb
         output = self.model.colorize(x, table.to(self.device), num_hints=counts)
         output = crop(images.from_model_range(output.float()), box).cpu()
-        if self.keep_lines and output.shape[-2:] != sketches.shape[-2:]:  # at the working size: nothing blurred to restore
+        # A sketch at the working size keeps the model's own lines: nothing blurred to restore.
+        if self.keep_lines and output.shape[-2:] != sketches.shape[-2:]:
             working_sketch = crop(images.from_model_range(x.float()), box).cpu()
             output = lay_lines(output, working_sketch, prepare_sketch(sketches.float()).cpu())  # lines at its own size
         else:
