@@ -19,7 +19,7 @@ import torch
 
 from refcolor.data.augmented_self_reference import hue_rotation_matrices
 from refcolor.data.sketch import xdog
-from refcolor.inference.images import pil_to_tensor, read_image, tensor_to_pil
+from refcolor.images import pil_to_tensor, read_image, tensor_to_pil
 from refcolor.nn.random_tps import RandomTPS
 
 ASSETS = Path(__file__).resolve().parent.parent / "refcolor" / "assets"

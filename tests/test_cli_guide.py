@@ -12,7 +12,7 @@ from PIL import Image
 from refcolor import cli
 from refcolor.models.guiding_painter import GuidingPainter, GuidingPainterConfig
 from refcolor.models.registry import describe
-from refcolor.train.weights import save_weights
+from refcolor.models.weights import save_weights
 
 SAMPLE = Path(str(resources.files("refcolor") / "assets" / "sample.png"))
 

@@ -7,14 +7,14 @@ import torch
 from PIL import Image
 
 import refcolor
+from refcolor import images as im
 from refcolor.cli import main
 from refcolor.data.sketch_preparation import is_line_drawing, prepare_sketch, scaled_size
-from refcolor.inference import images as im
-from refcolor.inference.loading import load_model
 from refcolor.models import GuidingPainter, GuidingPainterConfig, SCFTColorizer, SCFTColorizerConfig
+from refcolor.models.loading import load_model
 from refcolor.models.registry import describe
+from refcolor.models.weights import save_weights
 from refcolor.train.checkpoint import CheckpointManager
-from refcolor.train.weights import save_weights
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from refcolor.data import sample_images_dir, xdog
 from refcolor.evaluation import evaluate_guide_psnr, hinted_outputs, write_report
 from refcolor.models.guiding_painter import GuidingPainter, GuidingPainterConfig
 from refcolor.models.registry import describe
-from refcolor.train.weights import save_weights
+from refcolor.models.weights import save_weights
 
 NC = 8  # few regions keep the (Nc + 1)-point curve cheap
 

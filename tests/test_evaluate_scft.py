@@ -15,8 +15,8 @@ from refcolor.data import sample_images_dir
 from refcolor.evaluation import scft_eval as S
 from refcolor.models.registry import describe
 from refcolor.models.scft_colorizer import SCFTColorizer, SCFTColorizerOutput
+from refcolor.models.weights import save_weights
 from refcolor.ops.tps_correspondence import tps_correspondence
-from refcolor.train.weights import save_weights
 
 SIZE = 32
 FEATURES = (4, 4)  # the oracle's attention lattice

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from refcolor.inference.guided import GuidedColorizer, parse_colors, read_colors
 from refcolor.models.guiding_painter import GuidingPainter, GuidingPainterConfig
 from refcolor.models.registry import describe
-from refcolor.train.weights import save_weights
+from refcolor.models.weights import save_weights
 
 # FixedRegions paints these channels: right half, bottom-left quarter, top-left quarter.
 RIGHT, BOTTOM_LEFT, TOP_LEFT = 2, 5, 7

@@ -1,4 +1,4 @@
-"""The one image-input path (refcolor.inference.images.to_tensor): paths, PIL images, tensors and
+"""The one image-input path (refcolor.images.to_tensor): paths, PIL images, tensors and
 numpy arrays give the same pixels; transparency on white; gray / palette / 16-bit / EXIF; checked
 tensor and array ranges and layouts with one-line errors; one folder listing everywhere."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from PIL import Image
 
 from refcolor.data.image_folder import ImageFolder, list_images
 from refcolor.data.sketch import SketchExtractor, sketch_files
-from refcolor.inference.images import image_files, to_tensor
+from refcolor.images import image_files, to_tensor
 
 
 def _rgba() -> Image.Image:

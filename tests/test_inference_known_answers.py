@@ -261,7 +261,7 @@ def test_a_gray_reference_tensor_lends_its_gray():
 
 
 def test_outputs_are_shrunk_back_without_aliasing():
-    from refcolor.inference.images import resize_output
+    from refcolor.images import resize_output
 
     checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]).remainder(2).float().expand(1, 3, 8, 8)
     assert torch.allclose(resize_output(checker, (4, 4)), torch.full((1, 3, 4, 4), 0.5), atol=0.02)  # nearest: 0 or 1

@@ -91,7 +91,7 @@ def test_resize_colour_is_the_training_resampling():
     path = sorted(sample_images_dir().glob("*.png"))[0]  # a 128 px bundled training image
     training = ImageFolder(path.parent, size=32)
     index = training.paths.index(str(path))
-    inference = resize_colour(refcolor.inference.images.to_tensor(path), (32, 32))
+    inference = resize_colour(refcolor.images.to_tensor(path), (32, 32))
     assert torch.equal(inference[0], training[index]["image"])
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from refcolor.inference.loading import load_model
+from refcolor.models.loading import load_model
 from refcolor.models.vgg import VGG19Features
 from refcolor.train.checkpoint import load_checkpoint
 from refcolor.train.config import TrainConfig

@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--size", type=int, default=None, help="working resolution of the shorter side (default: training size)")
     p.add_argument("--extract", choices=("auto", "always", "never"), default="auto",
                    help="outline extraction: auto (colour images only, default), always, never")
+    p.add_argument("--no-keep-lines", dest="keep_lines", action="store_false",
+                   help="the model's output resized alone, without the sketch's full-resolution lines over it")
     p.set_defaults(run=run)
 
 
@@ -25,15 +27,16 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
+    from refcolor import images as im
     from refcolor.commands import CommandError
-    from refcolor.inference import images as im
     from refcolor.inference.colorizer import Colorizer
 
     sketch = Path(args.sketch)
     if not sketch.exists():
         raise FileNotFoundError(f"sketch not found: {sketch}")
     reference = im.read_image(args.reference)  # fail on a bad reference before loading the model
-    colorizer = Colorizer.from_checkpoint(args.checkpoint, device=args.device, size=args.size, extract=args.extract)
+    colorizer = Colorizer.from_checkpoint(args.checkpoint, device=args.device, size=args.size, extract=args.extract,
+                                       keep_lines=args.keep_lines)
     if sketch.is_file():
         out = colorizer.colorize_file(sketch, reference, args.output)
         print(f"wrote {out}")

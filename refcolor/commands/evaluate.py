@@ -55,8 +55,7 @@ def _show_warning(default, category):
 
 
 def run(args) -> int:
-    from refcolor.inference.guided import resolve_device
-    from refcolor.inference.loading import load_model
+    from refcolor.models.loading import load_model, resolve_device
 
     for name in ("max_images", "batch_size"):
         value = getattr(args, name)

@@ -33,6 +33,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("-o", "--output", metavar="OUT.png", default=None,
                         help="colorized image (default with --colors and --out: DIR/<stem>_colorized.png)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto (default: %(default)s)")
+    parser.add_argument("--no-keep-lines", dest="keep_lines", action="store_false",
+                        help="colorized image without the sketch's full-resolution lines over the upsampled colours")
     parser.set_defaults(run=run)
 
 
@@ -46,8 +48,8 @@ def _regions_json(sketch: str, data: dict) -> str:
 def run(args) -> int:
     from PIL import Image
 
+    from refcolor.images import read_image
     from refcolor.inference.guided import GuidedColorizer, read_colors
-    from refcolor.inference.images import read_image
 
     if args.output is not None and args.colors is None:
         raise CommandError("-o/--output needs --colors COLORS.json (the region colours to paint with)")
@@ -62,7 +64,7 @@ def run(args) -> int:
         raise CommandError(f"-o/--output: unknown image format {output.suffix or '(no extension)'!r} of {output}")
 
     image = read_image(args.sketch)
-    painter = GuidedColorizer.from_checkpoint(args.checkpoint, device=args.device)
+    painter = GuidedColorizer.from_checkpoint(args.checkpoint, device=args.device, keep_lines=args.keep_lines)
     regions = painter.regions(image)
     (w, h), (wh, ww) = regions.size, regions.working_size
     print(f"{args.sketch}: {w}x{h}, {len(regions)} regions (model at {ww}x{wh}, {painter.source})")

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from refcolor.data.image_folder import ImageFolder, sample_images_dir
 from refcolor.data.sketch_preparation import prepare_sketch
-from refcolor.inference.images import from_model_range
+from refcolor.images import from_model_range
 from refcolor.models.guiding_painter import GuidingPainter
 
 REPORT_NAME = "psnr_vs_hints"

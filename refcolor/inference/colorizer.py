@@ -3,14 +3,15 @@
     colorizer = refcolor.Colorizer.from_checkpoint("runs/scft")     # run dir, .pt or .safetensors
     image = colorizer("sketch.png", "reference.jpg")               # PIL image of the sketch's size
 
-Inputs are paths, PIL images, tensors or numpy arrays (refcolor.inference.images.to_tensor:
+Inputs are paths, PIL images, tensors or numpy arrays (refcolor.images.to_tensor:
 transparency on white, EXIF orientation, range and layout checked). The sketch may be a line
 drawing or a colour image; either becomes the sketch the model was trained on through
 refcolor.data.sketch_preparation.prepare_sketch (colour: resized, then outlined; line art: shrunk
 keeping its strokes dark). Any size and aspect: the shorter side goes to the training size, the
 aspect is kept and the sketch padded with white to the model's multiple; the output is cropped
-back and resized to the sketch's size. The reference only lends colours: it is resized to the
-training size with its sides rounded to the model's multiple.
+back and resized to the sketch's size, with the sketch's own full-resolution lines laid over the
+upsampled colours (keep_lines; refcolor.inference.full_resolution). The reference only lends
+colours: it is resized to the training size with its sides rounded to the model's multiple.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from refcolor import images as im
 from refcolor.data.sketch_preparation import (
     EXTRACT_MODES,
     crop,
@@ -29,8 +31,8 @@ from refcolor.data.sketch_preparation import (
     resize_colour,
     scaled_size,
 )
-from refcolor.inference import images as im
-from refcolor.inference.loading import load_model, resolve_device
+from refcolor.inference.full_resolution import lay_lines
+from refcolor.models.loading import load_model, resolve_device
 from refcolor.models.scft_colorizer import SCFTColorizer
 
 ImageLike = im.ImageInput
@@ -44,10 +46,12 @@ class Colorizer:
         device: "cpu", "cuda", "auto", ...
         size: working resolution of the shorter side (default: the model's training size).
         extract: "auto" (outline colour sketches, keep gray line art), "always" or "never".
+        keep_lines: lay the sketch's own lines, at its full resolution, over the upsampled colours
+            (crisp lines at any size); False returns the model's output resized alone.
     """
 
     def __init__(self, model: SCFTColorizer, *, device: str | torch.device = "cpu", size: int | None = None,
-                 extract: str = "auto"):
+                 extract: str = "auto", keep_lines: bool = True):
         if not isinstance(model, SCFTColorizer):
             raise TypeError(f"Colorizer: argument 'model' must be a SCFTColorizer, got {type(model).__name__}")
         if extract not in EXTRACT_MODES:
@@ -58,6 +62,7 @@ class Colorizer:
         self.model = model.to(self.device).eval()
         self.size = size or model.config.image_size
         self.extract = extract
+        self.keep_lines = bool(keep_lines)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, *, device: str | torch.device = "cpu", **kwargs) -> Colorizer:
@@ -101,7 +106,13 @@ class Colorizer:
             s, box = self.prepare_sketch(sketches[b:b + 1])
             r = self.prepare_reference(references[b if references.shape[0] > 1 else 0][None])
             out = crop(im.from_model_range(self.model(s, r).float()), box).cpu()
-            outputs.append(im.resize_output(out, tuple(sketches.shape[-2:]))[0])
+            # A sketch at the working size keeps the model's own lines: nothing blurred to restore.
+            if self.keep_lines and out.shape[-2:] != sketches.shape[-2:]:
+                working_sketch = crop(im.from_model_range(s.float()), box).cpu()
+                lines = prepare_sketch(sketches[b:b + 1].float(), extract=self.extract).cpu()  # at its own size
+                outputs.append(lay_lines(out, working_sketch, lines)[0])
+            else:
+                outputs.append(im.resize_output(out, tuple(sketches.shape[-2:]))[0])
         return torch.stack(outputs)
 
     def __call__(self, sketch: ImageLike, reference: ImageLike) -> Image.Image | Tensor:

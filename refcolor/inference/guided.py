@@ -14,11 +14,11 @@ get no hint and the model picks their colour.
 Any sketch size works, as any input form (images.to_tensor): the sketch is prepared as training
 prepares it (sketch_preparation.prepare_sketch) with its shorter side at the training size, the
 aspect kept and white padding to a multiple of 2**depth; the model's regions (nearest) and image
-(bicubic) are cropped back and mapped to the sketch's size.
+(bicubic, with the sketch's own full-resolution lines laid over it unless keep_lines=False:
+refcolor.inference.full_resolution) are cropped back and mapped to the sketch's size.
 """
 from __future__ import annotations
 
-import colorsys
 import json
 import numbers
 import os
@@ -31,10 +31,12 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from refcolor import images
 from refcolor.data.sketch_preparation import crop, pad_to_multiple, prepare_sketch, scaled_size
-from refcolor.inference import images
-from refcolor.inference.loading import load_model, resolve_device
+from refcolor.images import region_palette
+from refcolor.inference.full_resolution import lay_lines
 from refcolor.models.guiding_painter import GuidingPainter
+from refcolor.models.loading import load_model, resolve_device
 
 Color = tuple[int, int, int]
 
@@ -101,16 +103,6 @@ def load_sketches(sketch) -> tuple[Tensor, bool]:
 
 
 # --------------------------------------------------------------------------- region maps
-
-
-def region_palette(count: int) -> Tensor:
-    """(count, 3) distinct light colours in [0, 1]: golden-ratio hue steps, alternating saturation so
-    neighbours in rank differ in two ways; light enough for black numbers to stay readable."""
-    colors = [
-        colorsys.hsv_to_rgb((0.07 + i * 0.618034) % 1.0, 0.55 if i % 2 else 0.35, 1.0 if i % 3 else 0.9)
-        for i in range(count)
-    ]
-    return torch.tensor(colors, dtype=torch.float32).reshape(count, 3)
 
 
 def _distance_to_boundary(labels: Tensor) -> Tensor:
@@ -255,20 +247,25 @@ def region_map(channel_map: Tensor, sketch: Tensor, working_size: tuple[int, int
 class GuidedColorizer:
     """A GuidingPainter for interactive use on sketches of any size (see the module docstring)."""
 
-    def __init__(self, model: GuidingPainter, *, device: str | torch.device = "cpu", source: Path | None = None):
+    def __init__(self, model: GuidingPainter, *, device: str | torch.device = "cpu", source: Path | None = None,
+                 keep_lines: bool = True):
+        """keep_lines: lay the sketch's own lines, at its full resolution, over the upsampled
+        colours of colorize() (crisp lines at any size); False returns the model's output resized alone."""
         if not isinstance(model, GuidingPainter):
             raise TypeError(f"model: expected a GuidingPainter, got {type(model).__name__}")
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.config = model.config
         self.source = source
+        self.keep_lines = bool(keep_lines)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> GuidedColorizer:
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu", *,
+                        keep_lines: bool = True) -> GuidedColorizer:
         """Load a "guide" model from a run directory, .safetensors weights or a .pt checkpoint."""
         device = resolve_device(device)
         loaded = load_model(path, expected_kind="guide", device=device)
-        return cls(loaded.model, device=device, source=loaded.source)
+        return cls(loaded.model, device=device, source=loaded.source, keep_lines=keep_lines)
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """The size the model runs at for a height x width sketch: the shorter side at the training
@@ -331,7 +328,13 @@ class GuidedColorizer:
         for b, chans in enumerate(mapped):
             table[b, chans] = rgb
         output = self.model.colorize(x, table.to(self.device), num_hints=counts)
-        output = images.resize_output(crop(images.from_model_range(output.float()), box).cpu(), size)
+        output = crop(images.from_model_range(output.float()), box).cpu()
+        # A sketch at the working size keeps the model's own lines: nothing blurred to restore.
+        if self.keep_lines and output.shape[-2:] != sketches.shape[-2:]:
+            working_sketch = crop(images.from_model_range(x.float()), box).cpu()
+            output = lay_lines(output, working_sketch, prepare_sketch(sketches.float()).cpu())  # lines at its own size
+        else:
+            output = images.resize_output(output, size)
         if as_image:
             return images.tensor_to_pil(output[0])
         return output.to(sketch.device)
@@ -344,6 +347,4 @@ __all__ = [
     "parse_colors",
     "read_colors",
     "region_map",
-    "region_palette",
-    "resolve_device",
 ]

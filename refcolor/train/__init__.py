@@ -1,10 +1,10 @@
 """Training: the shared GAN trainer (Trainer, TrainConfig, train; loaded on first use), crash-safe
-checkpoints for exact resume, and pickle-free inference weights."""
+checkpoints for exact resume, and (from refcolor.models.weights) pickle-free inference weights."""
+from refcolor.atomic_files import atomic_save, atomic_write
+from refcolor.models.weights import load_weights, read_config, save_weights
 from refcolor.train.checkpoint import (
     CheckpointManager,
     InterruptGuard,
-    atomic_save,
-    atomic_write,
     capture_rng_state,
     config_differences,
     install_interrupt_handler,
@@ -13,7 +13,6 @@ from refcolor.train.checkpoint import (
     restore_checkpoint,
     restore_rng_state,
 )
-from refcolor.train.weights import load_weights, read_config, save_weights
 
 _LAZY = {"Trainer": "trainer", "train": "trainer", "TrainConfig": "config"}
 

@@ -17,9 +17,7 @@ import contextlib
 import json
 import os
 import random
-import re
 import signal
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -29,57 +27,17 @@ import numpy as np
 import torch
 from torch import nn
 
-FORMAT = "refcolor-checkpoint"
-FORMAT_VERSION = 1
-_STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
-
-
-# ----------------------------------------------------------------------------------------------
-# Atomic writes
-# ----------------------------------------------------------------------------------------------
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename is only durable once the directory entry is on disk (POSIX); not possible on Windows.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
-    """Open a temporary file next to `path`; on success it is fsynced and renamed onto `path`.
-
-    Readers see either the old file or the complete new one, never a partial write. On any failure,
-    KeyboardInterrupt included, the temporary file is removed and `path` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same directory as `path`: os.replace is only atomic within one file system. Closed below, inside
-    # the try, so that the cleanup also covers the close.
-    tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115
-        mode, dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with tmp:
-            yield tmp
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp.name)
-        raise
-    _fsync_directory(path.parent)
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save(obj, path) atomically: a crash or Ctrl-C mid-write leaves the old file intact."""
-    with atomic_write(path) as f:
-        torch.save(obj, f)
-
+from refcolor.atomic_files import atomic_save, atomic_write
+from refcolor.models.checkpoint_file import (
+    CHECKPOINTS_DIR,
+    FORMAT,
+    FORMAT_VERSION,
+    LATEST_POINTER,
+    checkpoint_path,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+)
 
 # ----------------------------------------------------------------------------------------------
 # RNG states, as weights_only-loadable values
@@ -182,24 +140,6 @@ def make_checkpoint(
     }
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Read a checkpoint without unpickling code; clear errors for missing, corrupt or foreign files."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # truncated zip, garbage bytes, or objects weights_only refuses
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"checkpoint {path} is corrupt or not a refcolor checkpoint: {first_line}") from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a refcolor checkpoint")
-    if ckpt.get("format_version") != FORMAT_VERSION:
-        found = ckpt.get("format_version")
-        raise ValueError(f"checkpoint {path} has format version {found}, expected {FORMAT_VERSION}")
-    return ckpt
-
-
 def restore_checkpoint(
     path: str | os.PathLike,
     models: Mapping[str, nn.Module],
@@ -255,23 +195,21 @@ class CheckpointManager:
     def __init__(self, run_dir: str | os.PathLike, keep_last: int | None = 3):
         if keep_last is not None and keep_last < 1:
             raise ValueError(f"keep_last must be >= 1 or None, got {keep_last}")
-        self.directory = Path(run_dir) / "checkpoints"
+        self.run_dir = Path(run_dir)
+        self.directory = self.run_dir / CHECKPOINTS_DIR
         self.keep_last = keep_last
 
     def path_for(self, step: int) -> Path:
-        return self.directory / f"step_{step:08d}.pt"
+        return checkpoint_path(self.run_dir, step)
 
     def checkpoints(self) -> list[tuple[int, Path]]:
         """(step, path) of every complete checkpoint, by increasing step."""
-        if not self.directory.is_dir():
-            return []
-        found = [(int(m.group(1)), p) for p in self.directory.iterdir() if (m := _STEP_FILE.match(p.name))]
-        return sorted(found)
+        return list_checkpoints(self.run_dir)
 
     def save(self, step: int, models, optimizers, scaler=None, config=None, extra=None, generators=None) -> Path:
         path = self.path_for(step)
         atomic_save(make_checkpoint(step, models, optimizers, scaler, config, extra, generators), path)
-        with atomic_write(self.directory / "latest", "w") as f:
+        with atomic_write(self.directory / LATEST_POINTER, "w") as f:
             f.write(path.name + "\n")
         self._prune(keep=path)
         return path
@@ -285,13 +223,7 @@ class CheckpointManager:
                 stale.unlink()
 
     def latest_path(self) -> Path | None:
-        pointer = self.directory / "latest"
-        with contextlib.suppress(OSError):
-            named = self.directory / pointer.read_text().strip()
-            if _STEP_FILE.match(named.name) and named.is_file():
-                return named
-        found = self.checkpoints()
-        return found[-1][1] if found else None
+        return latest_checkpoint(self.run_dir)
 
     def load_latest(self, models, optimizers, scaler=None, **kwargs) -> dict:
         """restore_checkpoint from the latest checkpoint; FileNotFoundError when there is none."""

@@ -7,7 +7,7 @@ import os
 import torch
 from PIL import Image, ImageDraw
 
-from refcolor.train.checkpoint import atomic_write
+from refcolor.atomic_files import atomic_write
 
 _LABEL_HEIGHT = 14
 

@@ -27,8 +27,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from refcolor.data.image_folder import ImageFolder, UnreadableImageWarning, sample_images_dir
-from refcolor.inference.loading import WEIGHTS_NAME
 from refcolor.losses import gan_loss
+from refcolor.models.loading import WEIGHTS_NAME
+from refcolor.models.weights import save_weights
 from refcolor.train import distributed as dist_utils
 from refcolor.train.checkpoint import (
     CheckpointManager,
@@ -43,7 +44,6 @@ from refcolor.train.sample_grid import save_grid
 from refcolor.train.sampler import StepBatchSampler
 from refcolor.train.tasks import make_task
 from refcolor.train.tasks.base import resolve_model_config
-from refcolor.train.weights import save_weights
 
 logger = logging.getLogger("refcolor.train")
 

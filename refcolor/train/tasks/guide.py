@@ -9,8 +9,7 @@ from torch import Tensor, nn
 
 from refcolor.data.sketch import SketchExtractor
 from refcolor.data.sketch_preparation import prepare_sketch
-from refcolor.inference.guided import region_palette
-from refcolor.inference.images import from_model_range
+from refcolor.images import from_model_range, region_palette
 from refcolor.losses import GuidingPainterLossWeights
 from refcolor.models.guiding_painter import hint_consistency_loss, smoothness_loss
 from refcolor.train.tasks.base import Task

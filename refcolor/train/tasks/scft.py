@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from refcolor.data.augmented_self_reference import AugmentedSelfReference
-from refcolor.inference.images import from_model_range
+from refcolor.images import from_model_range
 from refcolor.losses import SCFTLossWeights, resolve_feature_loss, scft_triplet_loss
 from refcolor.models.vgg import WeightsUnavailableError
 from refcolor.ops.tps_correspondence import tps_correspondence

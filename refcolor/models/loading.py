@@ -1,6 +1,9 @@
 """Find and load a trained generator from what a user points at: a run directory, a training
 checkpoint (.pt) or an inference weights file (.safetensors). Nothing is unpickled: weights files
-are safetensors, checkpoints are read with torch.load(weights_only=True)."""
+are safetensors, checkpoints are read with torch.load(weights_only=True).
+
+Training writes what this reads (model.safetensors and checkpoints in a run directory) and the
+inference tools (Colorizer, GuidedColorizer, the CLI) load through it; it imports neither."""
 from __future__ import annotations
 
 import os
@@ -10,9 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from refcolor.models.checkpoint_file import latest_checkpoint, load_checkpoint
 from refcolor.models.registry import build_from_metadata
-from refcolor.train.checkpoint import CheckpointManager, load_checkpoint
-from refcolor.train.weights import load_weights
+from refcolor.models.weights import load_weights
 
 WEIGHTS_NAME = "model.safetensors"  # the inference weights a training run keeps up to date in its directory
 
@@ -34,7 +37,7 @@ def resolve_model_file(path: str | os.PathLike) -> Path:
         return path
     if (path / WEIGHTS_NAME).is_file():
         return path / WEIGHTS_NAME
-    latest = CheckpointManager(path).latest_path()
+    latest = latest_checkpoint(path)
     if latest is None:
         raise FileNotFoundError(f"no {WEIGHTS_NAME} and no checkpoints/step_*.pt in run directory {path}")
     return latest

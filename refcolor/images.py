@@ -1,6 +1,7 @@
-"""The one way user images enter refcolor's inference tools (Colorizer, GuidedColorizer, the CLI,
-a server): `to_tensor` takes a path, a PIL image, a tensor or a numpy array and returns a checked
-(B, C, H, W) float32 batch in [0, 1].
+"""Image helpers shared by training, evaluation and inference. The one way user images enter
+refcolor's inference tools (Colorizer, GuidedColorizer, the CLI, a server): `to_tensor` takes a
+path, a PIL image, a tensor or a numpy array and returns a checked (B, C, H, W) float32 batch in
+[0, 1].
 
 - Paths and PIL images are decoded as training decodes its images (image_folder.to_rgb): EXIF
   orientation applied, transparency composited on white, gray / palette / 16-bit modes to RGB.
@@ -8,10 +9,12 @@ a server): `to_tensor` takes a path, a PIL image, a tensor or a numpy array and 
   4 (the 4th channel is alpha, composited on white): floating point in [0, 1], or uint8 (0..255).
   Anything else is a one-line ValueError / TypeError naming the argument, expected and actual.
 
-The models work in [-1, 1] (to_model_range / from_model_range).
+The models work in [-1, 1] (to_model_range / from_model_range). Training, evaluation and inference
+share these helpers, so this module imports none of them.
 """
 from __future__ import annotations
 
+import colorsys
 import os
 from pathlib import Path
 
@@ -125,6 +128,16 @@ def resize_output(images: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
 
 
+def region_palette(count: int) -> Tensor:
+    """(count, 3) distinct light colours in [0, 1]: golden-ratio hue steps, alternating saturation so
+    neighbours in rank differ in two ways; light enough for black numbers to stay readable."""
+    colors = [
+        colorsys.hsv_to_rgb((0.07 + i * 0.618034) % 1.0, 0.55 if i % 2 else 0.35, 1.0 if i % 3 else 0.9)
+        for i in range(count)
+    ]
+    return torch.tensor(colors, dtype=torch.float32).reshape(count, 3)
+
+
 def to_model_range(image: Tensor) -> Tensor:
     return image * 2 - 1
 
@@ -140,6 +153,7 @@ __all__ = [
     "image_files",
     "pil_to_tensor",
     "read_image",
+    "region_palette",
     "resize_output",
     "tensor_to_pil",
     "to_model_range",

@@ -17,7 +17,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from refcolor.train.checkpoint import atomic_write
+from refcolor.atomic_files import atomic_write
 
 FORMAT_VERSION = "1"
 CONFIG_KEY = "refcolor_config"
