@@ -11,6 +11,7 @@ for float64 images), cast to the image dtype at the end. Parameter layout: refco
 Used by refcolor.ops.tps_warp(backend="triton"); CPU tensors run under TRITON_INTERPRET=1 (tests
 only).
 """
+
 from __future__ import annotations
 
 import torch
@@ -96,8 +97,25 @@ def _taps(tx, ty, H, W, s_row, s_col, pmask, BORDER: tl.constexpr):
 
 @triton.jit
 def _tps_warp_forward_kernel(
-    IMAGE, sib, sic, sih, siw, PARAMS, CTRL, OUT, sob, soc, soh, sow, C, H, W, K,
-    BORDER: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
+    IMAGE,
+    sib,
+    sic,
+    sih,
+    siw,
+    PARAMS,
+    CTRL,
+    OUT,
+    sob,
+    soc,
+    soh,
+    sow,
+    C,
+    H,
+    W,
+    K,
+    BORDER: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     pb = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1).to(tl.int64)
@@ -120,8 +138,25 @@ def _tps_warp_forward_kernel(
 
 @triton.jit
 def _tps_warp_backward_image_kernel(
-    GRAD_OUT, sob, soc, soh, sow, PARAMS, CTRL, GRAD_IMAGE, sgb, sgc, sgh, sgw, C, H, W, K,
-    BORDER: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
+    GRAD_OUT,
+    sob,
+    soc,
+    soh,
+    sow,
+    PARAMS,
+    CTRL,
+    GRAD_IMAGE,
+    sgb,
+    sgc,
+    sgh,
+    sgw,
+    C,
+    H,
+    W,
+    K,
+    BORDER: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     pb = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1).to(tl.int64)

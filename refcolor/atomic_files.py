@@ -1,5 +1,6 @@
 """Crash-safe file writes: readers see the old file or the complete new one, never a partial write.
 Used by training checkpoints, sample grids and safetensors weights alike."""
+
 from __future__ import annotations
 
 import contextlib

@@ -6,6 +6,7 @@ preference order below; the environment variable REFCOLOR_BACKEND replaces "auto
 `backend=` argument still wins). Rejections are logged on the "refcolor.backends" logger at DEBUG
 level, e.g. `logging.getLogger("refcolor.backends").setLevel("DEBUG")`.
 """
+
 from __future__ import annotations
 
 import functools

@@ -9,6 +9,7 @@ away from other keys of the same reference:
     L_tr = mean over valid queries i and negatives n of max(0, s(q_i, k_n) - s(q_i, k_p(i)) + margin),
     s(a, b) = scale * a . b  (scale = 1 / sqrt(dim): the attention's scaled dot product).
 """
+
 from __future__ import annotations
 
 import dataclasses

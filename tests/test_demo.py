@@ -1,4 +1,5 @@
 """The main-job demo (`refcolor demo`) on the bundled sample, and its CLI error handling."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """GuidingPainter's PSNR-vs-hints evaluation (refcolor.evaluation.guide_psnr) and `refcolor evaluate`."""
+
 from __future__ import annotations
 
 import csv

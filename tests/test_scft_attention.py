@@ -6,6 +6,7 @@ residual), every gradient, input layouts (permuted, sequence-first, channels-las
 sliced) with the layouts of the results, both Triton implementations (under the interpreter on
 CPU), the row kernels, the attention map from the backend that was asked for, bad inputs, and the
 custom-op registration (opcheck, torch.compile, gradcheck)."""
+
 from __future__ import annotations
 
 import math
@@ -326,7 +327,11 @@ def test_flash_kernel_tiles_and_logsumexp():
 
 # (backend, the op that must appear in the profile when it ran: None for the reference, which
 # calls no refcolor op)
-MAP_BACKENDS = {"reference": None, "cpp": "refcolor::scft_attention_forward_kernel", "triton": "refcolor::scft_attention"}
+MAP_BACKENDS = {
+    "reference": None,
+    "cpp": "refcolor::scft_attention_forward_kernel",
+    "triton": "refcolor::scft_attention",
+}
 
 
 @pytest.mark.parametrize("backend", list(MAP_BACKENDS))
@@ -405,8 +410,20 @@ def _bad(q, k, v, r, **kwargs):
         (lambda q, k, v, r: _bad(q, k, v, r, scale=float("nan")), ValueError, ["'scale'", "nan"]),
         (lambda q, k, v, r: _bad(q, k, v, r, backend="fast"), ValueError, ["unknown backend 'fast'"]),
     ],
-    ids=["d", "batch", "M", "residual", "rank", "dtype", "device", "int_residual", "empty", "not_tensor",
-         "scale", "backend"],
+    ids=[
+        "d",
+        "batch",
+        "M",
+        "residual",
+        "rank",
+        "dtype",
+        "device",
+        "int_residual",
+        "empty",
+        "not_tensor",
+        "scale",
+        "backend",
+    ],
 )
 def test_bad_inputs_name_argument_expected_and_actual(make_args, error, words):
     (q, k, v, r), _ = make_inputs(2, 5, 7, 16, 8, True)

@@ -1,5 +1,6 @@
 """segment_hint_colors: every backend against the pure-PyTorch reference, gradients, gradcheck,
 bad inputs and torch.compile."""
+
 from __future__ import annotations
 
 import zlib
@@ -25,7 +26,6 @@ CASES = {  # name: (B, Nc, C, H, W, num_hints)
 }
 
 
-
 def implemented_backends(device):
     """Usable backends that this op implements (available_backends lists every op's)."""
     return [b for b in refcolor.available_backends(device) if b in DTYPES]
@@ -38,7 +38,6 @@ def run(backend, segments, image, num_hints, grad_hints, grad_mask):
     hints, mask = segment_hint_colors(segments, image, num_hints, backend=backend)
     d_segments, d_image = torch.autograd.grad([hints, mask], [segments, image], [grad_hints, grad_mask])
     return hints, mask, d_segments, d_image
-
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
@@ -108,8 +107,11 @@ def _layout_inputs(layout, dtype, device, B=2, Nc=11, C=3, H=9, W=10):
     return S, Y, gH, gM
 
 
-@pytest.mark.parametrize("dtype,channels", [(torch.float64, 3), (torch.float32, 3), (torch.float64, 5)],
-                         ids=["f64-rgb", "f32-rgb", "f64-5ch"])
+@pytest.mark.parametrize(
+    "dtype,channels",
+    [(torch.float64, 3), (torch.float32, 3), (torch.float64, 5)],
+    ids=["f64-rgb", "f32-rgb", "f64-5ch"],
+)
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("backend,device", kernel_backend_params())
 def test_any_layout_forward_backward(backend, device, layout, dtype, channels):
@@ -234,8 +236,19 @@ def test_empty_segment_passes_no_gradient_through_its_mean():
         (lambda S, Y: (S, Y.to("meta"), 1), ValueError, ["'image'", "cpu", "meta"]),
         (lambda S, Y: (S.numpy(), Y, 1), TypeError, ["'segments'", "ndarray"]),
     ],
-    ids=["rank", "width", "batch", "nh_too_big", "nh_negative", "nh_shape", "nh_float", "int_image",
-         "mixed_dtype", "mixed_device", "not_tensor"],
+    ids=[
+        "rank",
+        "width",
+        "batch",
+        "nh_too_big",
+        "nh_negative",
+        "nh_shape",
+        "nh_float",
+        "int_image",
+        "mixed_dtype",
+        "mixed_device",
+        "not_tensor",
+    ],
 )
 def test_bad_inputs_name_argument_expected_and_actual(make_args, error, words):
     S = make_segments(2, 4, 5, 6, "onehot")

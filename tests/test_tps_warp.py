@@ -1,4 +1,5 @@
 """tps_warp: every backend against the grid_sample reference, gradients, bad inputs, torch.compile."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,14 +23,13 @@ def assert_close_to_reference(actual, same_precision, exact, name):
         bound = 2 * rel_err(same_precision, exact) + 4 * torch.finfo(actual.dtype).eps
         assert rel_err(actual, exact) <= bound, f"{name}: {rel_err(actual, exact):.2e} > {bound:.2e}"
 
+
 CASES = {  # name: (B, C, H, W, K, jitter)
     "rgb_k16": (2, 3, 24, 31, 16, 0.15),
     "gray_k4_tall": (1, 1, 40, 13, 4, 0.2),
     "five_channels_k36": (2, 5, 21, 17, 36, 0.1),
     "far_outside": (1, 3, 19, 23, 9, 0.9),  # content pushed across the border: padding matters
 }
-
-
 
 
 def run(backend, image, src, dst, padding, grad_out):
@@ -60,7 +60,9 @@ def test_backend_matches_reference(backend, device, case, padding, dtype):
         assert_close_to_reference(a, r, e, name)
 
 
-@pytest.mark.parametrize("backend,device", kernel_backend_params() + [pytest.param("reference", "cpu", id="reference-cpu")])
+@pytest.mark.parametrize(
+    "backend,device", kernel_backend_params() + [pytest.param("reference", "cpu", id="reference-cpu")]
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 def test_identity_warp_returns_the_image(backend, device, dtype):
     if not usable(backend, device):
@@ -99,8 +101,10 @@ def test_any_layout_forward_backward(backend, device, layout):
     g = torch.Generator().manual_seed(31)
     src, dst = random_tps_points(2, 9, jitter=0.3, generator=g)
     image = _relayout(layout, smooth_image(2, 3, 13, 11, dtype=torch.float64, generator=g).to(device))
-    grad_out = _relayout("transposed" if layout != "transposed" else "channels_last",
-                         smooth_image(2, 3, 13, 11, dtype=torch.float64, generator=g).to(device))
+    grad_out = _relayout(
+        "transposed" if layout != "transposed" else "channels_last",
+        smooth_image(2, 3, 13, 11, dtype=torch.float64, generator=g).to(device),
+    )
     src, dst = src.to(device), dst.to(device)
     for padding in ("zeros", "border"):
         out, grad_image = run(backend, image, src, dst, padding, grad_out)
@@ -128,9 +132,12 @@ def test_no_hidden_copy_of_strided_images():
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
             out = tps_warp_from_params(image, params, dst, backend="cpp")
             torch.autograd.grad(out, image, grad_out)
-        copies = [(e.name, e.input_shapes) for e in prof.events()
-                  if e.name in ("aten::copy_", "aten::clone", "aten::contiguous")
-                  and any(list(s) == list(image.shape) for s in e.input_shapes)]
+        copies = [
+            (e.name, e.input_shapes)
+            for e in prof.events()
+            if e.name in ("aten::copy_", "aten::clone", "aten::contiguous")
+            and any(list(s) == list(image.shape) for s in e.input_shapes)
+        ]
         assert not copies, f"{layout}: {copies}"
 
 

@@ -10,6 +10,7 @@ and it keeps workers light so a few of them saturate the GPU. Typical step::
         batch = to_device(batch, "cuda")               # async copy from pinned memory
         data = augment(batch["image"])                 # on the GPU
 """
+
 from __future__ import annotations
 
 import os

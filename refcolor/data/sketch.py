@@ -11,6 +11,7 @@ lines, batched in torch so it runs on the training device.
 
 Every parameter may be a float or a per-sample tensor (B,) (or 0-dim), on any device.
 """
+
 from __future__ import annotations
 
 import math

@@ -19,6 +19,7 @@ model's multiple, and `crop` removes the padding from the model's output.
 
 Tensors are (B, C, H, W) float in [0, 1]; sketches are (B, 1, H, W), white (1.0) with dark lines.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -120,10 +121,14 @@ def prepare_sketch(
     if extract == "never":
         return downsample_lines(normalize_white(luminance(images)), size)
     lines = is_line_drawing(images).tolist()
-    return torch.cat([
-        prepare_sketch(image[None], size, extract="never" if line else "always", extractor=extractor, generator=generator)
-        for image, line in zip(images, lines)
-    ])
+    return torch.cat(
+        [
+            prepare_sketch(
+                image[None], size, extract="never" if line else "always", extractor=extractor, generator=generator
+            )
+            for image, line in zip(images, lines)
+        ]
+    )
 
 
 def pad_to_multiple(images: Tensor, multiple: int, value: float) -> tuple[Tensor, tuple[int, int, int, int]]:
@@ -140,7 +145,7 @@ def pad_to_multiple(images: Tensor, multiple: int, value: float) -> tuple[Tensor
 def crop(images: Tensor, box: tuple[int, int, int, int]) -> Tensor:
     """The (top, left, H, W) box of pad_to_multiple cut out of (..., H', W')."""
     top, left, H, W = box
-    return images[..., top:top + H, left:left + W]
+    return images[..., top : top + H, left : left + W]
 
 
 __all__ = [

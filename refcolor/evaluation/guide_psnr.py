@@ -11,6 +11,7 @@ with its mean colour): what a perfect flat fill of the model's regions scores.
 
 Outputs: write_report -> psnr_vs_hints.csv, .md and .png (a line chart drawn with PIL).
 """
+
 from __future__ import annotations
 
 import csv
@@ -130,7 +131,7 @@ def evaluate_guide_psnr(
                 step = max(1, samples_per_pass // len(items))
                 batch_psnr, batch_cover = [], []
                 for i in range(0, len(counts), step):
-                    output, mask = hinted_outputs(model, sketch, target, counts[i:i + step], segments)
+                    output, mask = hinted_outputs(model, sketch, target, counts[i : i + step], segments)
                     batch_psnr.append(_psnr(from_model_range(output), image).cpu())
                     batch_cover.append(mask.double().mean(dim=(-3, -2, -1)).cpu())
                 psnrs.append(torch.cat(batch_psnr).T)  # (b, len(counts))
@@ -175,8 +176,9 @@ def describe_data(data, dataset) -> str:
 
 def markdown_table(curve: HintCurve) -> str:
     lines = ["| hints | PSNR mean (dB) | PSNR std (dB) | hinted pixels |", "|---:|---:|---:|---:|"]
-    lines += [f"| {r['num_hints']} | {r['psnr_mean']:.2f} | {r['psnr_std']:.2f} | {r['coverage']:.1%} |"
-              for r in curve.rows()]
+    lines += [
+        f"| {r['num_hints']} | {r['psnr_mean']:.2f} | {r['psnr_std']:.2f} | {r['coverage']:.1%} |" for r in curve.rows()
+    ]
     return "\n".join(lines)
 
 
@@ -258,8 +260,10 @@ def plot_curve(curve: HintCurve, path: str | os.PathLike, title: str, *, size: t
     x_step = max(1, round(_nice_step(x_hi - x_lo, 8, (1, 2, 5, 10))))  # whole hint counts
 
     def px(x: float, y: float) -> tuple[float, float]:
-        return (left + (x - x_lo) / (x_hi - x_lo) * (W - left - right),
-                top + (y_hi - y) / (y_hi - y_lo) * (H - top - bottom))
+        return (
+            left + (x - x_lo) / (x_hi - x_lo) * (W - left - right),
+            top + (y_hi - y) / (y_hi - y_lo) * (H - top - bottom),
+        )
 
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)

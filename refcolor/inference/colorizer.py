@@ -13,6 +13,7 @@ back and resized to the sketch's size, with the sketch's own full-resolution lin
 upsampled colours (keep_lines; refcolor.inference.full_resolution). The reference only lends
 colours: it is resized to the training size with its sides rounded to the model's multiple.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,15 @@ class Colorizer:
             (crisp lines at any size); False returns the model's output resized alone.
     """
 
-    def __init__(self, model: SCFTColorizer, *, device: str | torch.device = "cpu", size: int | None = None,
-                 extract: str = "auto", keep_lines: bool = True):
+    def __init__(
+        self,
+        model: SCFTColorizer,
+        *,
+        device: str | torch.device = "cpu",
+        size: int | None = None,
+        extract: str = "auto",
+        keep_lines: bool = True,
+    ):
         if not isinstance(model, SCFTColorizer):
             raise TypeError(f"Colorizer: argument 'model' must be a SCFTColorizer, got {type(model).__name__}")
         if extract not in EXTRACT_MODES:
@@ -103,13 +111,13 @@ class Colorizer:
             )
         outputs = []
         for b in range(sketches.shape[0]):
-            s, box = self.prepare_sketch(sketches[b:b + 1])
+            s, box = self.prepare_sketch(sketches[b : b + 1])
             r = self.prepare_reference(references[b if references.shape[0] > 1 else 0][None])
             out = crop(im.from_model_range(self.model(s, r).float()), box).cpu()
             # A sketch at the working size keeps the model's own lines: nothing blurred to restore.
             if self.keep_lines and out.shape[-2:] != sketches.shape[-2:]:
                 working_sketch = crop(im.from_model_range(s.float()), box).cpu()
-                lines = prepare_sketch(sketches[b:b + 1].float(), extract=self.extract).cpu()  # at its own size
+                lines = prepare_sketch(sketches[b : b + 1].float(), extract=self.extract).cpu()  # at its own size
                 outputs.append(lay_lines(out, working_sketch, lines)[0])
             else:
                 outputs.append(im.resize_output(out, tuple(sketches.shape[-2:]))[0])

@@ -24,6 +24,7 @@ rounding and gamut clipping. So pixels far from any line are exactly the upsampl
 A sketch already at the working size keeps the model's output as it is: its lines are drawn at
 the sketch's resolution, with nothing blurred to restore (the colorizers skip lay_lines then).
 """
+
 from __future__ import annotations
 
 import torch

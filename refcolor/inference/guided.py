@@ -17,6 +17,7 @@ aspect kept and white padding to a multiple of 2**depth; the model's regions (ne
 (bicubic, with the sketch's own full-resolution lines laid over it unless keep_lines=False:
 refcolor.inference.full_resolution) are cropped back and mapped to the sketch's size.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,7 +55,7 @@ def _parse_color(value, index: int) -> Color:
         if not _HEX.fullmatch(value):
             raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {value!r} (not a hex colour)")
         digits = value[1:] if len(value) == 7 else "".join(2 * d for d in value[1:])
-        return tuple(int(digits[i:i + 2], 16) for i in (0, 2, 4))
+        return tuple(int(digits[i : i + 2], 16) for i in (0, 2, 4))
     if isinstance(value, (list, tuple)):
         if len(value) != 3:
             raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {value!r} ({len(value)} numbers, not 3)")
@@ -213,8 +214,9 @@ class RegionMap:
             if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken):
                 continue
             taken.append(box)
-            draw.text((left - x0, top - y0), text, fill=(0, 0, 0), font=font, stroke_width=1,
-                      stroke_fill=(255, 255, 255))
+            draw.text(
+                (left - x0, top - y0), text, fill=(0, 0, 0), font=font, stroke_width=1, stroke_fill=(255, 255, 255)
+            )
         return image
 
 
@@ -231,13 +233,15 @@ def region_map(channel_map: Tensor, sketch: Tensor, working_size: tuple[int, int
         mask = labels == rank
         ys = mask.any(dim=1).nonzero().flatten()
         xs = mask.any(dim=0).nonzero().flatten()
-        regions.append({
-            "rank": rank,
-            "channel": channel,
-            "pixels": int(counts[channel]),
-            "bbox": [int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1])],
-            "anchor": list(anchors[rank - 1]),
-        })
+        regions.append(
+            {
+                "rank": rank,
+                "channel": channel,
+                "pixels": int(counts[channel]),
+                "bbox": [int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1])],
+                "anchor": list(anchors[rank - 1]),
+            }
+        )
     return RegionMap(labels, regions, sketch, working_size)
 
 
@@ -247,8 +251,14 @@ def region_map(channel_map: Tensor, sketch: Tensor, working_size: tuple[int, int
 class GuidedColorizer:
     """A GuidingPainter for interactive use on sketches of any size (see the module docstring)."""
 
-    def __init__(self, model: GuidingPainter, *, device: str | torch.device = "cpu", source: Path | None = None,
-                 keep_lines: bool = True):
+    def __init__(
+        self,
+        model: GuidingPainter,
+        *,
+        device: str | torch.device = "cpu",
+        source: Path | None = None,
+        keep_lines: bool = True,
+    ):
         """keep_lines: lay the sketch's own lines, at its full resolution, over the upsampled
         colours of colorize() (crisp lines at any size); False returns the model's output resized alone."""
         if not isinstance(model, GuidingPainter):
@@ -260,8 +270,9 @@ class GuidedColorizer:
         self.keep_lines = bool(keep_lines)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu", *,
-                        keep_lines: bool = True) -> GuidedColorizer:
+    def from_checkpoint(
+        cls, path: str | os.PathLike, device: str | torch.device = "cpu", *, keep_lines: bool = True
+    ) -> GuidedColorizer:
         """Load a "guide" model from a run directory, .safetensors weights or a .pt checkpoint."""
         device = resolve_device(device)
         loaded = load_model(path, expected_kind="guide", device=device)
@@ -318,7 +329,7 @@ class GuidedColorizer:
                     f"colors: {len(parsed)} colours given but the sketch{which} has only {len(present)} regions "
                     f"(numbered 1..{len(present)})"
                 )
-            mapped.append(present[:len(parsed)])
+            mapped.append(present[: len(parsed)])
         counts = [chans[-1] + 1 if chans else 0 for chans in mapped]
         # Channels below a sketch's count that got no colour cover no pixel at the sketch's size (at
         # most sub-pixel specks at the working size): they keep a neutral gray; those above a

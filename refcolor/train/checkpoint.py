@@ -11,6 +11,7 @@ moments, step counts), the GradScaler, the step, and every RNG a training step d
 passed by name, e.g. the augmentation's). Not covered: numpy `Generator` objects (np.random.default_rng)
 and data-loader worker state; a trainer derives those from the step or from the RNGs above.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,6 +43,7 @@ from refcolor.models.checkpoint_file import (
 # ----------------------------------------------------------------------------------------------
 # RNG states, as weights_only-loadable values
 # ----------------------------------------------------------------------------------------------
+
 
 def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict:
     version, internal, gauss_next = random.getstate()
@@ -79,6 +81,7 @@ def restore_rng_state(state: dict, generators: Mapping[str, torch.Generator] | N
 # ----------------------------------------------------------------------------------------------
 # Checkpoints
 # ----------------------------------------------------------------------------------------------
+
 
 def _require_same_names(what: str, saved: Mapping, given: Mapping) -> None:
     missing, unexpected = sorted(set(saved) - set(given)), sorted(set(given) - set(saved))
@@ -236,6 +239,7 @@ class CheckpointManager:
 # ----------------------------------------------------------------------------------------------
 # Ctrl-C
 # ----------------------------------------------------------------------------------------------
+
 
 class InterruptGuard:
     """Turns the first Ctrl-C into "save at the next step boundary, then raise KeyboardInterrupt".

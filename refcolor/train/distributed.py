@@ -3,6 +3,7 @@
 torchrun sets RANK, LOCAL_RANK and WORLD_SIZE (and MASTER_ADDR/PORT); without them the run is a
 single process and nothing here touches torch.distributed.
 """
+
 from __future__ import annotations
 
 import os
@@ -88,6 +89,12 @@ def mean_over_ranks(values: dict[str, float], info: DistInfo, device: torch.devi
 
 
 __all__ = [
-    "DistInfo", "any_rank", "barrier", "destroy_process_group", "env_info", "init_process_group",
-    "mean_over_ranks", "resolve_device",
+    "DistInfo",
+    "any_rank",
+    "barrier",
+    "destroy_process_group",
+    "env_info",
+    "init_process_group",
+    "mean_over_ranks",
+    "resolve_device",
 ]

@@ -14,6 +14,7 @@ Rank 0 writes checkpoints (atomically, every checkpoint_every steps, at the end 
 model.safetensors (inference weights with the model config), sample grids, metrics.jsonl and
 TensorBoard logs; a Ctrl-C on any rank stops all of them at the same step boundary.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -110,8 +111,9 @@ class Trainer:
         self.models = {"generator": g, "discriminator": d}
         self.optimizers = {"generator": self.opt_g, "discriminator": self.opt_d}
         if resume:
-            ckpt = restore_checkpoint(saved_path, self.models, self.optimizers, self.scaler,
-                                      restore_rng=True, checkpoint=saved)
+            ckpt = restore_checkpoint(
+                saved_path, self.models, self.optimizers, self.scaler, restore_rng=True, checkpoint=saved
+            )
             self.start_step = int(ckpt["step"])
             self.log(f"resumed from {saved_path} at step {self.start_step}")
         if self.info.enabled:
@@ -136,8 +138,11 @@ class Trainer:
             raise ValueError(f"cannot resume {path} with a different config: {details}")
 
     def checkpoint_config(self) -> dict:
-        return {**self.config.to_dict(), "model_config": self.task.model_config.to_dict(),
-                "resolved": self.task.run_record()}
+        return {
+            **self.config.to_dict(),
+            "model_config": self.task.model_config.to_dict(),
+            "resolved": self.task.run_record(),
+        }
 
     # ---------------------------------------------------------------- pieces of a step
     def _autocast(self):
@@ -215,15 +220,22 @@ class Trainer:
 
     def data_iterator(self, start_step: int):
         sampler = StepBatchSampler(
-            len(self.dataset), self.config.batch_size, rank=self.info.rank, world_size=self.info.world_size,
-            seed=self.config.seed, start_step=start_step,
+            len(self.dataset),
+            self.config.batch_size,
+            rank=self.info.rank,
+            world_size=self.info.world_size,
+            seed=self.config.seed,
+            start_step=start_step,
         )
         workers = self.config.num_workers
         if workers is None:
             workers = 0 if self.device.type == "cpu" else min(8, torch.get_num_threads())
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=sampler, num_workers=workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+            self.dataset,
+            batch_sampler=sampler,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0,
         )
         return iter(loader)
 
@@ -304,7 +316,9 @@ class Trainer:
             summary.update(step=step, seconds=time.perf_counter() - started, images_per_s=images_per_s)
             self.summary = summary
         dist_utils.barrier(self.info)
-        self.log(f"{'done' if step == total else 'stopped'}: step {step} of {total}, weights in {self.run_dir / WEIGHTS_NAME}")
+        self.log(
+            f"{'done' if step == total else 'stopped'}: step {step} of {total}, weights in {self.run_dir / WEIGHTS_NAME}"
+        )
         return summary
 
     def close(self) -> None:

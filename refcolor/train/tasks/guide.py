@@ -1,6 +1,7 @@
 """GuidingPainter training (Cho et al. 2022): random-style XDoG sketches of the target, Gumbel
 segments at a temperature annealed over the run (1 -> 0.1), hints of the first Nh regions (Nh from
 Eq. 3) and the official losses (L1 30, adversarial 0.2, hint consistency 5, smoothness 1)."""
+
 from __future__ import annotations
 
 import torch
@@ -62,8 +63,13 @@ class GuideTask(Task):
         region_image = palette[regions].permute(0, 3, 1, 2) * (0.5 + 0.5 * from_model_range(sketch))
         colors, mask = out.hints[:, :3], out.hints[:, 3:]
         hint_image = from_model_range(colors) * mask + 0.5 * (1 - mask)  # gray where no hint
-        return [("sketch", from_model_range(sketch)), ("regions", region_image), ("hints", hint_image),
-                ("output", from_model_range(out.output)), ("target", from_model_range(target))]
+        return [
+            ("sketch", from_model_range(sketch)),
+            ("regions", region_image),
+            ("hints", hint_image),
+            ("output", from_model_range(out.output)),
+            ("target", from_model_range(target)),
+        ]
 
 
 __all__ = ["GuideTask"]
