@@ -50,13 +50,13 @@ def floor_steps(inputs, grad_out):
     q, k, v, _ = inputs
     B, N, d = q.shape
     M = k.shape[1]
-    S, O = torch.empty(B, N, M), torch.empty(B, N, d)
+    S, out = torch.empty(B, N, M), torch.empty(B, N, d)
     dV, dP, dQ, dK = torch.empty(B, M, d), torch.empty(B, N, M), torch.empty(B, N, d), torch.empty(B, M, d)
     P = torch.softmax(torch.randn(B, N, M), -1)
 
     def forward():
         torch.bmm(q, k.transpose(1, 2), out=S)
-        torch.bmm(P, v, out=O)
+        torch.bmm(P, v, out=out)
 
     def forward_backward():
         forward()
@@ -99,12 +99,12 @@ def measure_speed(shape_names, repeats):
         steps.update({b: op_steps(b, inputs, grad_out) for b in BACKENDS})
         for direction, index in (("fwd+bwd", 1), ("fwd", 0)):
             times = {m: [] for m in steps}
-            for m, s in steps.items():  # warm-up
+            for s in steps.values():  # warm-up
                 s[index]()
             for _ in range(repeats):
                 for m, s in steps.items():
                     times[m].append(timed(s[index]))
-            ratios = {m: statistics.median(t / f for t, f in zip(times[m], times["floor"])) for m in steps}
+            ratios = {m: statistics.median(t / f for t, f in zip(times[m], times["floor"], strict=True)) for m in steps}
             cells = ", ".join(f"{m} {1e3 * statistics.median(times[m]):.1f} ms ({ratios[m]:.2f}x)" for m in steps)
             print(f"{name} B={B} N=M={N} d={d} {direction}: {cells}", flush=True)
 

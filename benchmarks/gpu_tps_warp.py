@@ -15,6 +15,7 @@ the standard thin-plate spline (refcolor.ops.tps): it is a speed baseline only."
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -44,16 +45,17 @@ KERNELS = ("cuda", "triton", "cpp")  # refcolor's own (cpp: CPU smoke runs only)
 TARGET_PCT, TARGET_X_KORNIA = 70, 20
 
 
+def fastest_kernel_row(rows: list[dict], **params) -> dict | None:
+    """The fastest of refcolor's own kernels' rows with these params, or None."""
+    kernels = [r for r in find(rows, **params) if r["params"]["backend"] in KERNELS]
+    return min(kernels, key=lambda r: r["ms"]) if kernels else None
+
+
 def add_targets(rows: list[dict], floor_shape: str) -> None:
     """The floor target on the fastest kernel's "warp" row at `floor_shape`; the kornia target on the
     fastest kernel's float32 "solve+warp" row at each shape that has a kornia row."""
     for shape, dtype in sorted({(r["params"]["shape"], r["params"]["dtype"]) for r in rows}):
-
-        def best(part):
-            kernels = [r for r in find(rows, shape=shape, dtype=dtype, part=part) if r["params"]["backend"] in KERNELS]
-            return min(kernels, key=lambda r: r["ms"]) if kernels else None
-
-        warp, whole = best("warp"), best("solve+warp")
+        warp, whole = (fastest_kernel_row(rows, shape=shape, dtype=dtype, part=part) for part in ("warp", "solve+warp"))
         if warp is not None and shape == floor_shape:
             warp["targets"].append(floor_target(warp, TARGET_PCT))
         kornia = find(rows, shape=shape, dtype=dtype, backend="kornia")
@@ -66,6 +68,12 @@ def add_targets(rows: list[dict], floor_shape: str) -> None:
                     "x kornia",
                 )
             )
+
+
+def kornia_solve_warp(kornia_transform, image, src, dst):
+    """kornia's solve + warp, the same work as refcolor's "solve+warp" rows."""
+    kernel_weights, affine_weights = kornia_transform.get_tps_transform(dst, src)
+    kornia_transform.warp_image_tps(image, src, kernel_weights, affine_weights)
 
 
 def main(argv=None):
@@ -103,15 +111,10 @@ def main(argv=None):
             dt = str(dtype).removeprefix("torch.")
             image = torch.rand(B, C, H, W, device=device, dtype=dtype)
             if kornia_transform is not None and dtype == torch.float32:
-
-                def kornia_step():
-                    kernel_weights, affine_weights = kornia_transform.get_tps_transform(dst, src)
-                    kornia_transform.warp_image_tps(image, src, kernel_weights, affine_weights)
-
                 add(
                     f"kornia {dt} {shape} solve+warp",
                     {"backend": "kornia", "dtype": dt, "shape": shape, "part": "solve+warp"},
-                    kornia_step,
+                    partial(kornia_solve_warp, kornia_transform, image, src, dst),
                     image,
                 )
             params = tps_solve(src, dst)
@@ -120,13 +123,13 @@ def main(argv=None):
                 add(
                     f"{backend} {dt} {shape} warp",
                     {**base, "part": "warp"},
-                    lambda: tps_warp_from_params(image, params, dst, backend=backend),
+                    partial(tps_warp_from_params, image, params, dst, backend=backend),
                     image,
                 )
                 add(
                     f"{backend} {dt} {shape} solve+warp",
                     {**base, "part": "solve+warp"},
-                    lambda: tps_warp(image, src, dst, backend=backend),
+                    partial(tps_warp, image, src, dst, backend=backend),
                     image,
                 )
             del image

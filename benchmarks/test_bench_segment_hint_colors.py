@@ -16,6 +16,7 @@ fresh 63 MB gradients cost page faults under glibc (benchmarks/README.md). The d
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import pytest
 import torch
@@ -130,7 +131,7 @@ def main() -> None:
     """Ratios on the CPU, one process: cpp vs einsum (>= 3x wanted) and % of the memory floor
     (>= 50% wanted), forward + backward, per segment layout."""
     src, dst = copy_buffers("cpu")
-    bandwidth = 2 * src.nbytes / (_best_ms(lambda: dst.copy_(src)) / 1e3)
+    bandwidth = 2 * src.nbytes / (_best_ms(partial(dst.copy_, src)) / 1e3)
     floor_ms = floor_bytes() / bandwidth * 1e3
     del src, dst
     print(

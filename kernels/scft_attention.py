@@ -208,7 +208,7 @@ def _flash_forward_kernel(
     K,
     V,
     R,
-    O,
+    O,  # noqa: E741  the output pointer in FlashAttention's notation, beside Q, K, V
     LSE,
     N,
     M,
@@ -275,7 +275,7 @@ _INTERPRETER_BLOCKS = {"BLOCK_N": 32, "BLOCK_M": 16, "BLOCK_D": 32, "BLOCK_DV": 
 
 def _configs(blocks: list[tuple[int, int, int, int, int, int]]) -> list:
     names = ("BLOCK_N", "BLOCK_M", "BLOCK_D", "BLOCK_DV")
-    return [triton.Config(dict(zip(names, c[:4])), num_warps=c[4], num_stages=c[5]) for c in blocks]
+    return [triton.Config(dict(zip(names, c[:4], strict=True)), num_warps=c[4], num_stages=c[5]) for c in blocks]
 
 
 # CUDA candidates (BLOCK_N, BLOCK_M, BLOCK_D, BLOCK_DV, warps, stages), autotuned per shape: not yet

@@ -71,7 +71,7 @@ def _segment_reduce_kernel(
     s_pix = S + b * ssb + _pixel_offset(offs_p, width, ssh, ssw)
     row = C + 1
     out = PARTIAL + (b * n_pblocks + pb) * Nc * row
-    for i in range(0, nh):
+    for i in range(nh):
         s = tl.load(s_pix + i * ssc, mask=pmask, other=0.0).to(acc_t)
         tl.store(out + i * row + offs_c, tl.sum(x * s[None, :], axis=1), mask=cmask)
         if WITH_COUNT:
@@ -185,7 +185,7 @@ def _paint_forward_kernel(
     s_pix = S + b * ssb + _pixel_offset(offs_p, width, ssh, ssw)
     hints = tl.zeros([BLOCK_C, BLOCK_P], dtype=acc_t)
     mask = tl.zeros([BLOCK_P], dtype=acc_t)
-    for i in range(0, nh):
+    for i in range(nh):
         s = tl.load(s_pix + i * ssc, mask=pmask, other=0.0).to(acc_t)
         color = tl.load(COLORS + (b * Nc + i) * C + offs_c, mask=cmask, other=0.0)
         hints += color[:, None] * s[None, :]
@@ -258,7 +258,7 @@ def _paint_backward_kernel(
     s_pix = S + b * ssb + _pixel_offset(offs_p, width, ssh, ssw)
     ds_pix = GRAD_S + b * sdb + _pixel_offset(offs_p, width, sdh, sdw)
     grad_image = tl.zeros([BLOCK_C, BLOCK_P], dtype=acc_t)
-    for i in range(0, nh):
+    for i in range(nh):
         color = tl.load(COLORS + (b * Nc + i) * C + offs_c, mask=cmask, other=0.0)
         grad_sum = tl.load(GRAD_SUM + (b * Nc + i) * C + offs_c, mask=cmask, other=0.0)
         grad_count = tl.load(GRAD_COUNT + b * Nc + i)

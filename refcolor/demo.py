@@ -153,7 +153,7 @@ def run_demo(
 
     strip = Image.new("RGB", (len(panels) * W + (len(panels) - 1) * GAP, H + CAPTION), "white")
     draw = ImageDraw.Draw(strip)
-    for i, (panel, caption) in enumerate(zip(panels, captions)):
+    for i, (panel, caption) in enumerate(zip(panels, captions, strict=True)):
         x = i * (W + GAP)
         strip.paste(_to_pil(panel), (x, CAPTION))
         draw.text((x + 2, 1), caption, fill="black")  # PIL's built-in bitmap font: no font files needed

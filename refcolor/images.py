@@ -119,7 +119,8 @@ def to_tensor(value: ImageInput, name: str = "image", *, op: str = "refcolor") -
         given = f"tensor {tuple(value.shape)}"
     else:
         raise TypeError(
-            f"{op}: argument '{name}' must be a path, a PIL image, a tensor or a numpy array, got {type(value).__name__}"
+            f"{op}: argument '{name}' must be a path, a PIL image, a tensor or a numpy array, "
+            f"got {type(value).__name__}"
         )
     batch = _checked_values(op, name, batch, given)
     return _composite_alpha(batch) if batch.shape[1] == 4 else batch

@@ -35,7 +35,7 @@ import PIL
 from PIL import Image
 
 # The sibling script (scripts/ is sys.path[0] when this file is run).
-from prepare_training_folder import OPENCLIPART, colour_stats, list_images  # noqa: I001
+from prepare_training_folder import OPENCLIPART, colour_stats, list_images
 
 from refcolor.data.image_folder import open_rgb
 

@@ -32,8 +32,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import re
 import random
+import re
 import sys
 import time
 from collections import Counter
@@ -228,13 +228,20 @@ def main(argv=None) -> int:
     outs = [(out_dir(f) / f.relative_to(src)).with_suffix(".png") for f in files]
     # a.jpg and a.png in one folder would map to the same output: keep the extension for those.
     clash = {o for o, n in Counter(outs).items() if n > 1}
-    outs = [o.with_name(f"{o.stem}_{f.suffix[1:].lower()}.png") if o in clash else o for f, o in zip(files, outs)]
-    jobs = [(str(f), str(o), args.size, min_size, colour_only, args.overwrite) for f, o in zip(files, outs)]
+    outs = [
+        o.with_name(f"{o.stem}_{f.suffix[1:].lower()}.png") if o in clash else o
+        for f, o in zip(files, outs, strict=True)
+    ]
+    jobs = [
+        (str(f), str(o), args.size, min_size, colour_only, args.overwrite) for f, o in zip(files, outs, strict=True)
+    ]
 
     counts: dict[str, int] = {"duplicate (skipped)": duplicates} if duplicates else {}
     t0 = time.time()
     with ProcessPoolExecutor(args.jobs) as pool:
-        for k, ((path, dst, *_), status) in enumerate(zip(jobs, pool.map(_process, jobs, chunksize=16)), 1):
+        for k, ((path, dst, *_), status) in enumerate(
+            zip(jobs, pool.map(_process, jobs, chunksize=16), strict=True), 1
+        ):
             key = status.split(":")[0]
             if key == "unreadable":
                 print(f"\nskipped {path}: {status}", file=sys.stderr)

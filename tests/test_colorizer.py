@@ -92,7 +92,9 @@ def test_loads_from_run_dir_checkpoint_and_weights(weights, tmp_path):
     path = manager.save(5, {"generator": model}, {}, config=config)
     for source in (tmp_path / "run", path, weights):
         loaded = refcolor.Colorizer.from_checkpoint(source).model
-        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+        assert all(
+            torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True)
+        )
 
 
 def test_a_guide_model_is_refused(tmp_path):

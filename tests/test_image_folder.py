@@ -262,7 +262,11 @@ def test_loader_is_deterministic_with_a_seed(tmp_path):
         return [[(b["path"], b["image"]) for b in loader] for _ in range(2)]
 
     def same(a, b):
-        return all(pa == pb and torch.equal(ia, ib) for ea, eb in zip(a, b) for (pa, ia), (pb, ib) in zip(ea, eb))
+        return all(
+            pa == pb and torch.equal(ia, ib)
+            for ea, eb in zip(a, b, strict=True)
+            for (pa, ia), (pb, ib) in zip(ea, eb, strict=True)
+        )
 
     run = epochs(1, 2)
     assert same(run, epochs(1, 2))  # same seed: same batches, crops included, epoch after epoch

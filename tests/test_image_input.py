@@ -75,7 +75,7 @@ def _roundtrip(image: Image.Image, exif) -> object:
 
 def test_batches_and_channel_counts():
     assert to_tensor(torch.rand(2, 1, 5, 6)).shape == (2, 1, 5, 6)
-    assert to_tensor(np.random.rand(2, 5, 6, 3)).shape == (2, 3, 5, 6)
+    assert to_tensor(np.random.default_rng(0).random((2, 5, 6, 3))).shape == (2, 3, 5, 6)
     assert to_tensor(np.zeros((5, 6), dtype=np.uint8)).shape == (1, 1, 5, 6)
     rgba = torch.zeros(1, 4, 3, 3)  # fully transparent black: white
     assert torch.equal(to_tensor(rgba), torch.ones(1, 3, 3, 3))
@@ -103,13 +103,15 @@ def test_the_0_255_hint_only_for_values_that_look_like_0_255():
     [
         (
             torch.rand(3, 4, 4) * 255,
-            r"Colorizer: argument 'sketch' must hold values in \[0, 1\], got \[.*\] \(0..255 values: divide by 255 or pass uint8\)",
+            r"Colorizer: argument 'sketch' must hold values in \[0, 1\], got \[.*\] "
+            r"\(0..255 values: divide by 255 or pass uint8\)",
         ),
         (torch.rand(3, 4, 4) * 2 - 1, r"argument 'sketch' must hold values in \[0, 1\], got \[-"),
         (torch.full((1, 4, 4), float("nan")), r"must hold values in \[0, 1\], got \[nan"),
         (
             torch.rand(2, 4, 4),
-            r"argument 'sketch' must be a tensor \(C, H, W\) or \(B, C, H, W\) with C = 1, 3 or 4, got shape \(2, 4, 4\)",
+            r"argument 'sketch' must be a tensor \(C, H, W\) or \(B, C, H, W\) with C = 1, 3 or 4, "
+            r"got shape \(2, 4, 4\)",
         ),
         (torch.rand(4, 4), r"got shape \(4, 4\)"),
         (torch.rand(1, 0, 4), r"got shape \(1, 0, 4\)"),
@@ -119,7 +121,8 @@ def test_the_0_255_hint_only_for_values_that_look_like_0_255():
         ),
         (
             np.zeros((4, 4, 2)),
-            r"argument 'sketch' must be an array \(H, W\), \(H, W, C\) or \(B, H, W, C\) with C = 1, 3 or 4, got shape \(4, 4, 2\)",
+            r"argument 'sketch' must be an array \(H, W\), \(H, W, C\) or \(B, H, W, C\) with C = 1, 3 or 4, "
+            r"got shape \(4, 4, 2\)",
         ),
         (np.zeros((4, 4), dtype=np.int32), r"must be a float array in \[0, 1\] or uint8, got dtype int32"),
         (np.full((4, 4), 3.0), r"must hold values in \[0, 1\], got \[3, 3\]"),
@@ -149,7 +152,7 @@ def test_one_folder_listing_for_training_inference_and_sketching(tmp_path):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (4, 4), (10, 20, 30)).save(root / name, format="PNG")
     expected = [root / "B.JPG", root / "a.png", root / "sub/c.webp"]
-    assert [p for p in image_files(root)] == expected
+    assert list(image_files(root)) == expected
     assert list_images(root) == [str(p) for p in expected]
     assert ImageFolder(root, size=4).paths == [str(p) for p in expected]
     written, skipped = sketch_files(root, tmp_path / "sketches", SketchExtractor(seed=0))

@@ -47,7 +47,8 @@ IMAGE = torch.rand(1, 1, 5, 5)
         (
             lambda: scft_attention(Q, K, V[:, :4]),
             ValueError,
-            "scft_attention: argument 'v' must have shape (B, M, dv) = (1, 5, dv) to match 'k' (1, 5, 3), got (1, 4, 2)",
+            "scft_attention: argument 'v' must have shape (B, M, dv) = (1, 5, dv) to match 'k' (1, 5, 3), "
+            "got (1, 4, 2)",
         ),
         (
             lambda: scft_attention(Q, K, V, torch.rand(4, 2)),
@@ -77,7 +78,8 @@ IMAGE = torch.rand(1, 1, 5, 5)
         (
             lambda: segment_hint_colors(S, Y, "2"),
             TypeError,
-            "segment_hint_colors: argument 'num_hints' must be an int, a sequence of ints or an integer tensor, got str",
+            "segment_hint_colors: argument 'num_hints' must be an int, a sequence of ints or an integer tensor, "
+            "got str",
         ),
         (
             lambda: segment_hint_colors(S[:, :, :0], Y[:, :, :0], 2),

@@ -55,7 +55,7 @@ def test_backend_matches_reference(backend, device, case, kind, dtype):
     gM = torch.randn(B, 1, H, W, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
     expected = run("reference", S, Y, nh, gH, gM)
     actual = run(backend, S, Y, nh, gH, gM)
-    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected):
+    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected, strict=True):
         assert a.shape == e.shape and a.dtype == e.dtype, name
         assert rel_err(a, e) <= TOL[dtype], f"{name}: relative error {rel_err(a, e):.2e}"
 
@@ -124,7 +124,7 @@ def test_any_layout_forward_backward(backend, device, layout, dtype, channels):
     nh = [0, 11] if layout == "transposed_mixed" else [7, 11]  # Nh = 0: every segment gets zero gradient
     actual = run(backend, S, Y, nh, gH, gM)
     expected = run("reference", S.contiguous(), Y.contiguous(), nh, gH.contiguous(), gM)
-    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected):
+    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected, strict=True):
         assert rel_err(a, e) <= TOL[dtype], f"{name}: relative error {rel_err(a, e):.2e}"
     hints, _, dS, dY = actual
     assert hints.stride() == torch.empty_like(Y).stride()
@@ -172,7 +172,7 @@ def test_cuda_block_logic_emulated_on_host(shape, layout, dtype):
     nh = torch.tensor([Nc, 1, Nc - 1][:B])
     actual = torch.ops.refcolor.segment_hint_colors_cuda_emulation(S, Y, nh, gH, gM)
     expected = run("reference", S, Y, nh, gH, gM)
-    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected):
+    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected, strict=True):
         assert rel_err(a, e) <= TOL[dtype], f"{name}: relative error {rel_err(a, e):.2e}"
 
 
@@ -298,7 +298,7 @@ def test_torch_compile_forward_backward(backend):
     expected = torch.autograd.grad(loss_fn(S, Y, nh), [S, Y])
     loss = compiled(S, Y, nh)
     torch.testing.assert_close(loss, loss_fn(S, Y, nh))
-    for a, e in zip(torch.autograd.grad(loss, [S, Y]), expected):
+    for a, e in zip(torch.autograd.grad(loss, [S, Y]), expected, strict=True):
         torch.testing.assert_close(a, e)
 
 
@@ -334,7 +334,9 @@ def test_half_precision_within_twice_reference_error(backend, device, dtype):
     same_precision = run("reference", S64.to(dtype), Y64.to(dtype), nh, gH.to(dtype), gM.to(dtype))
     kernel = run(backend, S64.to(dtype), Y64.to(dtype), nh, gH.to(dtype), gM.to(dtype))
     eps = torch.finfo(dtype).eps
-    for name, k, r, e in zip(("hints", "mask", "grad_segments", "grad_image"), kernel, same_precision, exact):
+    for name, k, r, e in zip(
+        ("hints", "mask", "grad_segments", "grad_image"), kernel, same_precision, exact, strict=True
+    ):
         assert k.dtype == dtype
         err = rel_err(k, e)
         assert err <= 2 * rel_err(r, e) + eps, f"{name}: {err:.2e} vs reference {rel_err(r, e):.2e}"

@@ -31,7 +31,7 @@ from refcolor.train.tasks.guide import GuideTask
 
 # The fixed parameters inference uses are xdog's defaults; a training extractor pinned to them
 # draws the same sketches (training draws each parameter from a range around them).
-XDOG_DEFAULTS = dict(sigma=0.5, k=2.5, tau=0.95, epsilon=-0.005, phi=150.0)
+XDOG_DEFAULTS = {"sigma": 0.5, "k": 2.5, "tau": 0.95, "epsilon": -0.005, "phi": 150.0}
 
 
 def _line_art(size: int, width: int) -> torch.Tensor:

@@ -55,7 +55,7 @@ def test_backend_matches_reference(backend, device, case, padding, dtype):
     exact = run("reference", image.double(), src, dst, padding, grad_out.double())
     same_precision = run("reference", image, src, dst, padding, grad_out)
     actual = run(backend, image, src, dst, padding, grad_out)
-    for name, a, r, e in zip(("output", "grad_image"), actual, same_precision, exact):
+    for name, a, r, e in zip(("output", "grad_image"), actual, same_precision, exact, strict=True):
         assert a.shape == r.shape and a.dtype == r.dtype
         assert_close_to_reference(a, r, e, name)
 
@@ -109,7 +109,7 @@ def test_any_layout_forward_backward(backend, device, layout):
     for padding in ("zeros", "border"):
         out, grad_image = run(backend, image, src, dst, padding, grad_out)
         exact = run("reference", image.contiguous(), src, dst, padding, grad_out.contiguous())
-        for name, a, e in zip(("output", "grad_image"), (out, grad_image), exact):
+        for name, a, e in zip(("output", "grad_image"), (out, grad_image), exact, strict=True):
             assert rel_err(a, e) <= F64_TOL, f"{name}: relative error {rel_err(a, e):.2e}"
         assert out.stride() == torch.empty_like(image).stride()
         assert grad_image.stride() == torch.empty_like(image).stride()
@@ -162,7 +162,7 @@ def test_cuda_thread_logic_emulated_on_host(padding, layout, dtype):
     out, grad_image = torch.ops.refcolor.tps_warp_cuda_emulation(image, params, dst.to(dtype), mode, grad_out)
     exact = run("reference", image.double(), src, dst, padding, grad_out.double())
     same_precision = run("reference", image, src, dst, padding, grad_out)
-    for name, a, r, e in zip(("output", "grad_image"), (out, grad_image), same_precision, exact):
+    for name, a, r, e in zip(("output", "grad_image"), (out, grad_image), same_precision, exact, strict=True):
         assert_close_to_reference(a, r, e, name)
 
 
@@ -198,7 +198,7 @@ def test_gradcheck_float64_image_and_points(backend):
     dst.requires_grad_()
     for padding in ("zeros", "border"):
         assert torch.autograd.gradcheck(
-            lambda i, s, d: tps_warp(i, s, d, padding_mode=padding, backend=backend), (image, src, dst)
+            lambda i, s, d, padding=padding: tps_warp(i, s, d, padding_mode=padding, backend=backend), (image, src, dst)
         )
 
 
@@ -212,7 +212,7 @@ def test_point_gradients_of_kernel_path_match_reference():
         dst.requires_grad_()
         out = tps_warp(smooth_image(2, 3, 20, 24), src, dst, padding_mode="border", backend=backend)
         grads[backend] = torch.autograd.grad(out.square().sum(), (src, dst))
-    for a, e in zip(grads["cpp"], grads["reference"]):
+    for a, e in zip(grads["cpp"], grads["reference"], strict=True):
         assert rel_err(a, e) <= 1e-3
 
 
@@ -309,7 +309,7 @@ def test_half_precision_within_twice_reference_error(backend, device, dtype):
     same_precision = run("reference", image64.to(dtype), src, dst, "zeros", grad64.to(dtype))
     kernel = run(backend, image64.to(dtype), src, dst, "zeros", grad64.to(dtype))
     eps = torch.finfo(dtype).eps
-    for name, k, r, e in zip(("output", "grad_image"), kernel, same_precision, exact):
+    for name, k, r, e in zip(("output", "grad_image"), kernel, same_precision, exact, strict=True):
         assert k.dtype == dtype
         err = rel_err(k, e)
         assert err <= 2 * rel_err(r, e) + eps, f"{name}: {err:.2e} vs reference {rel_err(r, e):.2e}"

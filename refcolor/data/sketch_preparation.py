@@ -126,7 +126,7 @@ def prepare_sketch(
             prepare_sketch(
                 image[None], size, extract="never" if line else "always", extractor=extractor, generator=generator
             )
-            for image, line in zip(images, lines)
+            for image, line in zip(images, lines, strict=True)
         ]
     )
 

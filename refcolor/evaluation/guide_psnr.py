@@ -58,7 +58,7 @@ class HintCurve:
     def rows(self) -> list[dict]:
         return [
             {"num_hints": n, "psnr_mean": m, "psnr_std": s, "coverage": c}
-            for n, m, s, c in zip(self.hints, self.psnr_mean, self.psnr_std, self.coverage)
+            for n, m, s, c in zip(self.hints, self.psnr_mean, self.psnr_std, self.coverage, strict=True)
         ]
 
 
@@ -251,8 +251,8 @@ def plot_curve(curve: HintCurve, path: str | os.PathLike, title: str, *, size: t
     W, H = size
     left, right, top, bottom = 72, 24, 48, 64
     x_lo, x_hi = min(curve.hints), max(max(curve.hints), min(curve.hints) + 1)
-    band_lo = [m - s for m, s in zip(curve.psnr_mean, curve.psnr_std)]
-    band_hi = [m + s for m, s in zip(curve.psnr_mean, curve.psnr_std)]
+    band_lo = [m - s for m, s in zip(curve.psnr_mean, curve.psnr_std, strict=True)]
+    band_hi = [m + s for m, s in zip(curve.psnr_mean, curve.psnr_std, strict=True)]
     y_values = band_lo + band_hi + [curve.hint_map_psnr]
     y_step = _nice_step(max(y_values) - min(y_values), 6)
     y_lo, y_hi = math.floor(min(y_values) / y_step) * y_step, math.ceil(max(y_values) / y_step) * y_step
@@ -279,7 +279,9 @@ def plot_curve(curve: HintCurve, path: str | os.PathLike, title: str, *, size: t
         draw.line([(qx, H - bottom), (qx, H - bottom + 5)], fill="black")
         _text(draw, (qx, H - bottom + 8), _label(x, x_step), font, "mt")
     band = Image.new("RGBA", size, (0, 0, 0, 0))
-    outline = [px(x, y) for x, y in zip(curve.hints, band_hi)] + [px(x, y) for x, y in zip(curve.hints, band_lo)][::-1]
+    outline = [px(x, y) for x, y in zip(curve.hints, band_hi, strict=True)] + [
+        px(x, y) for x, y in zip(curve.hints, band_lo, strict=True)
+    ][::-1]
     ImageDraw.Draw(band).polygon(outline, fill=(*BLUE, 50))
     image.paste(band, (0, 0), band)
     draw = ImageDraw.Draw(image)
@@ -287,7 +289,7 @@ def plot_curve(curve: HintCurve, path: str | os.PathLike, title: str, *, size: t
     _, ref_y = px(x_lo, curve.hint_map_psnr)
     for x0 in range(left, W - right, 12):  # the hint map's own PSNR, dashed
         draw.line([(x0, ref_y), (min(x0 + 6, W - right), ref_y)], fill=ORANGE, width=2)
-    points = [px(x, y) for x, y in zip(curve.hints, curve.psnr_mean)]
+    points = [px(x, y) for x, y in zip(curve.hints, curve.psnr_mean, strict=True)]
     if len(points) > 1:
         draw.line(points, fill=BLUE, width=2)
     for qx, qy in points:

@@ -272,8 +272,10 @@ def evaluate_scft(
             for start in range(0, total, batch_size):
                 indices = list(range(start, min(start + batch_size, total)))
                 items = [dataset[i] for i in indices]
-                paths += [str(item.get("path", i)) for i, item in zip(indices, items)]
-                triples = [augmented_self_triple(item["image"], i, seed) for i, item in zip(indices, items)]
+                paths += [str(item.get("path", i)) for i, item in zip(indices, items, strict=True)]
+                triples = [
+                    augmented_self_triple(item["image"], i, seed) for i, item in zip(indices, items, strict=True)
+                ]
                 sketch, reference, target, grid = (
                     torch.cat([t[k] for t in triples]).to(device) for k in ("sketch", "reference", "target", "grid")
                 )

@@ -151,7 +151,7 @@ class EfficientNetLite0(nn.Module):
         x = F.relu6(self._bn0(self._conv_stem(self.normalize(images))))
         if "stem" in wanted:
             out["stem"] = x
-        ends = dict(zip(_stage_ends(), (f"stage{i}" for i in range(1, len(_STAGES) + 1))))
+        ends = dict(zip(_stage_ends(), (f"stage{i}" for i in range(1, len(_STAGES) + 1)), strict=True))
         for index, block in enumerate(self._blocks):
             if len(out) == len(wanted):
                 return out
@@ -230,10 +230,10 @@ def weights_available() -> bool:
 def _read_file(path: Path) -> Mapping[str, Tensor]:
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch.load raises many types: corrupt file, non-tensor pickles
+    except Exception as error:  # torch.load raises many types: corrupt file, non-tensor pickles
         raise ValueError(f"EfficientNetLite0: cannot read weights file {path}: {error}") from None
     if not isinstance(state_dict, Mapping):
-        raise ValueError(  # noqa: TRY004 - a bad file's contents, not a bad argument type
+        raise ValueError(  # a bad file's contents, not a bad argument type
             f"EfficientNetLite0: {path} holds a {type(state_dict).__name__}, not a state dict"
         )
     return state_dict

@@ -47,7 +47,7 @@ from refcolor.models.checkpoint_file import (
 
 def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict:
     version, internal, gauss_next = random.getstate()
-    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)  # noqa: NPY002  the global RNG is what a resume must carry
     return {
         "python": [version, list(internal), gauss_next],
         # numpy's state holds an ndarray, which weights_only refuses: store plain ints/floats.
@@ -62,7 +62,7 @@ def restore_rng_state(state: dict, generators: Mapping[str, torch.Generator] | N
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     kind, keys, pos, has_gauss, cached_gaussian = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached_gaussian))
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached_gaussian))  # noqa: NPY002  see capture_rng_state
     torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
         if len(state["cuda"]) != torch.cuda.device_count():

@@ -85,7 +85,7 @@ def mean_over_ranks(values: dict[str, float], info: DistInfo, device: torch.devi
     keys = sorted(values)
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return {k: float(v) / info.world_size for k, v in zip(keys, t.tolist())}
+    return {k: float(v) / info.world_size for k, v in zip(keys, t.tolist(), strict=True)}
 
 
 __all__ = [

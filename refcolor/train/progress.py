@@ -83,7 +83,7 @@ class MetricLog:
     def __init__(self, run_dir: Path, *, tensorboard: bool = True):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", buffering=1)  # noqa: SIM115 - kept open for the run, line-buffered
+        self._file = open(self.path, "a", buffering=1)  # kept open for the run, line-buffered
         self.writer = None
         self.tensorboard_error: str | None = None
         if tensorboard:

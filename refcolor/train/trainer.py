@@ -317,7 +317,8 @@ class Trainer:
             self.summary = summary
         dist_utils.barrier(self.info)
         self.log(
-            f"{'done' if step == total else 'stopped'}: step {step} of {total}, weights in {self.run_dir / WEIGHTS_NAME}"
+            f"{'done' if step == total else 'stopped'}: step {step} of {total}, "
+            f"weights in {self.run_dir / WEIGHTS_NAME}"
         )
         return summary
 
