@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -202,7 +203,8 @@ class FeatureLoss(nn.Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        missing = [layer for layer in (*perceptual_layers, *style_layers) if layer not in network.layers]
+        returned = getattr(network, "layers", ())
+        missing = [layer for layer in (*perceptual_layers, *style_layers) if layer not in returned]
         if missing:
             raise ValueError(f"{name}: the {type(network).__name__} does not return layers {sorted(set(missing))}")
         low, high = value_range
@@ -248,7 +250,7 @@ class VGGLoss(FeatureLoss):
 
     @property
     def vgg(self) -> VGG19Features:
-        return self.network
+        return cast(VGG19Features, self.network)  # the network __init__ was given
 
 
 # The feature networks of the perceptual and style terms (TrainConfig.feature_network).

@@ -80,7 +80,11 @@ def run(args) -> int:
     colors = read_colors(args.colors) if args.colors is not None else None  # fail before loading the model
     out_dir = Path(args.out) if args.out is not None else (Path(".") if colors is None else None)
     stem = Path(args.sketch).stem
-    output = Path(args.output) if args.output is not None else (out_dir / f"{stem}_colorized.png" if colors else None)
+    output = None
+    if args.output is not None:
+        output = Path(args.output)
+    elif colors is not None and out_dir is not None:
+        output = out_dir / f"{stem}_colorized.png"
 
     if output is not None and output.suffix.lower() not in Image.registered_extensions():
         raise CommandError(f"-o/--output: unknown image format {output.suffix or '(no extension)'!r} of {output}")
@@ -98,7 +102,7 @@ def run(args) -> int:
         json_path.write_text(_regions_json(args.sketch, regions.to_json()))
         print(f"wrote {overlay_path} and {json_path}")
 
-    if colors is not None:
+    if colors is not None and output is not None:  # (--colors without an output is refused above)
         if len(colors) > len(regions):
             raise CommandError(
                 f"{args.colors}: {len(colors)} colours given but the sketch has only {len(regions)} regions "

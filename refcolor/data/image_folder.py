@@ -38,13 +38,13 @@ class UnreadableImageWarning(UserWarning):
     """A file with an image extension that could not be decoded and was skipped."""
 
 
-def list_images(root: str | os.PathLike, extensions=EXTENSIONS) -> list[str]:
+def list_images(root: str | os.PathLike[str], extensions=EXTENSIONS) -> list[str]:
     """Image files under `root`, recursively, sorted: by extension (case-insensitive, with or
     without the dot), hidden files and folders (names starting with ".") skipped. The one folder
     listing of training, sketch extraction and the inference commands."""
     extensions = tuple(e.lower().lstrip(".") for e in extensions)
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(os.fspath(root)):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # also prunes the walk
         found += [
             os.path.join(dirpath, f)

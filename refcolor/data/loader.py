@@ -50,11 +50,9 @@ def make_loader(
     if num_workers is None:
         num_workers = min(8, os.cpu_count() or 1)
     pin = device is not None and torch.device(device).type == "cuda"
-    extra = {}
-    if num_workers > 0:
-        extra["persistent_workers"] = True if persistent_workers is None else persistent_workers
-        if prefetch_factor is not None:
-            extra["prefetch_factor"] = prefetch_factor
+    # Without workers, DataLoader refuses persistent workers and a prefetch factor.
+    persistent = num_workers > 0 and (True if persistent_workers is None else persistent_workers)
+    prefetch = prefetch_factor if num_workers > 0 else None
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -64,7 +62,8 @@ def make_loader(
         drop_last=drop_last,
         generator=torch.Generator().manual_seed(seed),
         worker_init_fn=_seed_worker,
-        **extra,
+        persistent_workers=persistent,
+        prefetch_factor=prefetch,
     )
 
 

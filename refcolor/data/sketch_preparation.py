@@ -114,7 +114,12 @@ def prepare_sketch(
         raise ValueError(f"prepare_sketch: argument 'extract' must be one of {EXTRACT_MODES}, got {extract!r}")
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"prepare_sketch: argument 'images' must be (B, 3 or 1, H, W), got {tuple(images.shape)}")
-    size = tuple(images.shape[-2:]) if size is None else tuple(size)
+    if size is None:
+        size = (images.shape[-2], images.shape[-1])
+    elif len(size) != 2:
+        raise ValueError(f"prepare_sketch: argument 'size' must be (H, W), got {size!r}")
+    else:
+        size = (int(size[0]), int(size[1]))
     if extract == "always":
         outline = resize_colour(images, size)
         return extractor(outline, generator) if extractor is not None else xdog(outline)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +112,8 @@ def evaluate_guide_psnr(
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images: expected an integer >= 1, got {max_images}")
     dataset = data if isinstance(data, torch.utils.data.Dataset) else ImageFolder(data, size=model.config.image_size)
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"data: expected a dataset with a length (map-style), got {type(dataset).__name__}")
     total = len(dataset) if max_images is None else min(max_images, len(dataset))
     if total == 0:
         raise ValueError("data: no images to evaluate")
@@ -235,7 +238,7 @@ def _text(draw: ImageDraw.ImageDraw, xy, text: str, font, anchor: str = "lt") ->
 
 def _vertical_text(image: Image.Image, center, text: str, font) -> None:
     x0, y0, x1, y1 = ImageDraw.Draw(image).textbbox((0, 0), text, font=font)
-    label = Image.new("L", (x1 - x0 + 2, y1 - y0 + 2), 0)
+    label = Image.new("L", (math.ceil(x1 - x0) + 2, math.ceil(y1 - y0) + 2), 0)
     ImageDraw.Draw(label).text((1 - x0, 1 - y0), text, fill=255, font=font)
     label = label.rotate(90, expand=True)
     corner = (int(center[0] - label.width / 2), int(center[1] - label.height / 2))

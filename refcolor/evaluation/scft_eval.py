@@ -39,6 +39,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -255,6 +256,8 @@ def evaluate_scft(
         if image_size is None:
             raise ValueError("image_size: the model has no config.image_size; pass image_size")
     dataset = data if isinstance(data, torch.utils.data.Dataset) else ImageFolder(data, size=image_size)
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"data: expected a dataset with a length (map-style), got {type(dataset).__name__}")
     total = len(dataset) if max_images is None else min(max_images, len(dataset))
     if total == 0:
         raise ValueError("data: no images to evaluate")
@@ -287,8 +290,8 @@ def evaluate_scft(
                 if attention is None:
                     hits = None
                 elif hits is not None:
-                    for key, value in correspondence_hits(attention.float(), grid, *sizes).items():
-                        hits[key] = hits.get(key, 0.0) + float(value.sum())
+                    for key, per_image in correspondence_hits(attention.float(), grid, *sizes).items():
+                        hits[key] = hits.get(key, 0.0) + float(per_image.sum())
                 if total >= 2:  # palette transfer from the next image, unwarped
                     other = torch.stack([dataset[(i + 1) % total]["image"] for i in indices]).to(device)
                     image, _, _ = _call(model, sketch * 2 - 1, other * 2 - 1, with_attention=False)
@@ -396,8 +399,8 @@ def plot_results(result: SCFTEvaluation, path: str | os.PathLike, title: str) ->
     names = [r["method"] for r in rows]
     colours = ["tab:blue", "tab:gray", "tab:orange"][: len(rows)]
     panels = 2 + (result.accuracy() is not None) + (result.palette is not None)
-    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.6), squeeze=False)
-    axes = list(axes[0])
+    fig, grid = plt.subplots(1, panels, figsize=(3.6 * panels, 3.6), squeeze=False)
+    axes = list(grid[0])
     for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
         ax.bar(names, [r[f"{key}_mean"] for r in rows], yerr=[r[f"{key}_std"] for r in rows], color=colours, capsize=4)
         ax.set_ylabel(label)

@@ -26,6 +26,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -55,16 +56,17 @@ def _parse_color(value, index: int) -> Color:
         if not _HEX.fullmatch(value):
             raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {value!r} (not a hex colour)")
         digits = value[1:] if len(value) == 7 else "".join(2 * d for d in value[1:])
-        return tuple(int(digits[i : i + 2], 16) for i in (0, 2, 4))
+        return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
     if isinstance(value, (list, tuple)):
         if len(value) != 3:
             raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {value!r} ({len(value)} numbers, not 3)")
         for v in value:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
                 raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {value!r} ({v!r} is not an integer)")
-            if not 0 <= v <= 255:
+            if not 0 <= int(v) <= 255:
                 raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {value!r} ({v} is outside 0..255)")
-        return tuple(int(v) for v in value)
+        red, green, blue = (int(v) for v in value)
+        return red, green, blue
     raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {type(value).__name__} {value!r}")
 
 
@@ -153,7 +155,7 @@ def _anchors(labels: Tensor, count: int) -> list[tuple[int, int]]:
     return anchors
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType: the fixed bitmap font
@@ -276,7 +278,9 @@ class GuidedColorizer:
         """Load a "guide" model from a run directory, .safetensors weights or a .pt checkpoint."""
         device = resolve_device(device)
         loaded = load_model(path, expected_kind="guide", device=device)
-        return cls(loaded.model, device=device, source=loaded.source, keep_lines=keep_lines)
+        # load_model checked the kind and __init__ checks the type.
+        model = cast(GuidingPainter, loaded.model)
+        return cls(model, device=device, source=loaded.source, keep_lines=keep_lines)
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """The size the model runs at for a height x width sketch: the shorter side at the training
@@ -303,10 +307,10 @@ class GuidedColorizer:
         if sketches.shape[0] != 1:
             raise ValueError(f"sketch: regions() takes one sketch, got a batch of {sketches.shape[0]}")
         x, box = self._prepare(sketches)
-        size = tuple(sketches.shape[-2:])
+        size = (sketches.shape[-2], sketches.shape[-1])
         channel_map = self._channel_maps(x, box, size)[0]
         # The overlay's lines: the same preparation at the sketch's own size.
-        return region_map(channel_map, prepare_sketch(sketches.float())[0].cpu(), tuple(x.shape[-2:]))
+        return region_map(channel_map, prepare_sketch(sketches.float())[0].cpu(), (x.shape[-2], x.shape[-1]))
 
     def colorize(self, sketch, colors):
         """Paint `sketch` with colors[i] as the colour of region i + 1 (numbering of regions()).
@@ -318,7 +322,7 @@ class GuidedColorizer:
         parsed = parse_colors(colors)
         sketches, as_image = load_sketches(sketch)
         x, box = self._prepare(sketches)
-        size = tuple(sketches.shape[-2:])
+        size = (sketches.shape[-2], sketches.shape[-1])
         channel_maps = self._channel_maps(x, box, size)
         mapped = []  # per sketch: the channel each colour goes to
         for b, channel_map in enumerate(channel_maps):

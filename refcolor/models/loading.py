@@ -89,7 +89,7 @@ def load_model(
     if expected_kind is not None and kind != expected_kind:
         raise ValueError(f"{file} holds a {kind!r} model, expected {expected_kind!r}")
     state = (ckpt.get("models") or {}).get("generator")
-    if state is None or "model_config" not in config:
+    if state is None or "model_config" not in config or not isinstance(kind, str):
         raise ValueError(f"{file} is a refcolor checkpoint without a generator and its model config")
     try:
         model = build_from_metadata({"model": kind, "model_config": config["model_config"]})

@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import tomllib
 
@@ -89,7 +89,8 @@ class TrainConfig:
     progress: str = "auto"  # progress bar: "auto" (when stderr is a terminal), "bar", "lines", "off"
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)
+        # A list when read from JSON/TOML; validate() checks the length.
+        self.betas = cast("tuple[float, float]", tuple(self.betas))
         self.validate()
 
     def validate(self) -> None:

@@ -55,8 +55,8 @@ def init_process_group(info: DistInfo, device: torch.device) -> None:
     if not info.enabled or dist.is_initialized():
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
-    kwargs = {"device_id": device} if device.type == "cuda" else {}
-    dist.init_process_group(backend, rank=info.rank, world_size=info.world_size, **kwargs)
+    device_id = device if device.type == "cuda" else None
+    dist.init_process_group(backend, rank=info.rank, world_size=info.world_size, device_id=device_id)
 
 
 def destroy_process_group() -> None:

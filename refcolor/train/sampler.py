@@ -53,7 +53,8 @@ class StepBatchSampler(torch.utils.data.Sampler):
 
     def __iter__(self) -> Iterator[list[int]]:
         step = self.start_step
-        epoch, order = None, None
+        epoch = step // self.steps_per_epoch
+        order = self.epoch_order(epoch)
         while True:
             e, k = divmod(step, self.steps_per_epoch)
             if e != epoch:

@@ -110,12 +110,14 @@ class Trainer:
         self.opt_d = torch.optim.Adam(d.parameters(), lr=config.lr_discriminator, betas=config.betas)
         self.models = {"generator": g, "discriminator": d}
         self.optimizers = {"generator": self.opt_g, "discriminator": self.opt_d}
-        if resume:
+        if resume and saved_path is not None:  # (resume without a checkpoint is refused above)
             ckpt = restore_checkpoint(
                 saved_path, self.models, self.optimizers, self.scaler, restore_rng=True, checkpoint=saved
             )
             self.start_step = int(ckpt["step"])
             self.log(f"resumed from {saved_path} at step {self.start_step}")
+        self.g_train: torch.nn.Module  # DDP-wrapped when distributed, else the models themselves
+        self.d_train: torch.nn.Module
         if self.info.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g_train = DistributedDataParallel(g, device_ids=ids)
@@ -269,7 +271,7 @@ class Trainer:
         data = self.data_iterator(step)
         window_start, window_images = time.perf_counter(), 0
         images_per_s, started = 0.0, time.perf_counter()
-        summary = {"stopped": "done"}
+        summary: dict[str, object] = {"stopped": "done"}
 
         def save_now() -> None:
             nonlocal last_saved

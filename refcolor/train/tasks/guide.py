@@ -4,6 +4,8 @@ Eq. 3) and the official losses (L1 30, adversarial 0.2, hint consistency 5, smoo
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -12,7 +14,7 @@ from refcolor.data.sketch import SketchExtractor
 from refcolor.data.sketch_preparation import prepare_sketch
 from refcolor.images import from_model_range, region_palette
 from refcolor.losses import GuidingPainterLossWeights
-from refcolor.models.guiding_painter import hint_consistency_loss, smoothness_loss
+from refcolor.models.guiding_painter import GuidingPainter, hint_consistency_loss, smoothness_loss
 from refcolor.train.tasks.base import Task
 
 
@@ -25,7 +27,7 @@ class GuideTask(Task):
         self.sketcher = SketchExtractor()
 
     def set_backend(self, backend: str) -> None:
-        self.generator.hint_generator.backend = backend
+        cast(GuidingPainter, self.generator).hint_generator.backend = backend
         self.backend = backend
 
     def temperature(self, step: int) -> float:

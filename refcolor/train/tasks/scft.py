@@ -6,6 +6,7 @@ when VGG19's weights are absent: TrainConfig.feature_network, refcolor.losses.re
 from __future__ import annotations
 
 import warnings
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 from refcolor.data.augmented_self_reference import AugmentedSelfReference
 from refcolor.images import from_model_range
 from refcolor.losses import SCFTLossWeights, resolve_feature_loss, scft_triplet_loss
+from refcolor.models.scft_colorizer import SCFTColorizer
 from refcolor.models.vgg import WeightsUnavailableError
 from refcolor.ops.tps_correspondence import tps_correspondence
 from refcolor.train.tasks.base import Task
@@ -54,7 +56,7 @@ class SCFTTask(Task):
         return {"feature_network": self.feature_network, "loss_weights": dict(self.weights)}
 
     def set_backend(self, backend: str) -> None:
-        self.generator.scft.backend = backend
+        cast(SCFTColorizer, self.generator).scft.backend = backend
 
     def prepare(self, images: Tensor, rng: torch.Generator) -> dict[str, Tensor]:
         with torch.no_grad():
