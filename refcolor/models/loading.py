@@ -89,8 +89,10 @@ def load_model(
     if expected_kind is not None and kind != expected_kind:
         raise ValueError(f"{file} holds a {kind!r} model, expected {expected_kind!r}")
     state = (ckpt.get("models") or {}).get("generator")
-    if state is None or "model_config" not in config or not isinstance(kind, str):
+    if state is None or "model_config" not in config:
         raise ValueError(f"{file} is a refcolor checkpoint without a generator and its model config")
+    if not isinstance(kind, str):
+        raise ValueError(f"{file}: the checkpoint's config must name the model kind ('model'), got {kind!r}")
     try:
         model = build_from_metadata({"model": kind, "model_config": config["model_config"]})
         model.load_state_dict(state)
