@@ -265,7 +265,7 @@ def test_input_layouts_forward_backward_and_custom_scale(backend, device, layout
     grads = torch.autograd.grad(out, tensors, grad_out.to(device=device, dtype=torch.float32))
     assert_twice_reference_rule((out, *grads), same_precision, exact, backend)
     if backend in ("cpp", "cuda"):
-        for name, t, g in zip(("q", "k", "v"), tensors, grads, strict=True):
+        for name, t, g in zip(("q", "k", "v"), tensors[:3], grads[:3], strict=True):
             expected = t.stride() if layout in DENSE_LAYOUTS else g.new_empty(g.shape).stride()
             assert g.stride() == expected, f"grad_{name} strides {g.stride()}, expected {expected}"
         expected = tensors[3].stride() if layout in DENSE_LAYOUTS else out.new_empty(out.shape).stride()
