@@ -3,6 +3,7 @@
 Without a GPU, Triton kernels run under its interpreter, which must be switched on before `triton`
 is first imported. On a GPU machine the real kernels run (override with TRITON_INTERPRET=0/1).
 """
+
 import os
 
 import torch

@@ -8,6 +8,7 @@ Environment switches (as in torchvision / pytorch_scatter):
                         runs its reference or Triton path).
   MAX_JOBS=N            parallel compile jobs (torch.utils.cpp_extension).
 """
+
 import glob
 import os
 

@@ -15,6 +15,7 @@ run it under each, e.g. LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal
 Memory: peak resident memory of one forward + backward beyond the inputs (a fresh subprocess per
 backend, ru_maxrss after minus before), at B=2, N=M=4096, d=256 by default.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,13 +50,13 @@ def floor_steps(inputs, grad_out):
     q, k, v, _ = inputs
     B, N, d = q.shape
     M = k.shape[1]
-    S, O = torch.empty(B, N, M), torch.empty(B, N, d)
+    S, out = torch.empty(B, N, M), torch.empty(B, N, d)
     dV, dP, dQ, dK = torch.empty(B, M, d), torch.empty(B, N, M), torch.empty(B, N, d), torch.empty(B, M, d)
     P = torch.softmax(torch.randn(B, N, M), -1)
 
     def forward():
         torch.bmm(q, k.transpose(1, 2), out=S)
-        torch.bmm(P, v, out=O)
+        torch.bmm(P, v, out=out)
 
     def forward_backward():
         forward()
@@ -87,8 +88,10 @@ def timed(fn) -> float:
 
 
 def measure_speed(shape_names, repeats):
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '(none: glibc malloc)')}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '(none: glibc malloc)')}"
+    )
     for name in shape_names:
         B, N, d = SHAPES[name]
         inputs, grad_out = make_inputs(B, N, d)
@@ -96,15 +99,13 @@ def measure_speed(shape_names, repeats):
         steps.update({b: op_steps(b, inputs, grad_out) for b in BACKENDS})
         for direction, index in (("fwd+bwd", 1), ("fwd", 0)):
             times = {m: [] for m in steps}
-            for m, s in steps.items():  # warm-up
+            for s in steps.values():  # warm-up
                 s[index]()
             for _ in range(repeats):
                 for m, s in steps.items():
                     times[m].append(timed(s[index]))
-            ratios = {m: statistics.median(t / f for t, f in zip(times[m], times["floor"])) for m in steps}
-            cells = ", ".join(
-                f"{m} {1e3 * statistics.median(times[m]):.1f} ms ({ratios[m]:.2f}x)" for m in steps
-            )
+            ratios = {m: statistics.median(t / f for t, f in zip(times[m], times["floor"], strict=True)) for m in steps}
+            cells = ", ".join(f"{m} {1e3 * statistics.median(times[m]):.1f} ms ({ratios[m]:.2f}x)" for m in steps)
             print(f"{name} B={B} N=M={N} d={d} {direction}: {cells}", flush=True)
 
 
@@ -128,19 +129,25 @@ def memory_child(backend, B, N, d):
 def measure_memory(shape):
     B, N, d = shape
     nm = B * N * N * 4
-    print(f"peak memory beyond the inputs, fwd+bwd, B={B} N=M={N} d={d} float32 "
-          f"(one B x N x M float32 matrix = {nm / 2**20:.0f} MiB), "
-          f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '(none: glibc malloc)')}")
+    print(
+        f"peak memory beyond the inputs, fwd+bwd, B={B} N=M={N} d={d} float32 "
+        f"(one B x N x M float32 matrix = {nm / 2**20:.0f} MiB), "
+        f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '(none: glibc malloc)')}"
+    )
     peaks = {}
     for backend in BACKENDS:
         out = subprocess.run(
             [sys.executable, "-m", "benchmarks.cpu_scft_attention", "--memory-child", backend, str(B), str(N), str(d)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         peaks[backend] = int(out.stdout.split()[-1])
     for backend, peak in peaks.items():
-        print(f"  {backend}: {peak / 2**20:.0f} MiB ({peak / nm:.2f} N x M matrices, "
-              f"{peak / peaks['reference']:.2f}x the reference's)")
+        print(
+            f"  {backend}: {peak / 2**20:.0f} MiB ({peak / nm:.2f} N x M matrices, "
+            f"{peak / peaks['reference']:.2f}x the reference's)"
+        )
 
 
 def main():

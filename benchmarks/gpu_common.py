@@ -17,6 +17,7 @@ never disagree; scripts/gpu_check.sh adds the status of each of its steps.
 `--smoke` in every script runs it on the CPU at toy sizes with a wall-clock timer: it checks the
 script end to end where no GPU is present; its figures mean nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,6 +28,7 @@ import re
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
@@ -37,7 +39,7 @@ SCHEMA = 1
 
 
 def device_of(smoke: bool) -> str:
-    """"cuda", or "cpu" for a smoke run; exits with a one-line error when no GPU is present."""
+    """ "cuda", or "cpu" for a smoke run; exits with a one-line error when no GPU is present."""
     import torch
 
     if smoke:
@@ -85,7 +87,7 @@ def measure_floors(device: str = "cuda") -> dict:
     n_bytes = (1 << 20) if smoke else (1 << 30)  # 1 GiB each way: far beyond the 50-60 MB L2
     src = torch.randint(0, 255, (n_bytes,), dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
-    copy_ms = time_ms(lambda: dst.copy_(src), device)
+    copy_ms = time_ms(partial(dst.copy_, src), device)  # a partial, not a closure over the names deleted below
     del src, dst
     n = 256 if smoke else 8192
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
@@ -95,14 +97,16 @@ def measure_floors(device: str = "cuda") -> dict:
         "bandwidth_bytes_per_s": 2 * n_bytes / (copy_ms * 1e-3),
         "bf16_matmul_flop_per_s": 2 * n**3 / (matmul_ms * 1e-3),
         "how": f"copy of {n_bytes >> 20} MiB device to device (read + write counted); "
-               f"{n}x{n}x{n} bfloat16 matmul on random data; medians",
+        f"{n}x{n}x{n} bfloat16 matmul on random data; medians",
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
 def describe_floors(floors: dict) -> str:
-    return (f"copy bandwidth {floors['bandwidth_bytes_per_s'] / 1e12:.2f} TB/s, "
-            f"bf16 matmul {floors['bf16_matmul_flop_per_s'] / 1e12:.0f} TFLOP/s")
+    return (
+        f"copy bandwidth {floors['bandwidth_bytes_per_s'] / 1e12:.2f} TB/s, "
+        f"bf16 matmul {floors['bf16_matmul_flop_per_s'] / 1e12:.0f} TFLOP/s"
+    )
 
 
 # ---------------------------------------------------------------- rows and targets
@@ -110,29 +114,51 @@ def describe_floors(floors: dict) -> str:
 
 def target(description: str, value: float | None, threshold: float, unit: str) -> dict:
     """A `value >= threshold` target; a missing value (the method did not run) fails."""
-    return {"target": description, "value": None if value is None else round(value, 3), "threshold": threshold,
-            "unit": unit, "passed": value is not None and value >= threshold}
+    return {
+        "target": description,
+        "value": None if value is None else round(value, 3),
+        "threshold": threshold,
+        "unit": unit,
+        "passed": value is not None and value >= threshold,
+    }
 
 
-def figure(name: str, params: dict, ms: float, floors: dict, *, floor_bytes: float | None = None,
-           floor_flops: float | None = None, extra: dict | None = None) -> dict:
+def figure(
+    name: str,
+    params: dict,
+    ms: float,
+    floors: dict,
+    *,
+    floor_bytes: float | None = None,
+    floor_flops: float | None = None,
+    extra: dict | None = None,
+) -> dict:
     """One timed row with its floor: bytes over the measured bandwidth, or FLOPs over the measured
     bf16 matmul rate (the larger of the two when both are given)."""
     floor = None
     candidates = []
     if floor_bytes is not None:
-        candidates.append({"kind": "bandwidth", "bytes": floor_bytes,
-                           "ms": floor_bytes / floors["bandwidth_bytes_per_s"] * 1e3})
+        candidates.append(
+            {"kind": "bandwidth", "bytes": floor_bytes, "ms": floor_bytes / floors["bandwidth_bytes_per_s"] * 1e3}
+        )
     if floor_flops is not None:
-        candidates.append({"kind": "bf16_matmul", "flops": floor_flops,
-                           "ms": floor_flops / floors["bf16_matmul_flop_per_s"] * 1e3})
+        candidates.append(
+            {"kind": "bf16_matmul", "flops": floor_flops, "ms": floor_flops / floors["bf16_matmul_flop_per_s"] * 1e3}
+        )
     pct = None
     if candidates:
         floor = max(candidates, key=lambda c: c["ms"])
         pct = round(100 * floor["ms"] / ms, 1)  # before rounding: small floors are a few microseconds
         floor["ms"] = round(floor["ms"], 6)
-    return {"name": name, "params": params, "ms": round(ms, 5), "floor": floor, "pct_of_floor": pct,
-            "extra": extra or {}, "targets": []}
+    return {
+        "name": name,
+        "params": params,
+        "ms": round(ms, 5),
+        "floor": floor,
+        "pct_of_floor": pct,
+        "extra": extra or {},
+        "targets": [],
+    }
 
 
 def refused(name: str, params: dict, error: BaseException | str) -> dict:
@@ -142,8 +168,12 @@ def refused(name: str, params: dict, error: BaseException | str) -> dict:
 
 def floor_target(row: dict, threshold_pct: float) -> dict:
     kind = (row.get("floor") or {}).get("kind", "?")
-    return target(f"{row['name']}: >= {threshold_pct:g}% of the {kind} floor", row.get("pct_of_floor"),
-                  threshold_pct, "% of floor")
+    return target(
+        f"{row['name']}: >= {threshold_pct:g}% of the {kind} floor",
+        row.get("pct_of_floor"),
+        threshold_pct,
+        "% of floor",
+    )
 
 
 def find(rows: list[dict], **params) -> list[dict]:
@@ -159,8 +189,13 @@ def _commit() -> str | None:
     import subprocess
 
     try:
-        done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], capture_output=True,
-                              text=True, timeout=10, cwd=Path(__file__).parent)
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).parent,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
@@ -169,8 +204,13 @@ def _commit() -> str | None:
 def environment() -> dict:
     import torch
 
-    info = {"torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
-            "triton_interpret": os.environ.get("TRITON_INTERPRET", "0"), "commit": _commit()}
+    info = {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "triton_interpret": os.environ.get("TRITON_INTERPRET", "0"),
+        "commit": _commit(),
+    }
     try:
         import triton
 
@@ -179,8 +219,11 @@ def environment() -> dict:
         info["triton"] = None
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        info.update(capability=f"{props.major}.{props.minor}", multiprocessors=props.multi_processor_count,
-                    memory_gib=round(props.total_memory / 2**30, 1))
+        info.update(
+            capability=f"{props.major}.{props.minor}",
+            multiprocessors=props.multi_processor_count,
+            memory_gib=round(props.total_memory / 2**30, 1),
+        )
     return info
 
 
@@ -188,8 +231,16 @@ def results_path(out_dir: Path, device: str) -> Path:
     return Path(out_dir) / (re.sub(r"[^A-Za-z0-9._-]+", "_", device).strip("_") + ".json")
 
 
-def write_section(out_dir: Path, device: str, section: str, rows: list[dict], floors: dict,
-                  targets: list[dict] | None = None, env: dict | None = None, notes: list[str] | None = None) -> Path:
+def write_section(
+    out_dir: Path,
+    device: str,
+    section: str,
+    rows: list[dict],
+    floors: dict,
+    targets: list[dict] | None = None,
+    env: dict | None = None,
+    notes: list[str] | None = None,
+) -> Path:
     """Store `rows` (and the section's targets, floors, notes) as `section` of <out_dir>/<device>.json,
     keeping the other sections, and re-render <device>.md. Returns the JSON path."""
     path = results_path(out_dir, device)
@@ -200,7 +251,10 @@ def write_section(out_dir: Path, device: str, section: str, rows: list[dict], fl
     result.update({"schema": SCHEMA, "device": device, "environment": env if env is not None else environment()})
     row_targets = [t for r in rows for t in r.get("targets", [])]
     result.setdefault("sections", {})[section] = {
-        "floors": floors, "rows": rows, "targets": row_targets + list(targets or []), "notes": list(notes or []),
+        "floors": floors,
+        "rows": rows,
+        "targets": row_targets + list(targets or []),
+        "notes": list(notes or []),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     path.write_text(json.dumps(result, indent=2) + "\n")
@@ -234,18 +288,28 @@ def render_markdown(result: dict) -> str:
     sections = result.get("sections", {})
     all_targets = [(name, t) for name, s in sections.items() for t in s.get("targets", [])]
     if all_targets:
-        lines += ["## Targets", "", "| section | target | value | threshold | result |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "## Targets",
+            "",
+            "| section | target | value | threshold | result |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for name, t in all_targets:
             digits = 1 if t["unit"].startswith("%") else 2
-            lines.append(f"| {name} | {t['target']} | {_fmt(t['value'], digits)} {t['unit']} | {t['threshold']:g} | "
-                         f"{'PASS' if t['passed'] else 'FAIL'} |")
+            lines.append(
+                f"| {name} | {t['target']} | {_fmt(t['value'], digits)} {t['unit']} | {t['threshold']:g} | "
+                f"{'PASS' if t['passed'] else 'FAIL'} |"
+            )
         passed = sum(t["passed"] for _, t in all_targets)
         lines += ["", f"{passed} of {len(all_targets)} targets met.", ""]
     for name, section in sections.items():
         lines += [f"## {name}", ""]
         if section.get("floors"):
-            lines += [f"Floors measured before these figures: {describe_floors(section['floors'])} "
-                      f"({section['floors'].get('how', '')}).", ""]
+            lines += [
+                f"Floors measured before these figures: {describe_floors(section['floors'])} "
+                f"({section['floors'].get('how', '')}).",
+                "",
+            ]
         lines += [f"- {note}" for note in section.get("notes", [])]
         if section.get("notes"):
             lines.append("")
@@ -258,7 +322,13 @@ def render_markdown(result: dict) -> str:
                 lines.append("| " + " | ".join(cells) + " |")
                 continue
             floor = r.get("floor") or {}
-            cells = [r["name"], _fmt(r["ms"]), floor.get("kind", "-"), _fmt(floor.get("ms")), _fmt(r.get("pct_of_floor"), 1)]
+            cells = [
+                r["name"],
+                _fmt(r["ms"]),
+                floor.get("kind", "-"),
+                _fmt(floor.get("ms")),
+                _fmt(r.get("pct_of_floor"), 1),
+            ]
             cells += [_fmt(r.get("extra", {}).get(k), 2) for k in extra_keys]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
@@ -269,8 +339,11 @@ def add_steps(json_path: Path, steps_tsv: Path, device: str | None = None) -> Pa
     """Record gpu_check.sh's step log (tab-separated: step, status, seconds) in the results and
     re-render the Markdown; creates the JSON when no benchmark got as far as writing it."""
     path = Path(json_path)
-    result = json.loads(path.read_text()) if path.exists() else {"schema": SCHEMA, "device": device or path.stem,
-                                                                    "sections": {}}
+    result = (
+        json.loads(path.read_text())
+        if path.exists()
+        else {"schema": SCHEMA, "device": device or path.stem, "sections": {}}
+    )
     steps = []
     for line in Path(steps_tsv).read_text().splitlines():
         if line.strip():
@@ -290,7 +363,9 @@ def summary(result: dict) -> str:
     out.append(f"failed steps: {', '.join(failed)}" if failed else "all steps finished")
     for name, section in result.get("sections", {}).items():
         for t in section.get("targets", []):
-            out.append(f"{'PASS' if t['passed'] else 'FAIL'}  {name}: {t['target']} (value {_fmt(t['value'], 2)} {t['unit']})")
+            out.append(
+                f"{'PASS' if t['passed'] else 'FAIL'}  {name}: {t['target']} (value {_fmt(t['value'], 2)} {t['unit']})"
+            )
     return "\n".join(out)
 
 

@@ -14,6 +14,7 @@ during one call beyond what was allocated before it. Targets (issue 11), on the 
 refcolor's implementations: forward + backward at the paper's shape in bfloat16 >= 1.5x faster than
 the fastest torch path (any SDPA backend or the naive path), and forward at N=M=4096 in bfloat16
 >= 50% of the bfloat16 matmul floor."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,20 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from benchmarks.gpu_common import (RESULTS, describe_floors, device_name, device_of, figure, find, measure_floors,
-                                   refused, synchronize, target, time_ms, write_section)
+from benchmarks.gpu_common import (
+    RESULTS,
+    describe_floors,
+    device_name,
+    device_of,
+    figure,
+    find,
+    measure_floors,
+    refused,
+    synchronize,
+    target,
+    time_ms,
+    write_section,
+)
 from refcolor.ops.scft_attention import scft_attention
 
 B = 16
@@ -35,8 +48,13 @@ SHAPES = {
     "1024_d512": (1024, 512, ("bfloat16",), ("forward", "forward_backward")),
     "4096_d512": (4096, 512, ("bfloat16",), ("forward",)),
 }
-SMOKE_B, SMOKE_SHAPES = 2, {"paper_256_d992": (16, 8, ("bfloat16", "float32"), ("forward", "forward_backward")),
-                            "4096_d512": (32, 8, ("bfloat16",), ("forward",))}
+SMOKE_B, SMOKE_SHAPES = (
+    2,
+    {
+        "paper_256_d992": (16, 8, ("bfloat16", "float32"), ("forward", "forward_backward")),
+        "4096_d512": (32, 8, ("bfloat16",), ("forward",)),
+    },
+)
 SDPA_BACKENDS = {
     "sdpa_flash": SDPBackend.FLASH_ATTENTION,
     "sdpa_efficient": SDPBackend.EFFICIENT_ATTENTION,
@@ -53,10 +71,12 @@ TARGET_SPEEDUP, TARGET_PCT_4096 = 1.5, 50
 def attention_fn(method: str):
     """(q, k, v, residual) -> out for `method`."""
     if method in SDPA_BACKENDS:
+
         def sdpa(q, k, v, residual):
             with sdpa_kernel([SDPA_BACKENDS[method]]):
                 out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
             return out + residual
+
         return sdpa
     if method == "naive":
         return lambda q, k, v, residual: scft_attention(q, k, v, residual, backend="reference")
@@ -66,6 +86,7 @@ def attention_fn(method: str):
         def triton(q, k, v, residual):
             os.environ["REFCOLOR_SCFT_IMPL"] = impl  # read at each call
             return scft_attention(q, k, v, residual, backend="triton")
+
         return triton
     return lambda q, k, v, residual: scft_attention(q, k, v, residual, backend=method)
 
@@ -73,9 +94,11 @@ def attention_fn(method: str):
 def step(method: str, direction: str, inputs, grad_out):
     fn = attention_fn(method)
     if direction == "forward":
+
         def forward():
             with torch.no_grad():
                 fn(*inputs)
+
         return forward
     return lambda: torch.autograd.grad(fn(*inputs), inputs, grad_out)
 
@@ -116,35 +139,57 @@ def measure(name, params, method, direction, inputs, grad_out, floors, device) -
     flops = gemm_flops(params["B"], params["N"], params["d"], direction)
     bf16 = params["dtype"] == "bfloat16"
     e = inputs[0].element_size()
-    row = figure(name, params, ms, floors, floor_flops=flops if bf16 else None,
-                 floor_bytes=min_bytes(params["B"], params["N"], params["d"], e, direction) if bf16 else None,
-                 extra={"tflops": round(flops / (ms * 1e-3) / 1e12, 2), "peak_memory_mib": memory})
+    row = figure(
+        name,
+        params,
+        ms,
+        floors,
+        floor_flops=flops if bf16 else None,
+        floor_bytes=min_bytes(params["B"], params["N"], params["d"], e, direction) if bf16 else None,
+        extra={"tflops": round(flops / (ms * 1e-3) / 1e12, 2), "peak_memory_mib": memory},
+    )
     return row
 
 
 def add_targets(rows: list[dict]) -> list[dict]:
     """Both targets on the fastest of OURS's rows; returns a failed target (value None) for each
     target none of OURS ran for, to be stored with the section."""
+
     def fastest(methods, **params):
         timed = [r for r in find(rows, dtype="bfloat16", **params) if r["params"]["method"] in methods]
         return min(timed, key=lambda r: r["ms"]) if timed else None
 
     ours = fastest(OURS, shape="paper_256_d992", direction="forward_backward")
     best_torch = fastest(TORCH_PATHS, shape="paper_256_d992", direction="forward_backward")
-    description = (f"paper shape bf16 fwd+bwd: >= {TARGET_SPEEDUP}x faster than the fastest torch path "
-                   f"({best_torch['params']['method'] if best_torch else 'none ran'})")
+    description = (
+        f"paper shape bf16 fwd+bwd: >= {TARGET_SPEEDUP}x faster than the fastest torch path "
+        f"({best_torch['params']['method'] if best_torch else 'none ran'})"
+    )
     speedup = best_torch["ms"] / ours["ms"] if ours and best_torch else None
     if ours is not None:
         ours["targets"].append(target(f"{ours['name']}: {description}", speedup, TARGET_SPEEDUP, "x"))
     forward = fastest(OURS, shape="4096_d512", direction="forward")
     if forward is not None:
-        forward["targets"].append(target(f"{forward['name']}: >= {TARGET_PCT_4096}% of the bf16 matmul floor",
-                                         forward["pct_of_floor"], TARGET_PCT_4096, "% of floor"))
-    return [] if ours is not None and forward is not None else [
-        target(f"{what}: none of {', '.join(OURS)} ran", None, threshold, unit)
-        for what, row, threshold, unit in ((description, ours, TARGET_SPEEDUP, "x"),
-                                           ("N=M=4096 bf16 forward", forward, TARGET_PCT_4096, "% of floor"))
-        if row is None]
+        forward["targets"].append(
+            target(
+                f"{forward['name']}: >= {TARGET_PCT_4096}% of the bf16 matmul floor",
+                forward["pct_of_floor"],
+                TARGET_PCT_4096,
+                "% of floor",
+            )
+        )
+    return (
+        []
+        if ours is not None and forward is not None
+        else [
+            target(f"{what}: none of {', '.join(OURS)} ran", None, threshold, unit)
+            for what, row, threshold, unit in (
+                (description, ours, TARGET_SPEEDUP, "x"),
+                ("N=M=4096 bf16 forward", forward, TARGET_PCT_4096, "% of floor"),
+            )
+            if row is None
+        ]
+    )
 
 
 def main(argv=None):
@@ -165,8 +210,17 @@ def main(argv=None):
             grad_out = torch.randn(b, n, d, device=device, dtype=dtype, generator=g)
             for direction in directions:
                 for method in (*TORCH_PATHS, *OURS):
-                    params = {"shape": shape, "B": b, "N": n, "M": n, "d": d, "dv": d, "dtype": dt,
-                              "direction": direction, "method": method}
+                    params = {
+                        "shape": shape,
+                        "B": b,
+                        "N": n,
+                        "M": n,
+                        "d": d,
+                        "dv": d,
+                        "dtype": dt,
+                        "direction": direction,
+                        "method": method,
+                    }
                     name = f"{method} {dt} {direction} {shape}"
                     rows.append(measure(name, params, method, direction, inputs, grad_out, floors, device))
                     row = rows[-1]
@@ -174,8 +228,10 @@ def main(argv=None):
                         print(f"{name:55} refused: {row['refused'][:80]}")
                     else:
                         pct = "" if row["pct_of_floor"] is None else f"{row['pct_of_floor']:5.1f}% of floor"
-                        print(f"{name:55} {row['ms']:9.3f} ms {row['extra']['tflops']:7.1f} TFLOP/s {pct} "
-                              f"{row['extra']['peak_memory_mib']} MiB")
+                        print(
+                            f"{name:55} {row['ms']:9.3f} ms {row['extra']['tflops']:7.1f} TFLOP/s {pct} "
+                            f"{row['extra']['peak_memory_mib']} MiB"
+                        )
             del inputs, grad_out
             if device == "cuda":
                 torch.cuda.empty_cache()

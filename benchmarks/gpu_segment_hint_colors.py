@@ -7,6 +7,7 @@ Segments are one-hot (B=8, Nc=30, 256x256, every segment hinted), built the comm
 copies it first. The floor is the bytes the op must move (each input read once, each output written
 once) over the copy bandwidth measured on the spot. Target (issue 11): the fastest of refcolor's
 kernels (cuda, triton) at >= 70% of that floor, per dtype, direction and layout."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,19 @@ from pathlib import Path
 import torch
 
 import refcolor
-from benchmarks.gpu_common import (RESULTS, describe_floors, device_name, device_of, figure, find, floor_target,
-                                   measure_floors, refused, time_ms, write_section)
+from benchmarks.gpu_common import (
+    RESULTS,
+    describe_floors,
+    device_name,
+    device_of,
+    figure,
+    find,
+    floor_target,
+    measure_floors,
+    refused,
+    time_ms,
+    write_section,
+)
 from refcolor.ops import segment_hint_colors
 
 SHAPE = {"B": 8, "Nc": 30, "C": 3, "H": 256, "W": 256}
@@ -42,9 +54,11 @@ def step(shape: dict, backend: str, dtype: torch.dtype, direction: str, layout: 
     Y = torch.rand(B, C, H, W, device=device, dtype=dtype)
     nh = torch.full((B,), Nc, device=device)
     if direction == "forward":
+
         def forward():
             with torch.no_grad():
                 segment_hint_colors(S, Y, nh, backend=backend)
+
         return forward
     S.requires_grad_()
     Y.requires_grad_()
@@ -54,6 +68,7 @@ def step(shape: dict, backend: str, dtype: torch.dtype, direction: str, layout: 
     def forward_backward():
         hints, mask = segment_hint_colors(S, Y, nh, backend=backend)
         torch.autograd.grad([hints, mask], [S, Y], [gH, gM])
+
     return forward_backward
 
 
@@ -61,8 +76,9 @@ def add_targets(rows: list[dict]) -> None:
     """Attach the 70% target to the fastest kernel row of each (dtype, direction, layout)."""
     for key in sorted({(r["params"]["dtype"], r["params"]["direction"], r["params"]["layout"]) for r in rows}):
         dtype, direction, layout = key
-        kernels = [r for r in find(rows, dtype=dtype, direction=direction, layout=layout)
-                   if r["params"]["backend"] in KERNELS]
+        kernels = [
+            r for r in find(rows, dtype=dtype, direction=direction, layout=layout) if r["params"]["backend"] in KERNELS
+        ]
         if kernels:
             best = min(kernels, key=lambda r: r["ms"])
             best["targets"].append(floor_target(best, TARGET_PCT))
@@ -85,8 +101,13 @@ def main(argv=None):
             for layout in ("contiguous", "channels_last"):
                 for backend in backends:
                     dt = str(dtype).removeprefix("torch.")
-                    params = {"backend": backend, "dtype": dt, "direction": direction, "layout": layout,
-                              "shape": f"{described} one-hot, every segment hinted"}
+                    params = {
+                        "backend": backend,
+                        "dtype": dt,
+                        "direction": direction,
+                        "layout": layout,
+                        "shape": f"{described} one-hot, every segment hinted",
+                    }
                     name = f"{backend} {dt} {direction} {layout}"
                     try:
                         ms = time_ms(step(shape, backend, dtype, direction, layout, device), device)
@@ -95,8 +116,10 @@ def main(argv=None):
                         print(f"{name:45} refused: {rows[-1]['refused'][:100]}")
                         continue
                     rows.append(figure(name, params, ms, floors, floor_bytes=floor_bytes(shape, dtype, direction)))
-                    print(f"{name:45} {ms:8.3f} ms  floor {rows[-1]['floor']['ms']:.3f} ms  "
-                          f"{rows[-1]['pct_of_floor']:5.1f}% of floor")
+                    print(
+                        f"{name:45} {ms:8.3f} ms  floor {rows[-1]['floor']['ms']:.3f} ms  "
+                        f"{rows[-1]['pct_of_floor']:5.1f}% of floor"
+                    )
     add_targets(rows)
     path = write_section(args.out, device_name(device), "segment_hint_colors", rows, floors)
     print(f"wrote {path}")

@@ -11,16 +11,30 @@ kernels (cuda, triton): "warp" >= 70% of the floor at the shape that fills the G
 float32 are several times the L2; the benchmark shapes from test_bench_tps_warp are launch-bound on
 a GPU), and "solve+warp" >= 20x faster than kornia, float32, at every shape. kornia's spline is not
 the standard thin-plate spline (refcolor.ops.tps): it is a speed baseline only."""
+
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 import torch
 
 import refcolor
-from benchmarks.gpu_common import (RESULTS, describe_floors, device_name, device_of, figure, find, floor_target,
-                                   measure_floors, refused, target, time_ms, write_section)
+from benchmarks.gpu_common import (
+    RESULTS,
+    describe_floors,
+    device_name,
+    device_of,
+    figure,
+    find,
+    floor_target,
+    measure_floors,
+    refused,
+    target,
+    time_ms,
+    write_section,
+)
 from benchmarks.test_bench_tps_warp import SHAPES, control_points
 from refcolor.ops import tps_solve, tps_warp, tps_warp_from_params
 
@@ -31,21 +45,35 @@ KERNELS = ("cuda", "triton", "cpp")  # refcolor's own (cpp: CPU smoke runs only)
 TARGET_PCT, TARGET_X_KORNIA = 70, 20
 
 
+def fastest_kernel_row(rows: list[dict], **params) -> dict | None:
+    """The fastest of refcolor's own kernels' rows with these params, or None."""
+    kernels = [r for r in find(rows, **params) if r["params"]["backend"] in KERNELS]
+    return min(kernels, key=lambda r: r["ms"]) if kernels else None
+
+
 def add_targets(rows: list[dict], floor_shape: str) -> None:
     """The floor target on the fastest kernel's "warp" row at `floor_shape`; the kornia target on the
     fastest kernel's float32 "solve+warp" row at each shape that has a kornia row."""
     for shape, dtype in sorted({(r["params"]["shape"], r["params"]["dtype"]) for r in rows}):
-        def best(part):
-            kernels = [r for r in find(rows, shape=shape, dtype=dtype, part=part) if r["params"]["backend"] in KERNELS]
-            return min(kernels, key=lambda r: r["ms"]) if kernels else None
-
-        warp, whole = best("warp"), best("solve+warp")
+        warp, whole = (fastest_kernel_row(rows, shape=shape, dtype=dtype, part=part) for part in ("warp", "solve+warp"))
         if warp is not None and shape == floor_shape:
             warp["targets"].append(floor_target(warp, TARGET_PCT))
         kornia = find(rows, shape=shape, dtype=dtype, backend="kornia")
         if whole is not None and kornia:
-            whole["targets"].append(target(f"{whole['name']}: >= {TARGET_X_KORNIA}x faster than kornia",
-                                           kornia[0]["ms"] / whole["ms"], TARGET_X_KORNIA, "x kornia"))
+            whole["targets"].append(
+                target(
+                    f"{whole['name']}: >= {TARGET_X_KORNIA}x faster than kornia",
+                    kornia[0]["ms"] / whole["ms"],
+                    TARGET_X_KORNIA,
+                    "x kornia",
+                )
+            )
+
+
+def kornia_solve_warp(kornia_transform, image, src, dst):
+    """kornia's solve + warp, the same work as refcolor's "solve+warp" rows."""
+    kernel_weights, affine_weights = kornia_transform.get_tps_transform(dst, src)
+    kornia_transform.warp_image_tps(image, src, kernel_weights, affine_weights)
 
 
 def main(argv=None):
@@ -83,18 +111,27 @@ def main(argv=None):
             dt = str(dtype).removeprefix("torch.")
             image = torch.rand(B, C, H, W, device=device, dtype=dtype)
             if kornia_transform is not None and dtype == torch.float32:
-                def kornia_step():
-                    kernel_weights, affine_weights = kornia_transform.get_tps_transform(dst, src)
-                    kornia_transform.warp_image_tps(image, src, kernel_weights, affine_weights)
-                add(f"kornia {dt} {shape} solve+warp", {"backend": "kornia", "dtype": dt, "shape": shape,
-                                                         "part": "solve+warp"}, kornia_step, image)
+                add(
+                    f"kornia {dt} {shape} solve+warp",
+                    {"backend": "kornia", "dtype": dt, "shape": shape, "part": "solve+warp"},
+                    partial(kornia_solve_warp, kornia_transform, image, src, dst),
+                    image,
+                )
             params = tps_solve(src, dst)
             for backend in backends:
                 base = {"backend": backend, "dtype": dt, "shape": shape}
-                add(f"{backend} {dt} {shape} warp", {**base, "part": "warp"},
-                    lambda: tps_warp_from_params(image, params, dst, backend=backend), image)
-                add(f"{backend} {dt} {shape} solve+warp", {**base, "part": "solve+warp"},
-                    lambda: tps_warp(image, src, dst, backend=backend), image)
+                add(
+                    f"{backend} {dt} {shape} warp",
+                    {**base, "part": "warp"},
+                    partial(tps_warp_from_params, image, params, dst, backend=backend),
+                    image,
+                )
+                add(
+                    f"{backend} {dt} {shape} solve+warp",
+                    {**base, "part": "solve+warp"},
+                    partial(tps_warp, image, src, dst, backend=backend),
+                    image,
+                )
             del image
     add_targets(rows, next(iter(shapes)) if args.smoke else FLOOR_SHAPE)
     path = write_section(args.out, device_name(device), "tps_warp", rows, floors, notes=notes)

@@ -10,6 +10,7 @@ perceptual and style losses; the benchmark then puts a randomly initialised VGG1
 which costs the same FLOPs. There is no single physical floor for a whole step (the per-op floors
 are in the op benchmarks). Target (issue 11): the fused step >= 1.3x faster than the reference step,
 per model."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,18 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.gpu_common import (RESULTS, describe_floors, device_name, device_of, figure, find, measure_floors,
-                                   synchronize, target, write_section)
+from benchmarks.gpu_common import (
+    RESULTS,
+    describe_floors,
+    device_name,
+    device_of,
+    figure,
+    find,
+    measure_floors,
+    synchronize,
+    target,
+    write_section,
+)
 from refcolor.train.config import TrainConfig
 from refcolor.train.trainer import Trainer
 
@@ -47,9 +58,17 @@ def time_steps(model: str, backend: str, batch: int, warmup: int, steps: int, de
     """(seconds per step, note or None)."""
     with tempfile.TemporaryDirectory() as out, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        config = TrainConfig(model=model, preset=preset, batch_size=batch, out=out, device=device,
-                             backend=backend, amp="on" if device == "cuda" else "off", progress="off",
-                             tensorboard=False)
+        config = TrainConfig(
+            model=model,
+            preset=preset,
+            batch_size=batch,
+            out=out,
+            device=device,
+            backend=backend,
+            amp="on" if device == "cuda" else "off",
+            progress="off",
+            tensorboard=False,
+        )
         trainer = Trainer(config, log=lambda *a: None)
         note = _timed_vgg(trainer)
         n = min(batch, len(trainer.dataset))
@@ -74,8 +93,14 @@ def add_targets(rows: list[dict]) -> None:
     for model in sorted({r["params"]["model"] for r in rows}):
         fused, reference = find(rows, model=model, backend="auto"), find(rows, model=model, backend="reference")
         if fused and reference:
-            fused[0]["targets"].append(target(f"{model}: fused step >= {TARGET_SPEEDUP}x faster than reference ops",
-                                              reference[0]["ms"] / fused[0]["ms"], TARGET_SPEEDUP, "x"))
+            fused[0]["targets"].append(
+                target(
+                    f"{model}: fused step >= {TARGET_SPEEDUP}x faster than reference ops",
+                    reference[0]["ms"] / fused[0]["ms"],
+                    TARGET_SPEEDUP,
+                    "x",
+                )
+            )
 
 
 def main(argv=None) -> None:
@@ -88,7 +113,9 @@ def main(argv=None) -> None:
     parser.add_argument("--smoke", action="store_true", help="CPU dry run: small preset, batch 2, one step")
     args = parser.parse_args(argv)
     device = device_of(args.smoke)
-    preset, batch, warmup, steps = ("small", 2, 1, 1) if args.smoke else ("paper", args.batch_size, args.warmup, args.steps)
+    preset, batch, warmup, steps = (
+        ("small", 2, 1, 1) if args.smoke else ("paper", args.batch_size, args.warmup, args.steps)
+    )
     floors = measure_floors(device)
     print(f"{device_name(device)}: {describe_floors(floors)}")
     rows, notes = [], []
@@ -97,10 +124,24 @@ def main(argv=None) -> None:
             seconds, note = time_steps(model, backend, batch, warmup, steps, device, preset)
             if note and note not in notes:
                 notes.append(note)
-            params = {"model": model, "preset": preset, "batch_size": batch, "amp": device == "cuda",
-                      "backend": backend, "steps": steps, "warmup": warmup}
-            rows.append(figure(f"{model} {preset} batch {batch} {backend}", params, seconds * 1e3, floors,
-                               extra={"images_per_s": round(batch / seconds, 1)}))
+            params = {
+                "model": model,
+                "preset": preset,
+                "batch_size": batch,
+                "amp": device == "cuda",
+                "backend": backend,
+                "steps": steps,
+                "warmup": warmup,
+            }
+            rows.append(
+                figure(
+                    f"{model} {preset} batch {batch} {backend}",
+                    params,
+                    seconds * 1e3,
+                    floors,
+                    extra={"images_per_s": round(batch / seconds, 1)},
+                )
+            )
             print(f"{model} {backend:>9}: {1e3 * seconds:8.1f} ms/step  {batch / seconds:7.1f} img/s")
     add_targets(rows)
     print(f"wrote {write_section(args.out, device_name(device), 'train_step', rows, floors, notes=notes)}")

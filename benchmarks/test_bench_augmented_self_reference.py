@@ -5,6 +5,7 @@ grid) at 256x256, batch 16, as a training step runs it.
 
 images/s (from the median round) lands in the report's extra_info. The default test run
 (`--benchmark-disable`) executes each case once."""
+
 from __future__ import annotations
 
 import pytest

@@ -10,6 +10,7 @@ input layouts SCFT produces (NCHW features viewed as tokens: permuted; sliced vi
 where extra passes weigh most. The ratios to the six-GEMM floor are printed by
 `python -m benchmarks.cpu_scft_attention`. The default test run (`--benchmark-disable`) executes
 each case once (about 0.1-0.5 s each on a 2-core CPU)."""
+
 from __future__ import annotations
 
 import pytest

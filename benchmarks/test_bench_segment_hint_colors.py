@@ -12,9 +12,11 @@ this shape; `memory_copy` measures the machine's copy bandwidth on the spot to t
 Run the CPU figures under tcmalloc (LD_PRELOAD=.../libtcmalloc_minimal.so.4) and glibc malloc:
 fresh 63 MB gradients cost page faults under glibc (benchmarks/README.md). The default test run
 (`--benchmark-disable`) executes each case once, as a smoke test."""
+
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import pytest
 import torch
@@ -48,11 +50,13 @@ def step_fn(backend: str, layout: str, device: str, direction: str):
     S, Y = make_inputs(layout, device)
     nh = torch.full((B,), NC, device=device)
     if direction == "forward":
+
         def step():
             with torch.no_grad():
                 out = segment_hint_colors(S, Y, nh, backend=backend)
             _sync(device)
             return out
+
         return step
     S_, Y_ = S.detach().requires_grad_(), Y.detach().requires_grad_()
     gH = torch.ones_like(Y)
@@ -63,6 +67,7 @@ def step_fn(backend: str, layout: str, device: str, direction: str):
         out = torch.autograd.grad([hints, mask], [S_, Y_], [gH, gM])
         _sync(device)
         return out
+
     return step
 
 
@@ -108,6 +113,7 @@ def test_memory_copy(benchmark, device):
     def step():
         dst.copy_(src)
         _sync(device)
+
     benchmark(step)
 
 
@@ -125,11 +131,13 @@ def main() -> None:
     """Ratios on the CPU, one process: cpp vs einsum (>= 3x wanted) and % of the memory floor
     (>= 50% wanted), forward + backward, per segment layout."""
     src, dst = copy_buffers("cpu")
-    bandwidth = 2 * src.nbytes / (_best_ms(lambda: dst.copy_(src)) / 1e3)
+    bandwidth = 2 * src.nbytes / (_best_ms(partial(dst.copy_, src)) / 1e3)
     floor_ms = floor_bytes() / bandwidth * 1e3
     del src, dst
-    print(f"threads {torch.get_num_threads()}, copy bandwidth {bandwidth / 1e9:.1f} GB/s, "
-          f"floor {floor_bytes() / 1e6:.0f} MB = {floor_ms:.1f} ms")
+    print(
+        f"threads {torch.get_num_threads()}, copy bandwidth {bandwidth / 1e9:.1f} GB/s, "
+        f"floor {floor_bytes() / 1e6:.0f} MB = {floor_ms:.1f} ms"
+    )
     print("fwd+bwd ms  layout             einsum     cpp   speedup  % of floor")
     for layout in ("contiguous", "one_hot_permuted"):
         ref = _best_ms(step_fn("reference", layout, "cpu", "forward_backward"))

@@ -11,6 +11,7 @@ the kernels read and write both in place, so the two should cost about the same;
     python -m benchmarks.test_bench_tps_warp       # prints those ratios on the CPU
 
 The default test run (`--benchmark-disable`) executes each case once."""
+
 from __future__ import annotations
 
 import time
@@ -93,6 +94,7 @@ def layout_step(backend: str, layout: str, device: str):
         (grad,) = torch.autograd.grad(out, image, grad_out)
         _sync(device)
         return grad
+
     return step
 
 

@@ -7,6 +7,7 @@ reference ops ("reference": grid_sample TPS warp, einsum hint colours, naive att
 Images/s = batch size (extra_info) / step time. The default test run (`--benchmark-disable`)
 executes each case once. The GPU counterpart (paper presets, AMP) is benchmarks/gpu_train_step.py.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -30,8 +31,16 @@ def no_vgg(monkeypatch, tmp_path):
 @pytest.mark.parametrize("backend", ["auto", "reference"], ids=["fused", "reference"])
 @pytest.mark.parametrize("model", ["scft", "guide"])
 def test_train_step_speed(benchmark, tmp_path, model, backend):
-    config = TrainConfig(model=model, preset="small", batch_size=BATCH, out=str(tmp_path / "run"), device="cpu",
-                         backend=backend, progress="off", tensorboard=False)
+    config = TrainConfig(
+        model=model,
+        preset="small",
+        batch_size=BATCH,
+        out=str(tmp_path / "run"),
+        device="cpu",
+        backend=backend,
+        progress="off",
+        tensorboard=False,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer = Trainer(config, log=lambda *a: None)

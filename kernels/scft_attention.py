@@ -33,6 +33,7 @@ fail the float32 accuracy tests (torch's own matmuls keep float32 unless
 torch.backends.cuda.matmul.allow_tf32 is set); for 16-bit inputs the flag changes nothing. Rows,
 columns, d and dv are masked, so no size needs to be a multiple of a block; offsets are int64.
 """
+
 from __future__ import annotations
 
 import functools
@@ -82,7 +83,14 @@ def _scaled_logits(S, offs, mask, row_ok, scale):
 
 @triton.jit
 def _softmax_rows_kernel(
-    S, P, n_rows, M, SCALE, ROWS: tl.constexpr, BLOCK_M: tl.constexpr, SINGLE_PASS: tl.constexpr,
+    S,
+    P,
+    n_rows,
+    M,
+    SCALE,
+    ROWS: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    SINGLE_PASS: tl.constexpr,
 ):
     """P = softmax(scale * S) row-wise (P may be S: every element is read before it is written)."""
     scale = tl.load(SCALE)
@@ -109,7 +117,15 @@ def _softmax_rows_kernel(
 
 @triton.jit
 def _softmax_grad_kernel(
-    P, DP, DS, n_rows, M, SCALE, ROWS: tl.constexpr, BLOCK_M: tl.constexpr, SINGLE_PASS: tl.constexpr,
+    P,
+    DP,
+    DS,
+    n_rows,
+    M,
+    SCALE,
+    ROWS: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    SINGLE_PASS: tl.constexpr,
 ):
     """DS = scale * P * (DP - rowsum(P * DP)): the gradient with respect to the unscaled logits
     (DS may be DP)."""
@@ -160,8 +176,14 @@ def _launch_rows(kernel, matrix: torch.Tensor, pointers, scale: float, block_m: 
     B, N, M = matrix.shape
     rows, block_m, warps = _row_config(M, matrix.device, block_m)
     kernel[(triton.cdiv(B * N, rows),)](
-        *pointers, B * N, M, scale_tensor(scale, matrix.dtype, matrix.device),
-        ROWS=rows, BLOCK_M=block_m, SINGLE_PASS=M <= block_m, num_warps=warps,
+        *pointers,
+        B * N,
+        M,
+        scale_tensor(scale, matrix.dtype, matrix.device),
+        ROWS=rows,
+        BLOCK_M=block_m,
+        SINGLE_PASS=M <= block_m,
+        num_warps=warps,
     )
 
 
@@ -182,9 +204,22 @@ def softmax_grad_(probs: torch.Tensor, grad_probs: torch.Tensor, scale: float, *
 
 @triton.jit
 def _flash_forward_kernel(
-    Q, K, V, R, O, LSE, N, M, D, DV, SCALE,
-    HAS_RESIDUAL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+    Q,
+    K,
+    V,
+    R,
+    O,  # noqa: E741  the output pointer in FlashAttention's notation, beside Q, K, V
+    LSE,
+    N,
+    M,
+    D,
+    DV,
+    SCALE,
+    HAS_RESIDUAL: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
 ):
     # dv blocks vary fastest, so the programs sharing a (sample, row block) run together and
     # find its q rows and the K/V stream in L2.
@@ -240,15 +275,16 @@ _INTERPRETER_BLOCKS = {"BLOCK_N": 32, "BLOCK_M": 16, "BLOCK_D": 32, "BLOCK_DV": 
 
 def _configs(blocks: list[tuple[int, int, int, int, int, int]]) -> list:
     names = ("BLOCK_N", "BLOCK_M", "BLOCK_D", "BLOCK_DV")
-    return [triton.Config(dict(zip(names, c[:4])), num_warps=c[4], num_stages=c[5]) for c in blocks]
+    return [triton.Config(dict(zip(names, c[:4], strict=True)), num_warps=c[4], num_stages=c[5]) for c in blocks]
 
 
 # CUDA candidates (BLOCK_N, BLOCK_M, BLOCK_D, BLOCK_DV, warps, stages), autotuned per shape: not yet
 # measured here. Wider dv blocks mean fewer recomputations of S but a larger accumulator in
 # registers (BLOCK_N x BLOCK_DV float32 over the program's threads).
 _CUDA_CONFIGS = {
-    "16bit": _configs([(128, 64, 64, 128, 8, 2), (64, 64, 64, 256, 8, 2), (128, 32, 64, 256, 8, 2),
-                       (64, 64, 64, 128, 4, 3)]),
+    "16bit": _configs(
+        [(128, 64, 64, 128, 8, 2), (64, 64, 64, 256, 8, 2), (128, 32, 64, 256, 8, 2), (64, 64, 64, 128, 4, 3)]
+    ),
     "float32": _configs([(64, 32, 32, 64, 4, 2), (64, 64, 32, 128, 8, 2), (32, 64, 32, 128, 4, 2)]),
     "float64": _configs([(32, 32, 16, 32, 4, 1), (64, 32, 16, 32, 4, 1)]),
 }

@@ -10,6 +10,7 @@ copies); pixel p of a row width `width` is at (p // width) * row stride + (p % w
 stride, with width = H * W when every tensor allows one flat pixel axis. Used by
 refcolor.ops.segment_hint_colors(backend="triton"); CPU tensors run under TRITON_INTERPRET=1 (tests only).
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,26 @@ def _pixel_offset(offs_p, width, s_row, s_col):
 
 @triton.jit
 def _segment_reduce_kernel(
-    S, ssb, ssc, ssh, ssw, X, sxb, sxc, sxh, sxw, NH, PARTIAL, Nc, C, P, width, n_pblocks,
-    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, WITH_COUNT: tl.constexpr,
+    S,
+    ssb,
+    ssc,
+    ssh,
+    ssw,
+    X,
+    sxb,
+    sxc,
+    sxh,
+    sxw,
+    NH,
+    PARTIAL,
+    Nc,
+    C,
+    P,
+    width,
+    n_pblocks,
+    BLOCK_P: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    WITH_COUNT: tl.constexpr,
 ):
     """PARTIAL[b, pb, i, c] = sum over this pixel block of S_i X_c (c < C); slot C: sum S_i."""
     pb = tl.program_id(0)
@@ -44,12 +63,15 @@ def _segment_reduce_kernel(
     pmask = offs_p < P
     cmask = offs_c < C
     # The block's image values stay in registers while the segment rows stream past.
-    x = tl.load(X + b * sxb + offs_c[:, None] * sxc + _pixel_offset(offs_p, width, sxh, sxw)[None, :],
-                mask=cmask[:, None] & pmask[None, :], other=0.0).to(acc_t)
+    x = tl.load(
+        X + b * sxb + offs_c[:, None] * sxc + _pixel_offset(offs_p, width, sxh, sxw)[None, :],
+        mask=cmask[:, None] & pmask[None, :],
+        other=0.0,
+    ).to(acc_t)
     s_pix = S + b * ssb + _pixel_offset(offs_p, width, ssh, ssw)
     row = C + 1
     out = PARTIAL + (b * n_pblocks + pb) * Nc * row
-    for i in range(0, nh):
+    for i in range(nh):
         s = tl.load(s_pix + i * ssc, mask=pmask, other=0.0).to(acc_t)
         tl.store(out + i * row + offs_c, tl.sum(x * s[None, :], axis=1), mask=cmask)
         if WITH_COUNT:
@@ -66,15 +88,24 @@ def _block_totals(PARTIAL, b, i, active, Nc, C, n_pblocks, BLOCK_K: tl.constexpr
     for k0 in range(0, n_pblocks, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         valid = (offs_k[:, None] < n_read) & (offs_c[None, :] < row)
-        tile = tl.load(PARTIAL + ((b * n_pblocks + offs_k[:, None]) * Nc + i) * row + offs_c[None, :],
-                       mask=valid, other=0.0)
+        tile = tl.load(
+            PARTIAL + ((b * n_pblocks + offs_k[:, None]) * Nc + i) * row + offs_c[None, :], mask=valid, other=0.0
+        )
         total += tl.sum(tile, axis=0)
     return total
 
 
 @triton.jit
 def _finalize_forward_kernel(
-    PARTIAL, NH, COLORS, COUNTS, Nc, C, n_pblocks, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
+    PARTIAL,
+    NH,
+    COLORS,
+    COUNTS,
+    Nc,
+    C,
+    n_pblocks,
+    BLOCK_K: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     i = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -90,8 +121,17 @@ def _finalize_forward_kernel(
 
 @triton.jit
 def _finalize_backward_kernel(
-    PARTIAL, NH, COLORS, COUNTS, GRAD_SUM, GRAD_COUNT, Nc, C, n_pblocks,
-    BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
+    PARTIAL,
+    NH,
+    COLORS,
+    COUNTS,
+    GRAD_SUM,
+    GRAD_COUNT,
+    Nc,
+    C,
+    n_pblocks,
+    BLOCK_K: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     i = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -111,8 +151,28 @@ def _finalize_backward_kernel(
 
 @triton.jit
 def _paint_forward_kernel(
-    S, ssb, ssc, ssh, ssw, NH, COLORS, HINTS, shb, shc, shh, shw, MASK, smb, smh, smw, Nc, C, P, width,
-    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+    S,
+    ssb,
+    ssc,
+    ssh,
+    ssw,
+    NH,
+    COLORS,
+    HINTS,
+    shb,
+    shc,
+    shh,
+    shw,
+    MASK,
+    smb,
+    smh,
+    smw,
+    Nc,
+    C,
+    P,
+    width,
+    BLOCK_P: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     pb = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -125,7 +185,7 @@ def _paint_forward_kernel(
     s_pix = S + b * ssb + _pixel_offset(offs_p, width, ssh, ssw)
     hints = tl.zeros([BLOCK_C, BLOCK_P], dtype=acc_t)
     mask = tl.zeros([BLOCK_P], dtype=acc_t)
-    for i in range(0, nh):
+    for i in range(nh):
         s = tl.load(s_pix + i * ssc, mask=pmask, other=0.0).to(acc_t)
         color = tl.load(COLORS + (b * Nc + i) * C + offs_c, mask=cmask, other=0.0)
         hints += color[:, None] * s[None, :]
@@ -137,9 +197,45 @@ def _paint_forward_kernel(
 
 @triton.jit
 def _paint_backward_kernel(
-    GRAD_HINTS, sgb, sgc, sgh, sgw, GRAD_MASK, smb, smh, smw, S, ssb, ssc, ssh, ssw, Y, syb, syc, syh, syw,
-    NH, COLORS, GRAD_SUM, GRAD_COUNT, GRAD_S, sdb, sdc, sdh, sdw, GRAD_Y, seb, sec, seh, sew, Nc, C, P, width,
-    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+    GRAD_HINTS,
+    sgb,
+    sgc,
+    sgh,
+    sgw,
+    GRAD_MASK,
+    smb,
+    smh,
+    smw,
+    S,
+    ssb,
+    ssc,
+    ssh,
+    ssw,
+    Y,
+    syb,
+    syc,
+    syh,
+    syw,
+    NH,
+    COLORS,
+    GRAD_SUM,
+    GRAD_COUNT,
+    GRAD_S,
+    sdb,
+    sdc,
+    sdh,
+    sdw,
+    GRAD_Y,
+    seb,
+    sec,
+    seh,
+    sew,
+    Nc,
+    C,
+    P,
+    width,
+    BLOCK_P: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     pb = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -150,15 +246,19 @@ def _paint_backward_kernel(
     pmask = offs_p < P
     cmask = offs_c < C
     tmask = cmask[:, None] & pmask[None, :]
-    grad_hints = tl.load(GRAD_HINTS + b * sgb + offs_c[:, None] * sgc + _pixel_offset(offs_p, width, sgh, sgw)[None, :],
-                         mask=tmask, other=0.0).to(acc_t)
-    image = tl.load(Y + b * syb + offs_c[:, None] * syc + _pixel_offset(offs_p, width, syh, syw)[None, :],
-                    mask=tmask, other=0.0).to(acc_t)
+    grad_hints = tl.load(
+        GRAD_HINTS + b * sgb + offs_c[:, None] * sgc + _pixel_offset(offs_p, width, sgh, sgw)[None, :],
+        mask=tmask,
+        other=0.0,
+    ).to(acc_t)
+    image = tl.load(
+        Y + b * syb + offs_c[:, None] * syc + _pixel_offset(offs_p, width, syh, syw)[None, :], mask=tmask, other=0.0
+    ).to(acc_t)
     grad_mask = tl.load(GRAD_MASK + b * smb + _pixel_offset(offs_p, width, smh, smw), mask=pmask, other=0.0).to(acc_t)
     s_pix = S + b * ssb + _pixel_offset(offs_p, width, ssh, ssw)
     ds_pix = GRAD_S + b * sdb + _pixel_offset(offs_p, width, sdh, sdw)
     grad_image = tl.zeros([BLOCK_C, BLOCK_P], dtype=acc_t)
-    for i in range(0, nh):
+    for i in range(nh):
         color = tl.load(COLORS + (b * Nc + i) * C + offs_c, mask=cmask, other=0.0)
         grad_sum = tl.load(GRAD_SUM + (b * Nc + i) * C + offs_c, mask=cmask, other=0.0)
         grad_count = tl.load(GRAD_COUNT + b * Nc + i)
@@ -221,8 +321,21 @@ def _reduce(S, X, num_hints, width: int, with_count: bool):
     # Rows of inactive segments are never written; the finalize kernels never read them.
     partial = torch.empty((B, n_pblocks, Nc, C + 1), device=S.device, dtype=_accumulate_dtype(S.dtype))
     _segment_reduce_kernel[(n_pblocks, B)](
-        S, *_strides(S), X, *_strides(X), num_hints, partial, Nc, C, P, width, n_pblocks,
-        BLOCK_P=block_p, BLOCK_C=triton.next_power_of_2(C), WITH_COUNT=with_count, num_warps=4,
+        S,
+        *_strides(S),
+        X,
+        *_strides(X),
+        num_hints,
+        partial,
+        Nc,
+        C,
+        P,
+        width,
+        n_pblocks,
+        BLOCK_P=block_p,
+        BLOCK_C=triton.next_power_of_2(C),
+        WITH_COUNT=with_count,
+        num_warps=4,
     )
     return partial, n_pblocks
 
@@ -246,13 +359,36 @@ def segment_hint_colors_forward(segments: torch.Tensor, image: torch.Tensor, num
     counts = torch.empty((B, Nc), device=S.device, dtype=acc)
     block_c = triton.next_power_of_2(C + 1)
     _finalize_forward_kernel[(Nc, B)](
-        partial, nh, colors, counts, Nc, C, n_pblocks, BLOCK_K=_finalize_blocks(n_pblocks), BLOCK_C=block_c,
+        partial,
+        nh,
+        colors,
+        counts,
+        Nc,
+        C,
+        n_pblocks,
+        BLOCK_K=_finalize_blocks(n_pblocks),
+        BLOCK_C=block_c,
     )
     smb, _, smh, smw = _strides(mask)
     block_p = _block_pixels(P, S.device)
     _paint_forward_kernel[(triton.cdiv(P, block_p), B)](
-        S, *_strides(S), nh, colors, hints, *_strides(hints), mask, smb, smh, smw, Nc, C, P, width,
-        BLOCK_P=block_p, BLOCK_C=triton.next_power_of_2(C), num_warps=4,
+        S,
+        *_strides(S),
+        nh,
+        colors,
+        hints,
+        *_strides(hints),
+        mask,
+        smb,
+        smh,
+        smw,
+        Nc,
+        C,
+        P,
+        width,
+        BLOCK_P=block_p,
+        BLOCK_C=triton.next_power_of_2(C),
+        num_warps=4,
     )
     return hints, mask, colors, counts
 
@@ -271,14 +407,45 @@ def segment_hint_colors_backward(grad_hints, grad_mask, segments, image, num_hin
     grad_count = torch.empty(counts.shape, device=S.device, dtype=counts.dtype)
     colors, counts = colors.contiguous(), counts.contiguous()  # (B, Nc, C), (B, Nc): tiny
     _finalize_backward_kernel[(Nc, B)](
-        partial, nh, colors, counts, grad_sum, grad_count, Nc, C, n_pblocks,
-        BLOCK_K=_finalize_blocks(n_pblocks), BLOCK_C=triton.next_power_of_2(C + 1),
+        partial,
+        nh,
+        colors,
+        counts,
+        grad_sum,
+        grad_count,
+        Nc,
+        C,
+        n_pblocks,
+        BLOCK_K=_finalize_blocks(n_pblocks),
+        BLOCK_C=triton.next_power_of_2(C + 1),
     )
     smb, _, smh, smw = _strides(gM)
     block_p = _block_pixels(P, S.device)
     _paint_backward_kernel[(triton.cdiv(P, block_p), B)](
-        gH, *_strides(gH), gM, smb, smh, smw, S, *_strides(S), Y, *_strides(Y), nh, colors, grad_sum, grad_count,
-        grad_s, *_strides(grad_s), grad_y, *_strides(grad_y), Nc, C, P, width,
-        BLOCK_P=block_p, BLOCK_C=triton.next_power_of_2(C), num_warps=4,
+        gH,
+        *_strides(gH),
+        gM,
+        smb,
+        smh,
+        smw,
+        S,
+        *_strides(S),
+        Y,
+        *_strides(Y),
+        nh,
+        colors,
+        grad_sum,
+        grad_count,
+        grad_s,
+        *_strides(grad_s),
+        grad_y,
+        *_strides(grad_y),
+        Nc,
+        C,
+        P,
+        width,
+        BLOCK_P=block_p,
+        BLOCK_C=triton.next_power_of_2(C),
+        num_warps=4,
     )
     return grad_s, grad_y

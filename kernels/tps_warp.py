@@ -11,6 +11,7 @@ for float64 images), cast to the image dtype at the end. Parameter layout: refco
 Used by refcolor.ops.tps_warp(backend="triton"); CPU tensors run under TRITON_INTERPRET=1 (tests
 only).
 """
+
 from __future__ import annotations
 
 import torch
@@ -96,8 +97,25 @@ def _taps(tx, ty, H, W, s_row, s_col, pmask, BORDER: tl.constexpr):
 
 @triton.jit
 def _tps_warp_forward_kernel(
-    IMAGE, sib, sic, sih, siw, PARAMS, CTRL, OUT, sob, soc, soh, sow, C, H, W, K,
-    BORDER: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
+    IMAGE,
+    sib,
+    sic,
+    sih,
+    siw,
+    PARAMS,
+    CTRL,
+    OUT,
+    sob,
+    soc,
+    soh,
+    sow,
+    C,
+    H,
+    W,
+    K,
+    BORDER: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     pb = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1).to(tl.int64)
@@ -109,7 +127,7 @@ def _tps_warp_forward_kernel(
     acc_t: tl.constexpr = PARAMS.dtype.element_ty
     out_pix = OUT + b * sob + (offs_p // W) * soh + (offs_p % W) * sow
     # The spline is the expensive part: evaluate it once, reuse it for every channel.
-    for c in range(0, C):
+    for c in range(C):
         src = IMAGE + b * sib + c * sic + off
         v = w00 * tl.load(src, mask=m00, other=0.0).to(acc_t)
         v += w01 * tl.load(src + siw, mask=m01, other=0.0).to(acc_t)
@@ -120,8 +138,25 @@ def _tps_warp_forward_kernel(
 
 @triton.jit
 def _tps_warp_backward_image_kernel(
-    GRAD_OUT, sob, soc, soh, sow, PARAMS, CTRL, GRAD_IMAGE, sgb, sgc, sgh, sgw, C, H, W, K,
-    BORDER: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
+    GRAD_OUT,
+    sob,
+    soc,
+    soh,
+    sow,
+    PARAMS,
+    CTRL,
+    GRAD_IMAGE,
+    sgb,
+    sgc,
+    sgh,
+    sgw,
+    C,
+    H,
+    W,
+    K,
+    BORDER: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     pb = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1).to(tl.int64)
@@ -136,7 +171,7 @@ def _tps_warp_backward_image_kernel(
     w10 = w10.to(acc_t)
     w11 = w11.to(acc_t)
     g_pix = GRAD_OUT + b * sob + (offs_p // W) * soh + (offs_p % W) * sow
-    for c in range(0, C):
+    for c in range(C):
         g = tl.load(g_pix + c * soc, mask=pmask, other=0.0).to(acc_t)
         dst = GRAD_IMAGE + b * sgb + c * sgc + off
         # Different output pixels can hit the same input tap: atomics, not plain stores.
@@ -172,7 +207,7 @@ def _launch(kernel, x: torch.Tensor, params: torch.Tensor, ctrl: torch.Tensor, o
     block_k = min(block_k_cap, triton.next_power_of_2(max(K, 1)))
     grid = (triton.cdiv(P, block_p), B)
     args = (x, *x.stride(), params, ctrl, out, *out.stride(), C, H, W, K)
-    meta = dict(BORDER=padding_mode == 1, BLOCK_P=block_p, BLOCK_K=block_k, num_warps=4)
+    meta = {"BORDER": padding_mode == 1, "BLOCK_P": block_p, "BLOCK_K": block_k, "num_warps": 4}
     if x.device.type == "cuda":
         with torch.cuda.device(x.device):
             kernel[grid](*args, **meta)

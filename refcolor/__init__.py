@@ -1,4 +1,5 @@
 """refcolor: sketch colorization (reference-based SCFT, GuidingPainter, exemplar) with fused kernels."""
+
 from refcolor import _extension
 
 _extension.compiled_module()  # load the compiled kernels once; warns once if they are missing

@@ -1,4 +1,5 @@
 """`python -m refcolor ...`: the same as the `refcolor` console script."""
+
 import sys
 
 from refcolor.cli import main

@@ -3,6 +3,7 @@
 Without them `import refcolor` still works: one warning is issued and every op falls back to its
 reference (or Triton) path.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -15,6 +15,7 @@ REFCOLOR_ALLOCATOR chooses: "auto" (default: tcmalloc, else jemalloc, else the s
 "tcmalloc", "jemalloc" or "system" (never re-execute). This module imports nothing heavy: it runs
 before torch is used.
 """
+
 from __future__ import annotations
 
 import os
@@ -81,8 +82,9 @@ def _elf_machine(path: str) -> bytes | None:
 
 def _ldconfig_paths() -> dict[str, list[str]]:
     """soname -> paths known to the dynamic linker's cache (`ldconfig -p`), in its order."""
-    ldconfig = shutil.which("ldconfig") or next((p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig")
-                                                  if os.path.exists(p)), None)
+    ldconfig = shutil.which("ldconfig") or next(
+        (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.path.exists(p)), None
+    )
     if ldconfig is None:
         return {}
     try:
@@ -140,21 +142,31 @@ def decide(env: dict[str, str], loaded: tuple[str, str] | None, find=find_librar
         raise ValueError(f"{ENV_VAR}: expected one of {', '.join(CHOICES)}, got {env[ENV_VAR]!r}")
     if loaded is not None:
         name, path = loaded
-        note = "" if choice in ("auto", name) else f"; {ENV_VAR}={choice} ignored: it was loaded before refcolor started"
+        note = (
+            "" if choice in ("auto", name) else f"; {ENV_VAR}={choice} ignored: it was loaded before refcolor started"
+        )
         return Decision(name, None, f"{name} ({path}{note})")
     if choice == "system":
         return Decision("system", None, f"system malloc ({ENV_VAR}=system)")
     if env.get(GUARD_VAR):
-        return Decision("system", None, f"system malloc (preloading {env.get('LD_PRELOAD', '?')} failed; "
-                        "the dynamic linker's message above says why)")
+        return Decision(
+            "system",
+            None,
+            f"system malloc (preloading {env.get('LD_PRELOAD', '?')} failed; "
+            "the dynamic linker's message above says why)",
+        )
     wanted = ("tcmalloc", "jemalloc") if choice == "auto" else (choice,)
     for name in wanted:
         path = find(name)
         if path is not None:
             return Decision(name, path, f"{name} ({path})")
     if choice == "auto":
-        return Decision("system", None, "system malloc (neither tcmalloc nor jemalloc is installed; CPU ops run "
-                        "faster with one, e.g. `apt install libtcmalloc-minimal4`)")
+        return Decision(
+            "system",
+            None,
+            "system malloc (neither tcmalloc nor jemalloc is installed; CPU ops run "
+            "faster with one, e.g. `apt install libtcmalloc-minimal4`)",
+        )
     return Decision("system", None, f"system malloc ({ENV_VAR}={choice} but no {choice} library was found)")
 
 

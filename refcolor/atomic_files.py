@@ -1,5 +1,6 @@
 """Crash-safe file writes: readers see the old file or the complete new one, never a partial write.
 Used by training checkpoints, sample grids and safetensors weights alike."""
+
 from __future__ import annotations
 
 import contextlib
@@ -33,9 +34,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same directory as `path`: os.replace is only atomic within one file system. Closed below, inside
     # the try, so that the cleanup also covers the close.
-    tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115
-        mode, dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
+    tmp = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     try:
         with tmp:
             yield tmp

@@ -1,11 +1,13 @@
 """Backend choice for refcolor's ops: which implementation runs a call, and why.
 
 Every op has some of these backends: "reference" (pure PyTorch, the ground truth), "cpp" (C++ CPU),
-"cuda" (CUDA C++), "triton", and "sdpa" (torch's scaled_dot_product_attention, for attention ops). `backend="auto"` takes the first usable one in the device's
-preference order below; the environment variable REFCOLOR_BACKEND replaces "auto" (an explicit
-`backend=` argument still wins). Rejections are logged on the "refcolor.backends" logger at DEBUG
-level, e.g. `logging.getLogger("refcolor.backends").setLevel("DEBUG")`.
+"cuda" (CUDA C++), "triton", and "sdpa" (torch's scaled_dot_product_attention, for attention ops).
+`backend="auto"` takes the first usable one in the device's preference order below; the environment
+variable REFCOLOR_BACKEND replaces "auto" (an explicit `backend=` argument still wins). Rejections are
+logged on the "refcolor.backends" logger at DEBUG level, e.g.
+`logging.getLogger("refcolor.backends").setLevel("DEBUG")`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -27,7 +29,7 @@ PREFERENCE = {"cpu": ("cpp", "reference"), "cuda": ("cuda", "triton", "reference
 logger = logging.getLogger("refcolor.backends")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _triton_import_error() -> str | None:
     try:
         import triton  # noqa: F401

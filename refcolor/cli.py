@@ -1,5 +1,6 @@
 """The `refcolor` command (also `python -m refcolor`). Subcommands: `demo`, `sketch`, and those of
 refcolor.commands (`train`, `colorize`, `guide`, `evaluate`)."""
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     for name, what in SKETCH_OPTIONS.items():
         sketch.add_argument(f"--{name}", type=float, default=None, help=what)
     sketch.add_argument(
-        "--seed", type=int, default=None,
+        "--seed",
+        type=int,
+        default=None,
         help="draw a random line style per image from SketchExtractor's ranges, with this seed "
         "(options given above stay fixed); without it, the fixed defaults",
     )
@@ -68,8 +71,10 @@ def _demo(args, parser) -> int:
     except (OSError, ValueError) as exc:  # unreadable image/output, bad counts or backend
         parser.exit(2, f"refcolor demo: error: {exc}\n")
     print(f"backend: {result['backend']}")
-    print(f"image:   {args.image or 'bundled sample'} {result['image_size'][0]}x{result['image_size'][1]}, "
-          f"{result['num_segments']} regions")
+    print(
+        f"image:   {args.image or 'bundled sample'} {result['image_size'][0]}x{result['image_size'][1]}, "
+        f"{result['num_segments']} regions"
+    )
     print(f"output:  {result['out_path']}")
     print(f"{'Nh':>4}  {'coverage':>8}  {'PSNR dB':>7}")
     for nh in result["hint_counts"]:
@@ -99,15 +104,20 @@ def _sketch(args, parser) -> int:
         extractor = SketchExtractor(args.method, **fixed)
         generator = torch.Generator().manual_seed(args.seed or 0)
         written, skipped = sketch_files(
-            args.input, args.output, extractor, generator=generator,
+            args.input,
+            args.output,
+            extractor,
+            generator=generator,
             warn=lambda message: print(f"refcolor sketch: warning: {message}", file=sys.stderr),
         )
     except (OSError, ValueError) as exc:  # missing input, unwritable output, bad parameter
         fail(str(exc))
     if written == 0:
         fail(f"no readable images in {args.input}" + (f" ({skipped} unreadable skipped)" if skipped else ""))
-    print(f"wrote {written} sketch{'es' if written != 1 else ''} to {args.output}"
-          + (f"; skipped {skipped} unreadable file{'s' if skipped != 1 else ''}" if skipped else ""))
+    print(
+        f"wrote {written} sketch{'es' if written != 1 else ''} to {args.output}"
+        + (f"; skipped {skipped} unreadable file{'s' if skipped != 1 else ''}" if skipped else "")
+    )
     return 0
 
 

@@ -5,6 +5,7 @@ GuidingPainter's learned segmentation net), regions are ranked largest first, an
 first Nh of them with their mean colour for each Nh. The result is one PNG strip:
 original | region map | hints for each Nh (unhinted pixels light grey).
 """
+
 from __future__ import annotations
 
 import math
@@ -127,7 +128,9 @@ def run_demo(
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")
     bad = [n for n in hint_counts if not 0 <= n <= num_segments]
     if bad or not hint_counts:
-        raise ValueError(f"hint counts must be a non-empty list within 0..num_segments={num_segments}, got {hint_counts}")
+        raise ValueError(
+            f"hint counts must be a non-empty list within 0..num_segments={num_segments}, got {hint_counts}"
+        )
     image = load_image(image_path)
     _, _, H, W = image.shape
     if num_segments > H * W:
@@ -150,7 +153,7 @@ def run_demo(
 
     strip = Image.new("RGB", (len(panels) * W + (len(panels) - 1) * GAP, H + CAPTION), "white")
     draw = ImageDraw.Draw(strip)
-    for i, (panel, caption) in enumerate(zip(panels, captions)):
+    for i, (panel, caption) in enumerate(zip(panels, captions, strict=True)):
         x = i * (W + GAP)
         strip.paste(_to_pil(panel), (x, CAPTION))
         draw.text((x + 2, 1), caption, fill="black")  # PIL's built-in bitmap font: no font files needed

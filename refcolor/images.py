@@ -12,6 +12,7 @@ path, a PIL image, a tensor or a numpy array and returns a checked (B, C, H, W) 
 The models work in [-1, 1] (to_model_range / from_model_range). Training, evaluation and inference
 share these helpers, so this module imports none of them.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -75,7 +76,9 @@ def _checked_values(op: str, name: str, batch: Tensor, given: str) -> Tensor:
     if batch.dtype == torch.uint8:
         return batch.float() / 255
     if not batch.is_floating_point():
-        raise ValueError(f"{op}: argument '{name}' must be floating point in [0, 1] or uint8, got {given} of {batch.dtype}")
+        raise ValueError(
+            f"{op}: argument '{name}' must be floating point in [0, 1] or uint8, got {given} of {batch.dtype}"
+        )
     batch = batch.detach().float()
     low, high = float(batch.min()), float(batch.max())
     if not (low >= -RANGE_TOLERANCE and high <= 1 + RANGE_TOLERANCE):  # also catches NaN
@@ -102,7 +105,9 @@ def to_tensor(value: ImageInput, name: str = "image", *, op: str = "refcolor") -
         if value.ndim not in (3, 4) or value.shape[-1] not in (1, 3, 4) or 0 in value.shape:
             raise ValueError(f"{op}: argument '{name}' must be an array {layouts}, got shape {value.shape}")
         if value.dtype.kind not in "uf" or (value.dtype.kind == "u" and value.dtype != np.uint8):
-            raise ValueError(f"{op}: argument '{name}' must be a float array in [0, 1] or uint8, got dtype {value.dtype}")
+            raise ValueError(
+                f"{op}: argument '{name}' must be a float array in [0, 1] or uint8, got dtype {value.dtype}"
+            )
         batch = torch.from_numpy(np.array(value)).movedim(-1, -3)  # a copy: arrays may be read-only
         batch = batch.unsqueeze(0) if batch.dim() == 3 else batch
         given = f"array {value.shape}"
@@ -114,7 +119,8 @@ def to_tensor(value: ImageInput, name: str = "image", *, op: str = "refcolor") -
         given = f"tensor {tuple(value.shape)}"
     else:
         raise TypeError(
-            f"{op}: argument '{name}' must be a path, a PIL image, a tensor or a numpy array, got {type(value).__name__}"
+            f"{op}: argument '{name}' must be a path, a PIL image, a tensor or a numpy array, "
+            f"got {type(value).__name__}"
         )
     batch = _checked_values(op, name, batch, given)
     return _composite_alpha(batch) if batch.shape[1] == 4 else batch

@@ -9,11 +9,13 @@ away from other keys of the same reference:
     L_tr = mean over valid queries i and negatives n of max(0, s(q_i, k_n) - s(q_i, k_p(i)) + margin),
     s(a, b) = scale * a . b  (scale = 1 / sqrt(dim): the attention's scaled dot product).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -201,7 +203,8 @@ class FeatureLoss(nn.Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        missing = [layer for layer in (*perceptual_layers, *style_layers) if layer not in network.layers]
+        returned = getattr(network, "layers", ())
+        missing = [layer for layer in (*perceptual_layers, *style_layers) if layer not in returned]
         if missing:
             raise ValueError(f"{name}: the {type(network).__name__} does not return layers {sorted(set(missing))}")
         low, high = value_range
@@ -247,7 +250,7 @@ class VGGLoss(FeatureLoss):
 
     @property
     def vgg(self) -> VGG19Features:
-        return self.network
+        return cast(VGG19Features, self.network)  # the network __init__ was given
 
 
 # The feature networks of the perceptual and style terms (TrainConfig.feature_network).

@@ -11,6 +11,7 @@ is recoloured beyond the training jitter, so the output shows colours read from 
 
     python scripts/build_demo_pair.py
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,9 +32,11 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     tensor_to_pil(xdog(image)[0]).save(out / "sketch.png", optimize=True)
     B, C, H, W = image.shape
-    recoloured = (hue_rotation_matrices(torch.tensor([0.35])).float() @ image.reshape(B, C, H * W))
+    recoloured = hue_rotation_matrices(torch.tensor([0.35])).float() @ image.reshape(B, C, H * W)
     recoloured = recoloured.reshape(B, C, H, W).clamp(0, 1)
-    warped, _ = RandomTPS(grid_sizes=4, jitter=0.08, padding_mode="border")(recoloured, torch.Generator().manual_seed(3))
+    warped, _ = RandomTPS(grid_sizes=4, jitter=0.08, padding_mode="border")(
+        recoloured, torch.Generator().manual_seed(3)
+    )
     tensor_to_pil(warped[0]).save(out / "reference.png", optimize=True)
     print(f"wrote {out / 'sketch.png'} and {out / 'reference.png'} ({W}x{H})")
 

@@ -18,6 +18,7 @@ Output: the content bounding box plus a 4% margin, centred in a white square, La
 optimised 8-bit RGB PNG named NNN_<category>_<name>.png in sorted order of the source paths.
 SOURCES.md maps each file to its original, with the package version and licence.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ import PIL
 from PIL import Image
 
 # The sibling script (scripts/ is sys.path[0] when this file is run).
-from prepare_training_folder import OPENCLIPART, colour_stats, list_images  # noqa: I001
+from prepare_training_folder import OPENCLIPART, colour_stats, list_images
 
 from refcolor.data.image_folder import open_rgb
 
@@ -99,7 +100,9 @@ def main(argv=None) -> int:
             seen.add(digest)
             per_category[category] += 1
             taken[path] = out
-    print(f"{len(taken)} taken of {tried} tried ({len(files)} files); per category: {dict(sorted(per_category.items()))}")
+    print(
+        f"{len(taken)} taken of {tried} tried ({len(files)} files); per category: {dict(sorted(per_category.items()))}"
+    )
 
     args.out.mkdir(parents=True, exist_ok=True)
     for old in args.out.glob("*.png"):
@@ -112,8 +115,12 @@ def main(argv=None) -> int:
         taken[path].save(args.out / name, "PNG", optimize=True)
         rows.append(f"| `{name}` | `{rel}` |")
 
-    version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "openclipart-png"],
-                             capture_output=True, text=True, check=False).stdout or "unknown"
+    version = (
+        subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", "openclipart-png"], capture_output=True, text=True, check=False
+        ).stdout
+        or "unknown"
+    )
     doc = (__doc__.split("\n\n", 2)[2]).strip()
     (args.out / "SOURCES.md").write_text(
         "# Sample images\n\n"
@@ -124,7 +131,7 @@ def main(argv=None) -> int:
         "- Licence: public domain. The package's `/usr/share/doc/openclipart-png/copyright` says: "
         '"creative commons Public Domain Dedication" -- "Copyright-Only Dedication (based on United States '
         'law) or Public Domain Certification", under which the work "may be freely reproduced, distributed, '
-        'transmitted, used, modified, built upon, or otherwise exploited by anyone for any purpose, '
+        "transmitted, used, modified, built upon, or otherwise exploited by anyone for any purpose, "
         'commercial or non-commercial".\n'
         f"- Rebuilt by `scripts/build_sample_set.py --count {args.count} --seed {args.seed}` "
         f"(Pillow {PIL.__version__}; another Pillow may resample or compress slightly differently).\n\n"

@@ -9,6 +9,7 @@ training draws on a colour image of the same shapes at 128 px. Printed per panel
 the mean value on the strokes' path, and the number of 8-connected dark (< 0.5) components
 (1 = every stroke joined as drawn; 0 = nothing dark is left).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,11 @@ def stroke_stats(sketch: torch.Tensor, path: np.ndarray) -> dict:
     values = sketch[0, 0].numpy()
     dark = values < 0.5
     _, components = ndimage.label(dark, structure=np.ones((3, 3)))
-    return {"darkest": float(values[path].min()), "mean_on_path": float(values[path].mean()),
-            "dark_components": int(components)}
+    return {
+        "darkest": float(values[path].min()),
+        "mean_on_path": float(values[path].mean()),
+        "dark_components": int(components),
+    }
 
 
 def main() -> None:
@@ -67,8 +71,11 @@ def main() -> None:
     training = xdog(colour.permute(2, 0, 1)[None])  # a training sketch of a colour disc at 128 px
     train_path = (training[0, 0] < 0.9).numpy()
 
-    panels = {"area (before)": (area, path), "downsample_lines (after)": (lines, path),
-              "XDoG training strokes": (training, train_path)}
+    panels = {
+        "area (before)": (area, path),
+        "downsample_lines (after)": (lines, path),
+        "XDoG training strokes": (training, train_path),
+    }
     for name, (sketch, where) in panels.items():
         print(f"{name:26s} {stroke_stats(sketch, where)}")
 

@@ -117,15 +117,19 @@ def report(sample: dict[str, list[str]], seed: int) -> dict:
         }
     Path("mutants/mutation_survivors.txt").write_text("\n".join(sorted(survivors)) + "\n")
     Path("mutants/mutation_score.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"{'module':22} {'population':>10} {'sampled':>7} {'killed':>6} {'survived':>8} {'timeout':>7} "
-          f"{'no tests':>8} {'other':>5}  score  (95% CI)")
+    print(
+        f"{'module':22} {'population':>10} {'sampled':>7} {'killed':>6} {'survived':>8} {'timeout':>7} "
+        f"{'no tests':>8} {'other':>5}  score  (95% CI)"
+    )
     for module, row in summary["modules"].items():
         c = row["counts"]
         other = sum(n for s, n in c.items() if s not in ("killed", "survived", "timeout", "no tests"))
         score = "n/a" if row["score"] is None else f"{row['score']:.1%}"
-        print(f"{module:22} {row['population']:>10} {row['sampled']:>7} {c.get('killed', 0):>6} "
-              f"{c.get('survived', 0):>8} {c.get('timeout', 0):>7} {c.get('no tests', 0):>8} {other:>5}  "
-              f"{score} ({row['ci95'][0]:.1%}-{row['ci95'][1]:.1%})")
+        print(
+            f"{module:22} {row['population']:>10} {row['sampled']:>7} {c.get('killed', 0):>6} "
+            f"{c.get('survived', 0):>8} {c.get('timeout', 0):>7} {c.get('no tests', 0):>8} {other:>5}  "
+            f"{score} ({row['ci95'][0]:.1%}-{row['ci95'][1]:.1%})"
+        )
     return summary
 
 

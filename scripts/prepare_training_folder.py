@@ -26,13 +26,14 @@ recomputed, on every run: a later package version with other files cannot move a
     python scripts/prepare_training_folder.py openclipart data/openclipart128 --size 128
         -> data/openclipart128/train/..., data/openclipart128/heldout/...
 """
+
 from __future__ import annotations
 
 import argparse
 import hashlib
 import os
-import re
 import random
+import re
 import sys
 import time
 from collections import Counter
@@ -83,7 +84,8 @@ def heldout_rule(src: Path, files: list[Path]) -> list[str]:
     samples = sample_set_sources()
     sample_digests = {d for f, d in digests.items() if f.relative_to(src).as_posix() in samples}
     return sorted(
-        f.relative_to(src).as_posix() for f, d in digests.items()
+        f.relative_to(src).as_posix()
+        for f, d in digests.items()
         if int.from_bytes(d[:8], "big") % 1000 < HELDOUT_PER_MILLE and d not in sample_digests
     )
 
@@ -126,8 +128,13 @@ def is_colourful(im: Image.Image, min_saturated: float = 0.2, min_hues: int = 1)
 
 def list_images(src: Path) -> list[Path]:
     exts = {"." + e for e in EXTENSIONS}
-    return sorted(p for p in src.rglob("*") if p.suffix.lower() in exts and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(src).parts))
+    return sorted(
+        p
+        for p in src.rglob("*")
+        if p.suffix.lower() in exts
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(src).parts)
+    )
 
 
 def _process(job: tuple[str, str, int, int, bool, bool]) -> str:
@@ -157,16 +164,26 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, help="use at most N source files (a seeded random sample)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the --limit sample")
     ap.add_argument("--min-size", type=int, help="skip images whose shorter side is below this (px)")
-    ap.add_argument("--colour-only", action=argparse.BooleanOptionalAction,
-                    help="skip near-monochrome images (see colour_stats)")
+    ap.add_argument(
+        "--colour-only", action=argparse.BooleanOptionalAction, help="skip near-monochrome images (see colour_stats)"
+    )
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--overwrite", action="store_true")
-    ap.add_argument("--dedupe", action=argparse.BooleanOptionalAction,
-                    help="skip byte-identical copies, keeping the first path (default: on for openclipart)")
-    ap.add_argument("--split", action=argparse.BooleanOptionalAction,
-                    help="openclipart only (default on): OUT/train and OUT/heldout from " + str(HELDOUT_LIST.name))
-    ap.add_argument("--write-heldout-list", action="store_true",
-                    help="(re)make refcolor/assets/openclipart_heldout.txt with heldout_rule and stop")
+    ap.add_argument(
+        "--dedupe",
+        action=argparse.BooleanOptionalAction,
+        help="skip byte-identical copies, keeping the first path (default: on for openclipart)",
+    )
+    ap.add_argument(
+        "--split",
+        action=argparse.BooleanOptionalAction,
+        help="openclipart only (default on): OUT/train and OUT/heldout from " + str(HELDOUT_LIST.name),
+    )
+    ap.add_argument(
+        "--write-heldout-list",
+        action="store_true",
+        help="(re)make refcolor/assets/openclipart_heldout.txt with heldout_rule and stop",
+    )
     args = ap.parse_args(argv)
 
     clipart = args.src == "openclipart"
@@ -191,8 +208,10 @@ def main(argv=None) -> int:
     if split:
         missing = heldout - {f.relative_to(src).as_posix() for f in files}
         if missing:
-            print(f"warning: {len(missing)} held-out files are not under {src} (another package version?)",
-                  file=sys.stderr)
+            print(
+                f"warning: {len(missing)} held-out files are not under {src} (another package version?)",
+                file=sys.stderr,
+            )
     duplicates = 0
     if args.dedupe if args.dedupe is not None else clipart:
         files, duplicates = drop_duplicates(files, file_digests(files))
@@ -200,6 +219,7 @@ def main(argv=None) -> int:
         files = sorted(random.Random(args.seed).sample(files, args.limit))
     if not files:
         ap.error(f"no image files ({', '.join(EXTENSIONS)}) under {src}")
+
     def out_dir(f: Path) -> Path:
         if not split:
             return args.out
@@ -208,13 +228,20 @@ def main(argv=None) -> int:
     outs = [(out_dir(f) / f.relative_to(src)).with_suffix(".png") for f in files]
     # a.jpg and a.png in one folder would map to the same output: keep the extension for those.
     clash = {o for o, n in Counter(outs).items() if n > 1}
-    outs = [o.with_name(f"{o.stem}_{f.suffix[1:].lower()}.png") if o in clash else o for f, o in zip(files, outs)]
-    jobs = [(str(f), str(o), args.size, min_size, colour_only, args.overwrite) for f, o in zip(files, outs)]
+    outs = [
+        o.with_name(f"{o.stem}_{f.suffix[1:].lower()}.png") if o in clash else o
+        for f, o in zip(files, outs, strict=True)
+    ]
+    jobs = [
+        (str(f), str(o), args.size, min_size, colour_only, args.overwrite) for f, o in zip(files, outs, strict=True)
+    ]
 
     counts: dict[str, int] = {"duplicate (skipped)": duplicates} if duplicates else {}
     t0 = time.time()
     with ProcessPoolExecutor(args.jobs) as pool:
-        for k, ((path, dst, *_), status) in enumerate(zip(jobs, pool.map(_process, jobs, chunksize=16)), 1):
+        for k, ((path, dst, *_), status) in enumerate(
+            zip(jobs, pool.map(_process, jobs, chunksize=16), strict=True), 1
+        ):
             key = status.split(":")[0]
             if key == "unreadable":
                 print(f"\nskipped {path}: {status}", file=sys.stderr)
@@ -224,8 +251,7 @@ def main(argv=None) -> int:
             if k % 50 == 0 or k == len(jobs):
                 print(f"\r{k}/{len(jobs)} files, {time.time() - t0:.0f}s", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    print(f"{src} -> {args.out} ({args.size}x{args.size}): "
-          + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    print(f"{src} -> {args.out} ({args.size}x{args.size}): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     return 0
 
 

@@ -1,4 +1,5 @@
 """Fixtures shared by the test modules (the Triton interpreter switch is in the root conftest.py)."""
+
 import pytest
 import torch
 

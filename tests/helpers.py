@@ -1,4 +1,5 @@
 """Input makers and error measures shared by the op tests."""
+
 from __future__ import annotations
 
 import torch

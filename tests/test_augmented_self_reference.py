@@ -1,6 +1,7 @@
 """AugmentedSelfReference: shapes and dtypes, the grid contract (grid_sample(target, grid) rebuilds
 the reference), agreement with RandomTPS's draw and grid, reproducibility, the colour jitter, the
 sketch of the target, a real image, argument checks."""
+
 from __future__ import annotations
 
 import math

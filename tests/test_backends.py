@@ -1,4 +1,5 @@
 """Backend choice, REFCOLOR_BACKEND, and life without the compiled extension."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """Crash-safe checkpoints: atomic writes, exact resume, weights_only loading, run-dir management,
 clear errors, and the Ctrl-C guard."""
+
 from __future__ import annotations
 
 import os
@@ -26,6 +27,7 @@ def leftovers(directory) -> list[str]:
 
 
 # ---------------------------------------------------------------- atomic_save
+
 
 @pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])
 def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch, failure):
@@ -55,9 +57,10 @@ def test_atomic_save_replaces_and_creates_directories(tmp_path):
 
 # ---------------------------------------------------------------- exact resume
 
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002  the global RNG is the one a checkpoint carries
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed + 1)
 
@@ -72,7 +75,7 @@ def build(seed: int):
 def train_steps(model, optimizer, augment: torch.Generator, n: int) -> None:
     for _ in range(n):
         # every RNG the checkpoint must carry contributes to the batch
-        x = torch.randn(16, 4) + torch.from_numpy(np.random.randn(16, 4)).float()
+        x = torch.randn(16, 4) + torch.from_numpy(np.random.randn(16, 4)).float()  # noqa: NPY002  the global RNG under test
         x = x * random.uniform(0.5, 1.5) + torch.rand(16, 4, generator=augment)
         loss = (model(x) - x.sum(1, keepdim=True)).pow(2).mean()
         optimizer.zero_grad()
@@ -95,11 +98,12 @@ def test_resume_is_bit_identical_to_straight_run(tmp_path):
     # a fresh process would start from other seeds and other initial weights
     augment = seed_everything(1234)
     model, optimizer = build(99)
-    ckpt = manager.load_latest({"g": model}, {"g": optimizer}, generators={"augment": augment},
-                               config={"lr": 1e-2}, strict_config=True)
+    ckpt = manager.load_latest(
+        {"g": model}, {"g": optimizer}, generators={"augment": augment}, config={"lr": 1e-2}, strict_config=True
+    )
     assert ckpt["step"] == 3
     train_steps(model, optimizer, augment, 3)
-    for resumed, expected in zip(model.parameters(), straight):
+    for resumed, expected in zip(model.parameters(), straight, strict=True):
         assert torch.equal(resumed, expected)
 
 
@@ -109,8 +113,18 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
     optimizer.step()
     scaler = torch.amp.GradScaler("cpu", init_scale=128.0)
     path = tmp_path / "c.pt"
-    atomic_save(make_checkpoint(7, {"g": model}, {"g": optimizer}, scaler, {"size": [64, 64], "name": "x"},
-                                extra={"images_seen": 112}, generators={"aug": torch.Generator()}), path)
+    atomic_save(
+        make_checkpoint(
+            7,
+            {"g": model},
+            {"g": optimizer},
+            scaler,
+            {"size": [64, 64], "name": "x"},
+            extra={"images_seen": 112},
+            generators={"aug": torch.Generator()},
+        ),
+        path,
+    )
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     assert ckpt["step"] == 7 and ckpt["extra"] == {"images_seen": 112}
     assert ckpt["scaler"]["scale"] == 128.0
@@ -128,6 +142,7 @@ def test_config_must_be_json_like():
 
 
 # ---------------------------------------------------------------- CheckpointManager
+
 
 def save_steps(manager, steps):
     model, optimizer = build(0)
@@ -168,16 +183,25 @@ def test_load_latest_without_checkpoint(tmp_path):
 
 # ---------------------------------------------------------------- errors
 
+
 def test_strict_config_names_differing_keys(tmp_path):
     model, optimizer = build(0)
     manager = CheckpointManager(tmp_path)
     manager.save(1, {"g": model}, {"g": optimizer}, config={"lr": 1e-4, "model": {"width": 32}, "size": (256, 256)})
     with pytest.raises(ValueError, match=r"differing keys: batch, model\.width$"):
-        manager.load_latest({"g": model}, {"g": optimizer}, strict_config=True,
-                            config={"lr": 1e-4, "model": {"width": 64}, "size": [256, 256], "batch": 8})
+        manager.load_latest(
+            {"g": model},
+            {"g": optimizer},
+            strict_config=True,
+            config={"lr": 1e-4, "model": {"width": 64}, "size": [256, 256], "batch": 8},
+        )
     # same config up to tuple/list: accepted
-    manager.load_latest({"g": model}, {"g": optimizer}, strict_config=True,
-                        config={"lr": 1e-4, "model": {"width": 32}, "size": [256, 256]})
+    manager.load_latest(
+        {"g": model},
+        {"g": optimizer},
+        strict_config=True,
+        config={"lr": 1e-4, "model": {"width": 32}, "size": [256, 256]},
+    )
 
 
 def test_truncated_checkpoint_gives_clear_error(tmp_path):
@@ -208,6 +232,7 @@ def test_model_names_and_shapes_must_match(tmp_path):
 
 
 # ---------------------------------------------------------------- Ctrl-C
+
 
 def test_sigint_saves_once_at_step_boundary_then_raises():
     saves = []

@@ -1,4 +1,5 @@
 """`refcolor guide` end to end on the bundled sample with a random-weights model, and its one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,9 @@ def test_guide_writes_overlay_and_regions_json(tmp_path, run_dir, capsys):
     regions = data["regions"]
     assert [r["rank"] for r in regions] == list(range(1, len(regions) + 1))
     assert sum(r["pixels"] for r in regions) == size[0] * size[1]
-    assert all(0 <= r["bbox"][0] <= r["bbox"][2] < size[0] and 0 <= r["bbox"][1] <= r["bbox"][3] < size[1]
-               for r in regions)
+    assert all(
+        0 <= r["bbox"][0] <= r["bbox"][2] < size[0] and 0 <= r["bbox"][1] <= r["bbox"][3] < size[1] for r in regions
+    )
     with Image.open(out / "sample_regions.png") as overlay:
         assert overlay.size == size and overlay.format == "PNG"
     assert f"{len(regions)} regions" in stdout and "sample_regions.png" in stdout
@@ -69,7 +71,9 @@ def test_guide_colors_with_out_writes_both(tmp_path, run_dir):
     weights = str(run_dir / "model.safetensors")
     assert cli.main(["guide", str(SAMPLE), "--checkpoint", weights, "--colors", colors, "--out", str(tmp_path)]) == 0
     assert {p.name for p in tmp_path.glob("sample_*")} == {
-        "sample_regions.png", "sample_regions.json", "sample_colorized.png"
+        "sample_regions.png",
+        "sample_regions.json",
+        "sample_colorized.png",
     }
 
 

@@ -1,4 +1,5 @@
 """`refcolor train` from the command line: settings precedence, Ctrl-C, resume and one-line errors."""
+
 from __future__ import annotations
 
 import os
@@ -55,13 +56,17 @@ def test_train_then_resume_with_more_steps(tmp_path, capsys, monkeypatch):
     assert CheckpointManager(out).checkpoints()[-1][0] == 3
     # The Gumbel temperature keeps annealing over the first run's 2 steps (issue 16 item 4).
     from refcolor.train.trainer import saved_config
+
     assert saved_config(out)["steps"] == 3 and saved_config(out)["temperature_steps"] == 2
     _fail(capsys, ["train", "--out", str(out), "--resume", "--preset", "paper"], "cannot resume")
 
 
 def test_errors_are_one_line(tmp_path, capsys):
-    _fail(capsys, ["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), *TINY],
-          "image folder not found")
+    _fail(
+        capsys,
+        ["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), *TINY],
+        "image folder not found",
+    )
     _fail(capsys, ["train", "--out", str(tmp_path / "none"), "--resume"], "nothing to resume")
     _fail(capsys, ["train", "--size", "30", "--out", str(tmp_path / "r2"), *TINY[2:]], "image_size")
     _fail(capsys, ["train", "--config", str(tmp_path / "nope.toml")], "config file not found")
@@ -70,8 +75,25 @@ def test_errors_are_one_line(tmp_path, capsys):
 def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path):
     data, out = small_image_folder(tmp_path), tmp_path / "run"
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "hub"), "REFCOLOR_VGG19_WEIGHTS": ""}
-    cmd = [sys.executable, "-m", "refcolor", "train", "--data", str(data), "--out", str(out), "--steps", "100000",
-           "--checkpoint-every", "100000", "--log-every", "1", *TINY[:-2], "--progress", "lines"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "refcolor",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--steps",
+        "100000",
+        "--checkpoint-every",
+        "100000",
+        "--log-every",
+        "1",
+        *TINY[:-2],
+        "--progress",
+        "lines",
+    ]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120
     for line in proc.stderr:  # progress lines go to stderr
@@ -85,8 +107,23 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path):
     assert saved and saved[-1][0] >= 2
     step = saved[-1][0]
     resumed = subprocess.run(
-        [sys.executable, "-m", "refcolor", "train", "--out", str(out), "--resume", "--steps", str(step + 1),
-         "--progress", "off"], capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "refcolor",
+            "train",
+            "--out",
+            str(out),
+            "--resume",
+            "--steps",
+            str(step + 1),
+            "--progress",
+            "off",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stdout and CheckpointManager(out).checkpoints()[-1][0] == step + 1

@@ -1,5 +1,6 @@
 """refcolor.Colorizer and `refcolor colorize`: loading, any-size inputs, outline extraction, folders
 and one-line errors."""
+
 from __future__ import annotations
 
 import pytest
@@ -71,7 +72,7 @@ def test_runs_the_model_at_the_training_size_with_the_aspect_kept(weights, monke
     forward = colorizer.model.forward
     monkeypatch.setattr(colorizer.model, "forward", lambda s, r: seen.append((s, r.shape)) or forward(s, r))
     colorizer(torch.rand(1, 90, 60), torch.rand(3, 64, 128))
-    (sketch, reference_shape), = seen
+    ((sketch, reference_shape),) = seen
     # 90x60 -> 48x32 exactly (no rounding of the aspect), already a multiple of 8: no padding.
     assert sketch.shape == (1, 1, 48, 32) and reference_shape == (1, 3, 32, 64)
     seen.clear()
@@ -79,7 +80,9 @@ def test_runs_the_model_at_the_training_size_with_the_aspect_kept(weights, monke
     # 64x100 -> 32x50, padded with white (1 in the model range) to 32x56, 3 columns each side.
     sketch = seen[0][0]
     assert sketch.shape == (1, 1, 32, 56)
-    assert torch.equal(sketch[..., :3], torch.ones(1, 1, 32, 3)) and torch.equal(sketch[..., -3:], torch.ones(1, 1, 32, 3))
+    assert torch.equal(sketch[..., :3], torch.ones(1, 1, 32, 3)) and torch.equal(
+        sketch[..., -3:], torch.ones(1, 1, 32, 3)
+    )
 
 
 def test_loads_from_run_dir_checkpoint_and_weights(weights, tmp_path):
@@ -89,7 +92,9 @@ def test_loads_from_run_dir_checkpoint_and_weights(weights, tmp_path):
     path = manager.save(5, {"generator": model}, {}, config=config)
     for source in (tmp_path / "run", path, weights):
         loaded = refcolor.Colorizer.from_checkpoint(source).model
-        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+        assert all(
+            torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True)
+        )
 
 
 def test_a_guide_model_is_refused(tmp_path):
@@ -102,27 +107,44 @@ def test_a_guide_model_is_refused(tmp_path):
 
 def test_cli_file_and_folder(weights, images, tmp_path, capsys):
     out = tmp_path / "out.png"
-    assert main(["colorize", str(images / "colour.png"), "-r", str(images / "reference.jpg"),
-                 "-c", str(weights), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "colorize",
+                str(images / "colour.png"),
+                "-r",
+                str(images / "reference.jpg"),
+                "-c",
+                str(weights),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).size == (70, 45)
     folder = tmp_path / "folder"
-    assert main(["colorize", str(images), "-r", str(images / "reference.jpg"), "-c", str(weights),
-                 "-o", str(folder)]) == 0
+    assert (
+        main(["colorize", str(images), "-r", str(images / "reference.jpg"), "-c", str(weights), "-o", str(folder)]) == 0
+    )
     captured = capsys.readouterr()
     assert "wrote 3 images" in captured.out and "skipped 1 unreadable" in captured.out
     assert sorted(p.name for p in folder.iterdir()) == ["colour.png", "lines.png", "reference.png"]
     assert "broken.png" in captured.err
 
 
-@pytest.mark.parametrize("case,match", [
-    ("missing_sketch", "sketch not found"),
-    ("missing_reference", "image not found"),
-    ("missing_checkpoint", "checkpoint not found"),
-    ("corrupt_checkpoint", "not a valid safetensors"),
-    ("corrupt_pt", "corrupt or not a refcolor checkpoint"),
-    ("unreadable_sketch", "cannot read image"),
-    ("empty_run_dir", "no model.safetensors"),
-])
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("missing_sketch", "sketch not found"),
+        ("missing_reference", "image not found"),
+        ("missing_checkpoint", "checkpoint not found"),
+        ("corrupt_checkpoint", "not a valid safetensors"),
+        ("corrupt_pt", "corrupt or not a refcolor checkpoint"),
+        ("unreadable_sketch", "cannot read image"),
+        ("empty_run_dir", "no model.safetensors"),
+    ],
+)
 def test_cli_errors_are_one_line(case, match, weights, images, tmp_path, capsys):
     sketch, reference, checkpoint = images / "colour.png", images / "reference.jpg", weights
     if case == "missing_sketch":

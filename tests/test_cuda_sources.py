@@ -3,6 +3,7 @@
 The kernel files (.cu) include no torch headers, so nvcc builds them alone; they are compiled with
 the half-precision flags torch's extension builder passes. The torch glue (.cpp in cuda/) is
 syntax-checked with the host compiler against torch's and CUDA's headers."""
+
 from __future__ import annotations
 
 import glob
@@ -19,8 +20,11 @@ CSRC = ROOT / "csrc"
 CU_FILES = sorted(CSRC.rglob("*.cu"))
 GLUE_FILES = sorted(p for p in CSRC.rglob("*.cpp") if p.parent.name == "cuda")
 TORCH_NVCC_FLAGS = [
-    "-D__CUDA_NO_HALF_OPERATORS__", "-D__CUDA_NO_HALF_CONVERSIONS__",
-    "-D__CUDA_NO_BFLOAT16_CONVERSIONS__", "-D__CUDA_NO_HALF2_OPERATORS__", "--expt-relaxed-constexpr",
+    "-D__CUDA_NO_HALF_OPERATORS__",
+    "-D__CUDA_NO_HALF_CONVERSIONS__",
+    "-D__CUDA_NO_BFLOAT16_CONVERSIONS__",
+    "-D__CUDA_NO_HALF2_OPERATORS__",
+    "--expt-relaxed-constexpr",
 ]
 
 
@@ -40,7 +44,12 @@ def test_nvcc_compiles_kernel(path, tmp_path):
 
 
 def _cuda_include() -> Path | None:
-    homes = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"))]
+    homes = [
+        os.environ.get("CUDA_HOME"),
+        os.environ.get("CUDA_PATH"),
+        "/usr/local/cuda",
+        *sorted(glob.glob("/usr/local/cuda-*")),
+    ]
     for home in filter(None, homes):
         if (Path(home) / "include" / "cuda_runtime_api.h").exists():
             return Path(home) / "include"

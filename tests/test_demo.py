@@ -1,5 +1,8 @@
 """The main-job demo (`refcolor demo`) on the bundled sample, and its CLI error handling."""
+
 from __future__ import annotations
+
+from itertools import pairwise
 
 import pytest
 import torch
@@ -14,13 +17,15 @@ def test_demo_cli_writes_strip_and_psnr_rises(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(out), "--num-segments", "12", "--hints", "0,1,4,12", "--seed", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("backend: ")
-    table = [line.split() for line in lines[lines.index(next(l for l in lines if l.split()[:1] == ["Nh"])) + 1 :]]
+    table = [
+        line.split() for line in lines[lines.index(next(text for text in lines if text.split()[:1] == ["Nh"])) + 1 :]
+    ]
     assert [int(row[0]) for row in table] == hints
     coverage = [float(row[1]) for row in table]
     psnr = [float(row[2]) for row in table]
     assert coverage[0] == 0.0 and coverage[-1] == 1.0
-    assert all(a <= b for a, b in zip(coverage, coverage[1:]))
-    assert all(a <= b for a, b in zip(psnr, psnr[1:])), psnr
+    assert all(a <= b for a, b in pairwise(coverage))
+    assert all(a <= b for a, b in pairwise(psnr)), psnr
 
     _, _, H, W = demo.load_image().shape  # the bundled sample
     panels = 2 + len(hints)

@@ -1,4 +1,5 @@
 """DistributedDataParallel training on the CPU: two gloo processes started by torchrun."""
+
 from __future__ import annotations
 
 import os
@@ -38,9 +39,22 @@ def _torchrun(tmp_path, model):
     out = tmp_path / f"run_{model}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "REFCOLOR_VGG19_WEIGHTS": "", "TORCH_HOME": str(tmp_path / "hub")}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         str(script), str(data), str(out), model],
-        capture_output=True, text=True, timeout=600, env=env,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(script),
+            str(data),
+            str(out),
+            model,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out, result

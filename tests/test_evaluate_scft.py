@@ -1,6 +1,7 @@
 """SCFT's augmented-self evaluation (refcolor.evaluation.scft_eval) and `refcolor evaluate --model scft`,
 checked with models whose figures are known: an oracle returning the target (and the true
 correspondence as its attention), one copying the reference, and the untrained colorizer."""
+
 from __future__ import annotations
 
 import csv
@@ -49,8 +50,9 @@ class Oracle(torch.nn.Module):
         if not return_attention:
             return reference  # the palette call: copy the reference's colours exactly
         b = sketch.shape[0]
-        triples = [S.augmented_self_triple(self.dataset[self.calls + i]["image"], self.calls + i, self.seed)
-                   for i in range(b)]
+        triples = [
+            S.augmented_self_triple(self.dataset[self.calls + i]["image"], self.calls + i, self.seed) for i in range(b)
+        ]
         self.calls += b
         target = torch.cat([t["target"] for t in triples]) * 2 - 1
         attention = None

@@ -2,6 +2,7 @@
 (TrainConfig.feature_network, refcolor.losses.resolve_feature_loss) and what the run records.
 Weight files here hold random weights: these tests check the plumbing, tests/test_efficientnet_lite.py
 the real weights."""
+
 from __future__ import annotations
 
 import json

@@ -1,6 +1,7 @@
 """Full-resolution output (refcolor.inference.full_resolution, keep_lines): outputs of the sketch's
 own size whose lines are the sketch's own, crisp at 4x upsampling, and the model's colours left
 exactly as upsampled away from the lines."""
+
 from __future__ import annotations
 
 import pytest
@@ -69,7 +70,7 @@ def test_far_from_lines_the_output_is_the_upsampled_working_output():
     # Line-filled pixels reach LINE_GROWTH + 1 working px from the line, bicubic 2 more; 4 px each.
     margin = (LINE_GROWTH + 1 + 2) * 4 + 1
     far = torch.ones(512, dtype=torch.bool)
-    far[255 - margin:255 + margin + 1] = False
+    far[255 - margin : 255 + margin + 1] = False
     assert torch.equal(kept[:, :, far], plain[:, :, far])
     assert not torch.equal(kept, plain)
 

@@ -1,5 +1,6 @@
 """Gram matrix, perceptual and style losses, VGGLoss, GAN losses on known logits, loss weights,
 and the PatchGAN discriminators (output shape, spectral norm, gradients)."""
+
 from __future__ import annotations
 
 import pytest

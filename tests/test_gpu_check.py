@@ -1,5 +1,6 @@
 """The GPU check's CPU-testable parts: the results format (floors, targets, JSON and Markdown) on fake
 timings, each benchmark's pass/fail logic, and scripts/gpu_check.sh's shell and step report."""
+
 import json
 import os
 import shutil
@@ -43,10 +44,16 @@ def test_write_section_keeps_other_sections_and_renders_every_figure(tmp_path):
     slow = figure("cuda bf16", {"backend": "cuda"}, 2.0, FLOORS, floor_bytes=4e9)
     slow["targets"].append(floor_target(slow, 70))  # 50%: FAIL
     gpu_common.write_section(tmp_path, "Fake GPU 80GB", "first", [fast, slow], FLOORS, env=env)
-    path = gpu_common.write_section(tmp_path, "Fake GPU 80GB", "second",
-                                    [refused("sdpa_flash bf16", {}, RuntimeError("head dim 992 > 256\nmore"))],
-                                    FLOORS, targets=[target("missing method", None, 1.5, "x")], env=env,
-                                    notes=["kornia not importable"])
+    path = gpu_common.write_section(
+        tmp_path,
+        "Fake GPU 80GB",
+        "second",
+        [refused("sdpa_flash bf16", {}, RuntimeError("head dim 992 > 256\nmore"))],
+        FLOORS,
+        targets=[target("missing method", None, 1.5, "x")],
+        env=env,
+        notes=["kornia not importable"],
+    )
     assert path.name == "Fake_GPU_80GB.json"
     result = json.loads(path.read_text())
     assert list(result["sections"]) == ["first", "second"]
@@ -75,14 +82,21 @@ def test_step_log_is_recorded_and_failed_steps_named(tmp_path):
 
 def rows_of(specs, floors=FLOORS, floor_bytes=4e9):
     """Fake timed rows from (params, ms) pairs."""
-    return [figure(" ".join(str(v) for v in params.values()), params, ms, floors, floor_bytes=floor_bytes)
-            for params, ms in specs]
+    return [
+        figure(" ".join(str(v) for v in params.values()), params, ms, floors, floor_bytes=floor_bytes)
+        for params, ms in specs
+    ]
 
 
 def test_hint_target_goes_to_the_fastest_kernel_not_the_reference():
     base = {"dtype": "bfloat16", "direction": "forward", "layout": "channels_last"}
-    rows = rows_of([({**base, "backend": "reference"}, 1.0), ({**base, "backend": "cuda"}, 2.0),
-                    ({**base, "backend": "triton"}, 1.6)])
+    rows = rows_of(
+        [
+            ({**base, "backend": "reference"}, 1.0),
+            ({**base, "backend": "cuda"}, 2.0),
+            ({**base, "backend": "triton"}, 1.6),
+        ]
+    )
     gpu_segment_hint_colors.add_targets(rows)
     assert [len(r["targets"]) for r in rows] == [0, 0, 1]
     assert rows[2]["targets"][0]["value"] == 62.5 and not rows[2]["targets"][0]["passed"]
@@ -90,16 +104,18 @@ def test_hint_target_goes_to_the_fastest_kernel_not_the_reference():
 
 def test_tps_targets_floor_at_the_large_shape_and_kornia_ratio_everywhere():
     big, small = gpu_tps_warp.FLOOR_SHAPE, "4x3x256x256_k16"
-    rows = rows_of([
-        ({"backend": "kornia", "dtype": "float32", "shape": small, "part": "solve+warp"}, 21.0),
-        ({"backend": "cuda", "dtype": "float32", "shape": small, "part": "warp"}, 0.5),
-        ({"backend": "cuda", "dtype": "float32", "shape": small, "part": "solve+warp"}, 1.0),
-        ({"backend": "kornia", "dtype": "float32", "shape": big, "part": "solve+warp"}, 10.0),
-        ({"backend": "cuda", "dtype": "float32", "shape": big, "part": "warp"}, 1.25),
-        ({"backend": "triton", "dtype": "float32", "shape": big, "part": "warp"}, 1.5),
-        ({"backend": "cuda", "dtype": "float32", "shape": big, "part": "solve+warp"}, 1.0),
-        ({"backend": "cuda", "dtype": "bfloat16", "shape": big, "part": "warp"}, 1.0),
-    ])
+    rows = rows_of(
+        [
+            ({"backend": "kornia", "dtype": "float32", "shape": small, "part": "solve+warp"}, 21.0),
+            ({"backend": "cuda", "dtype": "float32", "shape": small, "part": "warp"}, 0.5),
+            ({"backend": "cuda", "dtype": "float32", "shape": small, "part": "solve+warp"}, 1.0),
+            ({"backend": "kornia", "dtype": "float32", "shape": big, "part": "solve+warp"}, 10.0),
+            ({"backend": "cuda", "dtype": "float32", "shape": big, "part": "warp"}, 1.25),
+            ({"backend": "triton", "dtype": "float32", "shape": big, "part": "warp"}, 1.5),
+            ({"backend": "cuda", "dtype": "float32", "shape": big, "part": "solve+warp"}, 1.0),
+            ({"backend": "cuda", "dtype": "bfloat16", "shape": big, "part": "warp"}, 1.0),
+        ]
+    )
     gpu_tps_warp.add_targets(rows, big)
     by_name = {t["target"]: t for r in rows for t in r["targets"]}
     small_ratio = by_name[f"cuda float32 {small} solve+warp: >= 20x faster than kornia"]
@@ -112,8 +128,16 @@ def test_tps_targets_floor_at_the_large_shape_and_kornia_ratio_everywhere():
 
 
 def scft_rows(times: dict, shape="paper_256_d992", direction="forward_backward"):
-    params = {"shape": shape, "B": 16, "N": 256, "M": 256, "d": 992, "dv": 992, "dtype": "bfloat16",
-              "direction": direction}
+    params = {
+        "shape": shape,
+        "B": 16,
+        "N": 256,
+        "M": 256,
+        "d": 992,
+        "dv": 992,
+        "dtype": "bfloat16",
+        "direction": direction,
+    }
     return [figure(m, {**params, "method": m}, ms, FLOORS, floor_flops=8e11) for m, ms in times.items()]
 
 
@@ -136,9 +160,15 @@ def test_scft_targets_fail_when_none_of_ours_ran():
 
 
 def test_train_target_is_the_reference_over_the_fused_step_time():
-    rows = rows_of([({"model": "scft", "backend": "auto"}, 100.0), ({"model": "scft", "backend": "reference"}, 125.0),
-                    ({"model": "guide", "backend": "auto"}, 100.0), ({"model": "guide", "backend": "reference"}, 140.0)],
-                   floor_bytes=None)
+    rows = rows_of(
+        [
+            ({"model": "scft", "backend": "auto"}, 100.0),
+            ({"model": "scft", "backend": "reference"}, 125.0),
+            ({"model": "guide", "backend": "auto"}, 100.0),
+            ({"model": "guide", "backend": "reference"}, 140.0),
+        ],
+        floor_bytes=None,
+    )
     gpu_train_step.add_targets(rows)
     assert [(t["value"], t["passed"]) for r in rows for t in r["targets"]] == [(1.25, False), (1.4, True)]
 
@@ -158,8 +188,14 @@ def test_gpu_check_without_time_skips_every_step_and_says_so(tmp_path):
     # A 20 s budget leaves no step its 15 s minimum: each is reported as skipped, the results and
     # the log still reach $OUT, and the exit status is 1.
     out = tmp_path / "out"
-    env = {**os.environ, "GPU_CHECK_BUDGET_S": "20", "GPU_CHECK_SMOKE": "1", "GPU_CHECK_RESULTS": str(tmp_path / "res"),
-           "OUT": str(out), "PYTHON": sys.executable}
+    env = {
+        **os.environ,
+        "GPU_CHECK_BUDGET_S": "20",
+        "GPU_CHECK_SMOKE": "1",
+        "GPU_CHECK_RESULTS": str(tmp_path / "res"),
+        "OUT": str(out),
+        "PYTHON": sys.executable,
+    }
     done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "probe: skipped, no time left" in done.stdout
@@ -184,4 +220,5 @@ def test_every_gpu_script_runs_end_to_end_in_its_cpu_smoke_mode(tmp_path, monkey
         assert timed and all(r["ms"] > 0 for r in timed), name
         assert section["floors"]["bandwidth_bytes_per_s"] > 0 and section["floors"]["bf16_matmul_flop_per_s"] > 0
     assert {"segment_hint_colors", "tps_warp", "scft_attention", "train_step"} <= {
-        name for name, s in result["sections"].items() if s["targets"]}
+        name for name, s in result["sections"].items() if s["targets"]
+    }

@@ -1,5 +1,6 @@
 """GuidingPainter's Gumbel temperature schedule is fixed when a run starts (issue 16 item 4): a
 resumed run with another --steps continues the same annealing instead of restarting it."""
+
 from __future__ import annotations
 
 import pytest
@@ -48,7 +49,7 @@ def test_temperature_steps_is_frozen_on_resume_and_explicit_when_given(tmp_path)
     config = tiny_config(tmp_path, "guide", steps=2, temperature_steps=10, sample_every=100)
     trainer = _trainer(config)
     assert trainer.config.temperature_steps == 10
-    assert trainer.task.temperature(5) == pytest.approx(0.1 ** 0.5)
+    assert trainer.task.temperature(5) == pytest.approx(0.1**0.5)
     trainer.fit()
     with pytest.raises(ValueError, match=r"temperature_steps \(saved 10, given 3\)"):
         _trainer(config.replace(steps=4, temperature_steps=3), resume=True)

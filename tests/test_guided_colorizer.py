@@ -1,5 +1,6 @@
 """GuidedColorizer (refcolor.inference.guided): compact region numbering at the sketch's size, the
 overlay, colour parsing and the mapping of region colours onto the model's region channels."""
+
 from __future__ import annotations
 
 import json
@@ -108,7 +109,7 @@ def test_colors_land_on_the_channels_of_their_regions(monkeypatch):
     colorize = painter.model.colorize
     monkeypatch.setattr(painter.model, "colorize", lambda *a, **k: calls.append((a, k)) or colorize(*a, **k))
     painter.colorize(_sketch(), ["#ff0000", [0, 0, 255]])  # regions 1 and 2
-    (args, kwargs), = calls
+    ((args, kwargs),) = calls
     table = args[1]
     assert table.shape == (1, BOTTOM_LEFT + 1, 3)  # channels 0..last mapped channel
     assert torch.equal(table[0, RIGHT], torch.tensor([1.0, -1.0, -1.0]))
@@ -152,7 +153,10 @@ def test_return_types_follow_the_input(tmp_path):
     "sketch, words",
     [
         (torch.rand(1, 20, 20) * 2 - 1, r"argument 'sketch' must hold values in \[0, 1\], got \[-"),
-        (torch.rand(2, 20, 20), r"argument 'sketch' must be a tensor \(C, H, W\) or \(B, C, H, W\).*got shape \(2, 20, 20\)"),
+        (
+            torch.rand(2, 20, 20),
+            r"argument 'sketch' must be a tensor \(C, H, W\) or \(B, C, H, W\).*got shape \(2, 20, 20\)",
+        ),
         (torch.zeros(1, 20, 20, dtype=torch.int32), "floating point in \\[0, 1\\] or uint8"),
     ],
 )
@@ -162,8 +166,12 @@ def test_bad_sketch_tensors(sketch, words):
 
 
 def test_parse_colors_forms():
-    assert parse_colors(["#ff8000", "#F80", [1, 2, 3], (0, 255, 7)]) == [(255, 128, 0), (255, 136, 0), (1, 2, 3),
-                                                                          (0, 255, 7)]
+    assert parse_colors(["#ff8000", "#F80", [1, 2, 3], (0, 255, 7)]) == [
+        (255, 128, 0),
+        (255, 136, 0),
+        (1, 2, 3),
+        (0, 255, 7),
+    ]
     assert parse_colors([]) == []
 
 

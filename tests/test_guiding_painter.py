@@ -1,5 +1,6 @@
 """GuidingPainter (issue 7 items 1-4): straight-through Gumbel, temperature schedule, the U-Nets,
 the bundled model (f, h, g) and its extra losses."""
+
 from __future__ import annotations
 
 import itertools
@@ -300,8 +301,12 @@ def test_priority_bias_starts_low_channels_ahead():
 # ----------------------------------------------------------------- known answers with set weights
 
 
-def _pass_through(unet, channel_map: dict[int, list[tuple[int, float]]], outputs: dict[int, list[tuple[int, float]]],
-                  out_bias: dict[int, float] | None = None) -> None:
+def _pass_through(
+    unet,
+    channel_map: dict[int, list[tuple[int, float]]],
+    outputs: dict[int, list[tuple[int, float]]],
+    out_bias: dict[int, float] | None = None,
+) -> None:
     """Set a depth-1, norm-free UNet to a pointwise map: the first conv's centre taps send input
     channels to hidden ones (channel_map[hidden] = [(input, weight)]), the hidden channels go
     unchanged through the second conv, the decoder (from the skip; the deeper path is zeroed) and
@@ -327,8 +332,9 @@ def _pass_through(unet, channel_map: dict[int, list[tuple[int, float]]], outputs
 def _known_model() -> GuidingPainter:
     """f: region 0 where the sketch is white (> 0.5), region 1 on the dark lines. g: tanh of the
     hint colour (0 where no hint); it ignores the sketch, the mask and the segments."""
-    cfg = GuidingPainterConfig(num_segments=2, image_size=8, seg_base_channels=8, color_base_channels=8, depth=1,
-                               max_channels=16, norm="none")
+    cfg = GuidingPainterConfig(
+        num_segments=2, image_size=8, seg_base_channels=8, color_base_channels=8, depth=1, max_channels=16, norm="none"
+    )
     model = GuidingPainter(cfg).eval()
     _pass_through(model.segmentation.unet, {0: [(0, 1.0)]}, {0: [(0, 2.0)]}, {0: -1.0})
     # hints are input channels 1..3 (after the sketch); +c and -c on two hidden channels each.

@@ -1,4 +1,5 @@
 """HintGenerator: the Eq. 3 sampler, training (ground-truth means) and inference (user colours)."""
+
 from __future__ import annotations
 
 import math

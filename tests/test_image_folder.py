@@ -1,4 +1,5 @@
 """ImageFolder and make_loader on real files: the bundled sample set and a zoo of awkward files."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -36,6 +37,7 @@ def jpeg_bytes(im: Image.Image, **kwargs) -> bytes:
 
 # --- the bundled sample set ----------------------------------------------------------------------
 
+
 def test_bundled_set_loads():
     ds, warned = record(ImageFolder, SAMPLES, size=64)
     assert warned == [] and ds.skipped == []
@@ -67,6 +69,7 @@ def test_native_size_round_trips_pixels():
 
 # --- a folder of awkward files ---------------------------------------------------------------------
 
+
 @pytest.fixture
 def zoo(tmp_path):
     """Readable files of every awkward kind, plus unreadable ones and files to ignore."""
@@ -74,15 +77,15 @@ def zoo(tmp_path):
     Image.new("L", (32, 32), 77).save(tmp_path / "gray.png")
     Image.fromarray(np.full((32, 32), 32768, np.uint16)).save(tmp_path / "gray16.png")
     rgba = np.zeros((32, 32, 4), np.uint8)
-    rgba[:, :, 0] = 255                      # red everywhere ...
-    rgba[:, 16:, 3] = 255                    # ... but only the right half is opaque
+    rgba[:, :, 0] = 255  # red everywhere ...
+    rgba[:, 16:, 3] = 255  # ... but only the right half is opaque
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
     Image.new("RGB", (1, 1), (0, 255, 0)).save(tmp_path / "one_pixel.png")
     pal = Image.new("P", (32, 32), 0)
     pal.putpalette([0, 0, 255, 255, 255, 0] + [0] * 762)
-    pal.paste(1, (0, 0, 32, 16))             # top half index 1 (yellow), bottom index 0 (blue)
+    pal.paste(1, (0, 0, 32, 16))  # top half index 1 (yellow), bottom index 0 (blue)
     pal.save(tmp_path / "palette.png")
-    pal.save(tmp_path / "palette_transparent.png", transparency=0)   # blue is transparent
+    pal.save(tmp_path / "palette_transparent.png", transparency=0)  # blue is transparent
     # Stored 64x32 with red left, blue right; EXIF orientation 6 shows it rotated 90 degrees
     # clockwise: 32 wide, 64 tall, red on top.
     stored = Image.new("RGB", (64, 32), (255, 0, 0))
@@ -106,8 +109,19 @@ def zoo(tmp_path):
     return tmp_path
 
 
-READABLE = ["UPPER.PNG", "gray.png", "gray16.png", "one_pixel.png", "palette.png", "palette_transparent.png",
-            "rgb.png", "rgba.png", "rotated.jpg", "sub/bitmap.bmp", "sub/dir/nested.webp"]
+READABLE = [
+    "UPPER.PNG",
+    "gray.png",
+    "gray16.png",
+    "one_pixel.png",
+    "palette.png",
+    "palette_transparent.png",
+    "rgb.png",
+    "rgba.png",
+    "rotated.jpg",
+    "sub/bitmap.bmp",
+    "sub/dir/nested.webp",
+]
 UNREADABLE = ["empty.webp", "not_an_image.jpg", "truncated.png"]
 
 
@@ -162,12 +176,14 @@ def test_resize_keeps_centre_square(tmp_path):
     im.paste((0, 255, 0), (100, 0, 200, 100))  # the centre third green
     im.save(tmp_path / "wide.png")
     assert ImageFolder(tmp_path, size=50)[0]["image"][:, 5:-5, 5:-5].mean(dim=(1, 2)).tolist() == [0, 1, 0]
-    crops = {tuple(ImageFolder(tmp_path, size=50, random_crop=True)[0]["image"].mean(dim=(1, 2)).tolist())
-             for _ in range(5)}
+    crops = {
+        tuple(ImageFolder(tmp_path, size=50, random_crop=True)[0]["image"].mean(dim=(1, 2)).tolist()) for _ in range(5)
+    }
     assert len(crops) > 1  # random crops move along the long side
 
 
 # --- errors ---------------------------------------------------------------------------------------
+
 
 def test_missing_root(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
@@ -193,6 +209,7 @@ def test_only_unreadable_files(tmp_path):
 
 
 # --- failures after the scan ------------------------------------------------------------------------
+
 
 def test_load_time_failure_falls_back_to_next_image(tmp_path):
     """A truncated JPEG passes verify() at scan time; decoding it fails: the next image is served,
@@ -221,7 +238,7 @@ def test_dataloader_workers_survive_files_broken_after_scan(tmp_path):
     ds = ImageFolder(tmp_path, size=16)
     data = (tmp_path / "3.png").read_bytes()
     (tmp_path / "3.png").write_bytes(data[: len(data) // 2])  # truncated after the scan
-    (tmp_path / "5.png").unlink()                              # deleted after the scan
+    (tmp_path / "5.png").unlink()  # deleted after the scan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         batches = list(make_loader(ds, 4, num_workers=2, shuffle=True, seed=0))
@@ -232,9 +249,12 @@ def test_dataloader_workers_survive_files_broken_after_scan(tmp_path):
 
 # --- loader ---------------------------------------------------------------------------------------
 
+
 def test_loader_is_deterministic_with_a_seed(tmp_path):
     for k in range(12):  # wide images, so random crops differ
-        Image.fromarray(np.random.default_rng(k).integers(0, 256, (20, 60, 3), dtype=np.uint8)).save(tmp_path / f"{k:02d}.png")
+        Image.fromarray(np.random.default_rng(k).integers(0, 256, (20, 60, 3), dtype=np.uint8)).save(
+            tmp_path / f"{k:02d}.png"
+        )
     ds = ImageFolder(tmp_path, size=16, random_crop=True)
 
     def epochs(seed, workers):
@@ -242,7 +262,11 @@ def test_loader_is_deterministic_with_a_seed(tmp_path):
         return [[(b["path"], b["image"]) for b in loader] for _ in range(2)]
 
     def same(a, b):
-        return all(pa == pb and torch.equal(ia, ib) for ea, eb in zip(a, b) for (pa, ia), (pb, ib) in zip(ea, eb))
+        return all(
+            pa == pb and torch.equal(ia, ib)
+            for ea, eb in zip(a, b, strict=True)
+            for (pa, ia), (pb, ib) in zip(ea, eb, strict=True)
+        )
 
     run = epochs(1, 2)
     assert same(run, epochs(1, 2))  # same seed: same batches, crops included, epoch after epoch
@@ -268,6 +292,7 @@ def test_loader_options_and_to_device():
 
 
 # --- scripts/prepare_training_folder.py -------------------------------------------------------------
+
 
 def test_prepare_training_folder_script(zoo, tmp_path_factory, capsys, monkeypatch):
     script = Path(__file__).resolve().parents[1] / "scripts" / "prepare_training_folder.py"

@@ -1,6 +1,7 @@
 """The one image-input path (refcolor.images.to_tensor): paths, PIL images, tensors and
 numpy arrays give the same pixels; transparency on white; gray / palette / 16-bit / EXIF; checked
 tensor and array ranges and layouts with one-line errors; one folder listing everywhere."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,14 +75,16 @@ def _roundtrip(image: Image.Image, exif) -> object:
 
 def test_batches_and_channel_counts():
     assert to_tensor(torch.rand(2, 1, 5, 6)).shape == (2, 1, 5, 6)
-    assert to_tensor(np.random.rand(2, 5, 6, 3)).shape == (2, 3, 5, 6)
+    assert to_tensor(np.random.default_rng(0).random((2, 5, 6, 3))).shape == (2, 3, 5, 6)
     assert to_tensor(np.zeros((5, 6), dtype=np.uint8)).shape == (1, 1, 5, 6)
     rgba = torch.zeros(1, 4, 3, 3)  # fully transparent black: white
     assert torch.equal(to_tensor(rgba), torch.ones(1, 3, 3, 3))
     slightly_off = torch.full((1, 3, 3), 1.0005)  # rounding overshoot within the tolerance: clamped
     assert float(to_tensor(slightly_off).max()) == 1.0
     assert float(to_tensor(-slightly_off + 1).min()) == 0.0  # and undershoot
-    assert torch.equal(to_tensor(torch.tensor([[[0, 51, 255]]], dtype=torch.uint8)), torch.tensor([[[[0.0, 0.2, 1.0]]]]))
+    assert torch.equal(
+        to_tensor(torch.tensor([[[0, 51, 255]]], dtype=torch.uint8)), torch.tensor([[[[0.0, 0.2, 1.0]]]])
+    )
 
 
 def test_the_0_255_hint_only_for_values_that_look_like_0_255():
@@ -95,18 +98,36 @@ def test_the_0_255_hint_only_for_values_that_look_like_0_255():
         to_tensor(torch.tensor([[[0.0, 255.0]]]))
 
 
-@pytest.mark.parametrize("value, words", [
-    (torch.rand(3, 4, 4) * 255, r"Colorizer: argument 'sketch' must hold values in \[0, 1\], got \[.*\] \(0..255 values: divide by 255 or pass uint8\)"),
-    (torch.rand(3, 4, 4) * 2 - 1, r"argument 'sketch' must hold values in \[0, 1\], got \[-"),
-    (torch.full((1, 4, 4), float("nan")), r"must hold values in \[0, 1\], got \[nan"),
-    (torch.rand(2, 4, 4), r"argument 'sketch' must be a tensor \(C, H, W\) or \(B, C, H, W\) with C = 1, 3 or 4, got shape \(2, 4, 4\)"),
-    (torch.rand(4, 4), r"got shape \(4, 4\)"),
-    (torch.rand(1, 0, 4), r"got shape \(1, 0, 4\)"),
-    (torch.zeros(1, 4, 4, dtype=torch.int64), r"floating point in \[0, 1\] or uint8, got tensor \(1, 4, 4\) of torch.int64"),
-    (np.zeros((4, 4, 2)), r"argument 'sketch' must be an array \(H, W\), \(H, W, C\) or \(B, H, W, C\) with C = 1, 3 or 4, got shape \(4, 4, 2\)"),
-    (np.zeros((4, 4), dtype=np.int32), r"must be a float array in \[0, 1\] or uint8, got dtype int32"),
-    (np.full((4, 4), 3.0), r"must hold values in \[0, 1\], got \[3, 3\]"),
-])
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        (
+            torch.rand(3, 4, 4) * 255,
+            r"Colorizer: argument 'sketch' must hold values in \[0, 1\], got \[.*\] "
+            r"\(0..255 values: divide by 255 or pass uint8\)",
+        ),
+        (torch.rand(3, 4, 4) * 2 - 1, r"argument 'sketch' must hold values in \[0, 1\], got \[-"),
+        (torch.full((1, 4, 4), float("nan")), r"must hold values in \[0, 1\], got \[nan"),
+        (
+            torch.rand(2, 4, 4),
+            r"argument 'sketch' must be a tensor \(C, H, W\) or \(B, C, H, W\) with C = 1, 3 or 4, "
+            r"got shape \(2, 4, 4\)",
+        ),
+        (torch.rand(4, 4), r"got shape \(4, 4\)"),
+        (torch.rand(1, 0, 4), r"got shape \(1, 0, 4\)"),
+        (
+            torch.zeros(1, 4, 4, dtype=torch.int64),
+            r"floating point in \[0, 1\] or uint8, got tensor \(1, 4, 4\) of torch.int64",
+        ),
+        (
+            np.zeros((4, 4, 2)),
+            r"argument 'sketch' must be an array \(H, W\), \(H, W, C\) or \(B, H, W, C\) with C = 1, 3 or 4, "
+            r"got shape \(4, 4, 2\)",
+        ),
+        (np.zeros((4, 4), dtype=np.int32), r"must be a float array in \[0, 1\] or uint8, got dtype int32"),
+        (np.full((4, 4), 3.0), r"must hold values in \[0, 1\], got \[3, 3\]"),
+    ],
+)
 def test_bad_tensors_and_arrays_are_one_line_errors(value, words):
     with pytest.raises(ValueError, match=words) as err:
         to_tensor(value, "sketch", op="Colorizer")
@@ -114,7 +135,9 @@ def test_bad_tensors_and_arrays_are_one_line_errors(value, words):
 
 
 def test_other_types_and_missing_files(tmp_path):
-    with pytest.raises(TypeError, match="argument 'reference' must be a path, a PIL image, a tensor or a numpy array, got list"):
+    with pytest.raises(
+        TypeError, match="argument 'reference' must be a path, a PIL image, a tensor or a numpy array, got list"
+    ):
         to_tensor([[0.0]], "reference")
     with pytest.raises(FileNotFoundError, match="image not found"):
         to_tensor(tmp_path / "missing.png")
@@ -129,10 +152,13 @@ def test_one_folder_listing_for_training_inference_and_sketching(tmp_path):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (4, 4), (10, 20, 30)).save(root / name, format="PNG")
     expected = [root / "B.JPG", root / "a.png", root / "sub/c.webp"]
-    assert [p for p in image_files(root)] == expected
+    assert list(image_files(root)) == expected
     assert list_images(root) == [str(p) for p in expected]
     assert ImageFolder(root, size=4).paths == [str(p) for p in expected]
     written, skipped = sketch_files(root, tmp_path / "sketches", SketchExtractor(seed=0))
     assert (written, skipped) == (3, 0)
     assert sorted(p.relative_to(tmp_path / "sketches").as_posix() for p in (tmp_path / "sketches").rglob("*.png")) == [
-        "B.png", "a.png", "sub/c.png"]
+        "B.png",
+        "a.png",
+        "sub/c.png",
+    ]

@@ -1,6 +1,7 @@
 """Known answers for the colorizers' pre- and post-processing (issue 16 items 1, 2 and 5): models
 whose output is known in closed form, real models compared with an independent computation, and
 the issue's done-when cases (a transparent PIL sketch, 2 px lines at 1024 px, a 64x100 sketch)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -149,8 +150,10 @@ def test_a_transparent_pil_sketch_colours_like_its_white_version(scft_model):
     assert np.array_equal(transparent, expected)
     assert expected.mean() > 30  # not the all-black sketch a plain convert("RGB") makes of it
     painter = GuidedColorizer(_guide_model())
-    assert np.array_equal(np.asarray(painter.colorize(_transparent(sketch), ["#102030"])),
-                          np.asarray(painter.colorize(sketch, ["#102030"])))
+    assert np.array_equal(
+        np.asarray(painter.colorize(_transparent(sketch), ["#102030"])),
+        np.asarray(painter.colorize(sketch, ["#102030"])),
+    )
 
 
 def _guide_model() -> GuidingPainter:
@@ -175,7 +178,9 @@ def test_two_pixel_lines_at_1024_colour_like_the_prepared_sketch(scft_model, mon
     regions = _regions(np.asarray(prepared) / 255)
     assert len(regions) == 3  # outside, left box, right box
     for mask in regions:
-        assert np.abs(big_at_128[mask].mean(axis=0) - small_out[mask].mean(axis=0)).max() < 1 / 255  # 0.2/255 measured; area shrinking: 3.8/255
+        assert (
+            np.abs(big_at_128[mask].mean(axis=0) - small_out[mask].mean(axis=0)).max() < 1 / 255
+        )  # 0.2/255 measured; area shrinking: 3.8/255
 
 
 def test_a_64x100_sketch_is_padded_not_stretched(monkeypatch):

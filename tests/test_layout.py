@@ -1,11 +1,16 @@
 """The package layout's import direction: model I/O (weights, checkpoint files, the registry,
 loading) and the image helpers sit below training and inference, so importing them loads neither."""
+
 import subprocess
 import sys
 
 SHARED = (
-    "refcolor.images", "refcolor.atomic_files", "refcolor.models.weights", "refcolor.models.checkpoint_file",
-    "refcolor.models.loading", "refcolor.models.registry",
+    "refcolor.images",
+    "refcolor.atomic_files",
+    "refcolor.models.weights",
+    "refcolor.models.checkpoint_file",
+    "refcolor.models.loading",
+    "refcolor.models.registry",
 )
 
 

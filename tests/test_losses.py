@@ -1,5 +1,6 @@
 """scft_triplet_loss against a materialised computation (the full N x M similarity matrix), margin
 behaviour, invalid queries, the negative sampling, reproducibility and argument checks."""
+
 from __future__ import annotations
 
 import math
@@ -50,8 +51,15 @@ def make(B, N, M, dim, seed=0, device="cpu"):
 def test_matches_materialised_computation(margin, num_negatives, device):
     queries, keys, positive, valid = make(3, 20, 17, 8, seed=num_negatives, device=device)
     queries, keys = 3 * queries.requires_grad_(), keys.requires_grad_()
-    loss = scft_triplet_loss(queries, keys, positive, valid, margin=margin, num_negatives=num_negatives,
-                             generator=torch.Generator().manual_seed(5))
+    loss = scft_triplet_loss(
+        queries,
+        keys,
+        positive,
+        valid,
+        margin=margin,
+        num_negatives=num_negatives,
+        generator=torch.Generator().manual_seed(5),
+    )
     negatives = documented_negatives(positive, 17, num_negatives, torch.Generator().manual_seed(5))
     expected = materialised_triplet_loss(queries, keys, positive, negatives, valid, margin, 1 / math.sqrt(8))
     torch.testing.assert_close(loss.double(), expected, rtol=1e-5, atol=1e-6)
@@ -66,8 +74,16 @@ def test_two_keys_leave_one_negative_and_scale():
     queries, keys, positive, valid = make(2, 6, 2, 4, seed=1)
     expected = materialised_triplet_loss(queries, keys, positive, (1 - positive).unsqueeze(-1), valid, 0.5, 0.1)
     for seed in range(3):
-        loss = scft_triplet_loss(queries, keys, positive, valid, margin=0.5, scale=0.1, num_negatives=3,
-                                 generator=torch.Generator().manual_seed(seed))
+        loss = scft_triplet_loss(
+            queries,
+            keys,
+            positive,
+            valid,
+            margin=0.5,
+            scale=0.1,
+            num_negatives=3,
+            generator=torch.Generator().manual_seed(seed),
+        )
         torch.testing.assert_close(loss.double(), expected)
 
 
@@ -112,7 +128,7 @@ def test_negatives_uniform_over_other_positions_and_reproducible():
     assert negatives.min() >= 0 and negatives.max() <= 6
     counts = torch.stack([torch.bincount(row, minlength=7) for row in negatives.reshape(6, -1)])
     for row, p in zip(counts, positive.flatten(), strict=True):
-        others = torch.cat([row[:p], row[p + 1:]]).double()
+        others = torch.cat([row[:p], row[p + 1 :]]).double()
         assert others.min() > 0.8 * 2000 / 6 and others.max() < 1.2 * 2000 / 6
     assert torch.equal(negatives, documented_negatives(positive, 7, 2000, torch.Generator().manual_seed(0)))
     queries, keys, index, valid = make(2, 15, 11, 4, seed=6)

@@ -1,5 +1,6 @@
 """The fixed openclipart held-out split (refcolor/assets/openclipart_heldout.txt) and how
 scripts/prepare_training_folder.py applies it and drops byte-identical copies."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -49,8 +50,10 @@ def test_split_and_dedupe_on_a_stand_in_folder(script, tmp_path, monkeypatch, ca
     monkeypatch.setattr(script, "HELDOUT_LIST", heldout)
 
     out = tmp_path / "out"
-    assert script.main(["openclipart", str(out), "--size", "32", "--jobs", "1", "--min-size", "0",
-                        "--no-colour-only"]) == 0
+    assert (
+        script.main(["openclipart", str(out), "--size", "32", "--jobs", "1", "--min-size", "0", "--no-colour-only"])
+        == 0
+    )
     summary = capsys.readouterr().out
     assert "1 duplicate (skipped)" in summary and "2 train written" in summary and "1 heldout written" in summary
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == sorted(

@@ -1,4 +1,5 @@
 """`kernels/` installs as `refcolor.kernels`, never as a top-level `kernels` module."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,21 @@ def test_regular_wheel_holds_refcolor_kernels_and_no_top_level_kernels(tmp_path)
     REFCOLOR_NO_EXT=1 skips compiling, which does not affect the package layout."""
     env = {**os.environ, "REFCOLOR_NO_EXT": "1"}
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-build-isolation", "--no-deps", "-q", "-w", str(tmp_path)],
-        check=True, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-build-isolation",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        check=True,
+        env=env,
+        cwd=tmp_path,
     )
     (wheel,) = tmp_path.glob("refcolor-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -1,5 +1,6 @@
 """RandomTPS: shapes, the grid contract (grid_sample(images, grid) == warped), direction of the
 warp, reproducibility, the identity at jitter 0, bounded displacement, argument checks."""
+
 from __future__ import annotations
 
 import math
@@ -68,7 +69,7 @@ def test_direction_and_bounded_displacement(n):
     module = RandomTPS(grid_sizes=n, jitter=jitter, backend="reference", seed=n)
     H, W = 25, 37  # 24 and 36 are divisible by n - 1 = 2, 3, 4: lattice points are pixel centres
     images = make_image(4, 2, H, W)
-    (members, src, dst), = module.sample_points(4, generator=torch.Generator().manual_seed(11))
+    ((members, src, dst),) = module.sample_points(4, generator=torch.Generator().manual_seed(11))
     warped, grid = module(images, generator=torch.Generator().manual_seed(11))
     assert torch.equal(members, torch.arange(4))
     torch.testing.assert_close(dst[0], control_lattice(n))
@@ -89,7 +90,7 @@ def test_direction_and_bounded_displacement(n):
 def test_fix_border_and_margin():
     n, H, W = 5, 25, 25
     module = RandomTPS(grid_sizes=n, jitter=0.1, margin=0.5, fix_border=True, backend="reference", seed=0)
-    (_, src, dst), = module.sample_points(3, generator=torch.Generator().manual_seed(2))
+    ((_, src, dst),) = module.sample_points(3, generator=torch.Generator().manual_seed(2))
     assert dst.min() == -0.5 and dst.max() == 0.5
     offset = (src - dst).reshape(3, n, n, 2)
     assert torch.all(offset[:, [0, -1]] == 0) and torch.all(offset[:, :, [0, -1]] == 0)
@@ -160,7 +161,7 @@ def test_every_sample_draws_its_own_jitter():
     """Samples of one lattice size get independent offsets, uniform in [-jitter, jitter]: distinct
     warps, and the offsets' spread matches the uniform law (variance jitter^2 / 3)."""
     module = RandomTPS(grid_sizes=(4,), jitter=0.2, seed=0)
-    (members, src, dst), = module.sample_points(64)
+    ((members, src, dst),) = module.sample_points(64)
     assert torch.equal(members, torch.arange(64))
     offsets = src - dst  # (64, 16, 2)
     assert offsets.abs().max() <= 0.2 and offsets.abs().max() > 0.19

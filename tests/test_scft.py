@@ -1,5 +1,6 @@
 """refcolor.nn.SCFT: shapes, the formula written out, the triplet and attention outputs, backends,
 gradients to the projections, and an end-to-end triplet loss on a RandomTPS correspondence."""
+
 from __future__ import annotations
 
 import math

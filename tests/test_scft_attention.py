@@ -6,6 +6,7 @@ residual), every gradient, input layouts (permuted, sequence-first, channels-las
 sliced) with the layouts of the results, both Triton implementations (under the interpreter on
 CPU), the row kernels, the attention map from the backend that was asked for, bad inputs, and the
 custom-op registration (opcheck, torch.compile, gradcheck)."""
+
 from __future__ import annotations
 
 import math
@@ -95,7 +96,7 @@ def assert_twice_reference_rule(actual, same_precision, exact, backend="triton")
     """float64: close to the float64 result; lower precisions: error against it at most twice the
     same-precision naive path's (plus one ulp of the dtype, for results that are exact in both)."""
     factor, ulps = RULE.get(backend, (2, 1))
-    for name, a, r, e in zip(NAMES, actual, same_precision, exact):
+    for name, a, r, e in zip(NAMES[: len(actual)], actual, same_precision, exact, strict=True):
         assert a.shape == e.shape and a.dtype == r.dtype, name
         err = rel_err(a, e)
         if a.dtype == torch.float64:
@@ -106,7 +107,7 @@ def assert_twice_reference_rule(actual, same_precision, exact, backend="triton")
 
 
 def assert_reference_within_tolerance(actual, exact):
-    for name, a, e in zip(NAMES, actual, exact):
+    for name, a, e in zip(NAMES[: len(actual)], actual, exact, strict=True):
         assert a.shape == e.shape, name
         err = rel_err(a, e)
         assert err <= REFERENCE_TOL[a.dtype], f"{name}: relative error {err:.2e}"
@@ -264,7 +265,7 @@ def test_input_layouts_forward_backward_and_custom_scale(backend, device, layout
     grads = torch.autograd.grad(out, tensors, grad_out.to(device=device, dtype=torch.float32))
     assert_twice_reference_rule((out, *grads), same_precision, exact, backend)
     if backend in ("cpp", "cuda"):
-        for name, t, g in zip(("q", "k", "v"), tensors, grads):
+        for name, t, g in zip(("q", "k", "v"), tensors[:3], grads[:3], strict=True):
             expected = t.stride() if layout in DENSE_LAYOUTS else g.new_empty(g.shape).stride()
             assert g.stride() == expected, f"grad_{name} strides {g.stride()}, expected {expected}"
         expected = tensors[3].stride() if layout in DENSE_LAYOUTS else out.new_empty(out.shape).stride()
@@ -326,7 +327,11 @@ def test_flash_kernel_tiles_and_logsumexp():
 
 # (backend, the op that must appear in the profile when it ran: None for the reference, which
 # calls no refcolor op)
-MAP_BACKENDS = {"reference": None, "cpp": "refcolor::scft_attention_forward_kernel", "triton": "refcolor::scft_attention"}
+MAP_BACKENDS = {
+    "reference": None,
+    "cpp": "refcolor::scft_attention_forward_kernel",
+    "triton": "refcolor::scft_attention",
+}
 
 
 @pytest.mark.parametrize("backend", list(MAP_BACKENDS))
@@ -351,7 +356,7 @@ def test_return_attention_comes_from_the_chosen_backend(backend, monkeypatch):
     # out keeps its gradients; the map is the reference's differentiable one, a detached copy elsewhere.
     assert attention.requires_grad == (backend == "reference")
     grads = torch.autograd.grad(out, tensors, grad_out.float())
-    for name, g, e in zip(NAMES[1:], grads, expected_grads):
+    for name, g, e in zip(NAMES[1 : 1 + len(grads)], grads, expected_grads, strict=True):
         assert rel_err(g, e) <= 1e-5, name
 
 
@@ -405,8 +410,20 @@ def _bad(q, k, v, r, **kwargs):
         (lambda q, k, v, r: _bad(q, k, v, r, scale=float("nan")), ValueError, ["'scale'", "nan"]),
         (lambda q, k, v, r: _bad(q, k, v, r, backend="fast"), ValueError, ["unknown backend 'fast'"]),
     ],
-    ids=["d", "batch", "M", "residual", "rank", "dtype", "device", "int_residual", "empty", "not_tensor",
-         "scale", "backend"],
+    ids=[
+        "d",
+        "batch",
+        "M",
+        "residual",
+        "rank",
+        "dtype",
+        "device",
+        "int_residual",
+        "empty",
+        "not_tensor",
+        "scale",
+        "backend",
+    ],
 )
 def test_bad_inputs_name_argument_expected_and_actual(make_args, error, words):
     (q, k, v, r), _ = make_inputs(2, 5, 7, 16, 8, True)
@@ -464,7 +481,7 @@ def test_torch_compile_forward_backward(backend):
     expected = torch.autograd.grad(loss_fn(*inputs), inputs)
     loss = compiled(*inputs)
     torch.testing.assert_close(loss, loss_fn(*inputs))
-    for a, e in zip(torch.autograd.grad(loss, inputs), expected):
+    for a, e in zip(torch.autograd.grad(loss, inputs), expected, strict=True):
         torch.testing.assert_close(a, e)
 
 
@@ -478,5 +495,5 @@ def test_cpp_gradcheck_and_second_backward():
     out = scft_attention(*inputs, backend="cpp")
     first = torch.autograd.grad(out.sum(), inputs, retain_graph=True)
     second = torch.autograd.grad(out.sum(), inputs)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert torch.equal(a, b)

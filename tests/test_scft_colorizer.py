@@ -1,6 +1,7 @@
 """refcolor.models.SCFTColorizer: the paper preset's 992-channel 16x16 features, the small preset's
 forward / backward, output range, triplet and attention outputs, config round trips, input checks,
 and a few Adam steps that fit a fixed batch."""
+
 from __future__ import annotations
 
 import json
@@ -174,12 +175,18 @@ def test_bad_config_names():
 def test_bad_inputs(small):
     sketch, reference = images(2, 64, 64)
     cases = [
-        ((sketch.repeat(1, 3, 1, 1), reference), ValueError,
-         r"'sketch' must have shape \(B, 1, H, W\), got \(2, 3, 64, 64\)"),
+        (
+            (sketch.repeat(1, 3, 1, 1), reference),
+            ValueError,
+            r"'sketch' must have shape \(B, 1, H, W\), got \(2, 3, 64, 64\)",
+        ),
         ((sketch, reference[:, :1]), ValueError, r"'reference' must have shape \(B, 3, H, W\), got \(2, 1, 64, 64\)"),
         ((sketch[0], reference), ValueError, r"'sketch' must have shape \(B, 1, H, W\), got \(1, 64, 64\)"),
-        ((sketch[:, :, :60], reference), ValueError,
-         r"'sketch' must have H and W divisible by 8.*got \(2, 1, 60, 64\)"),
+        (
+            (sketch[:, :, :60], reference),
+            ValueError,
+            r"'sketch' must have H and W divisible by 8.*got \(2, 1, 60, 64\)",
+        ),
         ((sketch, reference[:, :, :, :36]), ValueError, r"'reference' must have H and W divisible by 8"),
         ((sketch, reference[:1]), ValueError, "batch size of 'sketch'"),
         ((sketch, reference.double()), TypeError, "dtype of 'sketch'"),
@@ -224,8 +231,9 @@ def test_samples_are_independent_in_a_batch(small):
     with torch.no_grad():
         batch = small(sketch, reference)
         for b in range(3):
-            torch.testing.assert_close(batch[b : b + 1], small(sketch[b : b + 1], reference[b : b + 1]),
-                                       atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                batch[b : b + 1], small(sketch[b : b + 1], reference[b : b + 1]), atol=1e-5, rtol=1e-5
+            )
         swapped = small(sketch, reference.flip(0))
     assert not torch.allclose(swapped[0], batch[0], atol=1e-4)  # the reference matters
 

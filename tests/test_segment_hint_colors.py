@@ -1,5 +1,6 @@
 """segment_hint_colors: every backend against the pure-PyTorch reference, gradients, gradcheck,
 bad inputs and torch.compile."""
+
 from __future__ import annotations
 
 import zlib
@@ -25,7 +26,6 @@ CASES = {  # name: (B, Nc, C, H, W, num_hints)
 }
 
 
-
 def implemented_backends(device):
     """Usable backends that this op implements (available_backends lists every op's)."""
     return [b for b in refcolor.available_backends(device) if b in DTYPES]
@@ -38,7 +38,6 @@ def run(backend, segments, image, num_hints, grad_hints, grad_mask):
     hints, mask = segment_hint_colors(segments, image, num_hints, backend=backend)
     d_segments, d_image = torch.autograd.grad([hints, mask], [segments, image], [grad_hints, grad_mask])
     return hints, mask, d_segments, d_image
-
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
@@ -56,7 +55,7 @@ def test_backend_matches_reference(backend, device, case, kind, dtype):
     gM = torch.randn(B, 1, H, W, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
     expected = run("reference", S, Y, nh, gH, gM)
     actual = run(backend, S, Y, nh, gH, gM)
-    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected):
+    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected, strict=True):
         assert a.shape == e.shape and a.dtype == e.dtype, name
         assert rel_err(a, e) <= TOL[dtype], f"{name}: relative error {rel_err(a, e):.2e}"
 
@@ -108,8 +107,11 @@ def _layout_inputs(layout, dtype, device, B=2, Nc=11, C=3, H=9, W=10):
     return S, Y, gH, gM
 
 
-@pytest.mark.parametrize("dtype,channels", [(torch.float64, 3), (torch.float32, 3), (torch.float64, 5)],
-                         ids=["f64-rgb", "f32-rgb", "f64-5ch"])
+@pytest.mark.parametrize(
+    "dtype,channels",
+    [(torch.float64, 3), (torch.float32, 3), (torch.float64, 5)],
+    ids=["f64-rgb", "f32-rgb", "f64-5ch"],
+)
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("backend,device", kernel_backend_params())
 def test_any_layout_forward_backward(backend, device, layout, dtype, channels):
@@ -122,7 +124,7 @@ def test_any_layout_forward_backward(backend, device, layout, dtype, channels):
     nh = [0, 11] if layout == "transposed_mixed" else [7, 11]  # Nh = 0: every segment gets zero gradient
     actual = run(backend, S, Y, nh, gH, gM)
     expected = run("reference", S.contiguous(), Y.contiguous(), nh, gH.contiguous(), gM)
-    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected):
+    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected, strict=True):
         assert rel_err(a, e) <= TOL[dtype], f"{name}: relative error {rel_err(a, e):.2e}"
     hints, _, dS, dY = actual
     assert hints.stride() == torch.empty_like(Y).stride()
@@ -170,7 +172,7 @@ def test_cuda_block_logic_emulated_on_host(shape, layout, dtype):
     nh = torch.tensor([Nc, 1, Nc - 1][:B])
     actual = torch.ops.refcolor.segment_hint_colors_cuda_emulation(S, Y, nh, gH, gM)
     expected = run("reference", S, Y, nh, gH, gM)
-    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected):
+    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected, strict=True):
         assert rel_err(a, e) <= TOL[dtype], f"{name}: relative error {rel_err(a, e):.2e}"
 
 
@@ -234,8 +236,19 @@ def test_empty_segment_passes_no_gradient_through_its_mean():
         (lambda S, Y: (S, Y.to("meta"), 1), ValueError, ["'image'", "cpu", "meta"]),
         (lambda S, Y: (S.numpy(), Y, 1), TypeError, ["'segments'", "ndarray"]),
     ],
-    ids=["rank", "width", "batch", "nh_too_big", "nh_negative", "nh_shape", "nh_float", "int_image",
-         "mixed_dtype", "mixed_device", "not_tensor"],
+    ids=[
+        "rank",
+        "width",
+        "batch",
+        "nh_too_big",
+        "nh_negative",
+        "nh_shape",
+        "nh_float",
+        "int_image",
+        "mixed_dtype",
+        "mixed_device",
+        "not_tensor",
+    ],
 )
 def test_bad_inputs_name_argument_expected_and_actual(make_args, error, words):
     S = make_segments(2, 4, 5, 6, "onehot")
@@ -285,7 +298,7 @@ def test_torch_compile_forward_backward(backend):
     expected = torch.autograd.grad(loss_fn(S, Y, nh), [S, Y])
     loss = compiled(S, Y, nh)
     torch.testing.assert_close(loss, loss_fn(S, Y, nh))
-    for a, e in zip(torch.autograd.grad(loss, [S, Y]), expected):
+    for a, e in zip(torch.autograd.grad(loss, [S, Y]), expected, strict=True):
         torch.testing.assert_close(a, e)
 
 
@@ -321,7 +334,9 @@ def test_half_precision_within_twice_reference_error(backend, device, dtype):
     same_precision = run("reference", S64.to(dtype), Y64.to(dtype), nh, gH.to(dtype), gM.to(dtype))
     kernel = run(backend, S64.to(dtype), Y64.to(dtype), nh, gH.to(dtype), gM.to(dtype))
     eps = torch.finfo(dtype).eps
-    for name, k, r, e in zip(("hints", "mask", "grad_segments", "grad_image"), kernel, same_precision, exact):
+    for name, k, r, e in zip(
+        ("hints", "mask", "grad_segments", "grad_image"), kernel, same_precision, exact, strict=True
+    ):
         assert k.dtype == dtype
         err = rel_err(k, e)
         assert err <= 2 * rel_err(r, e) + eps, f"{name}: {err:.2e} vs reference {rel_err(r, e):.2e}"

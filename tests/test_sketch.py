@@ -1,6 +1,7 @@
 """Sketch extraction (refcolor.data.sketch): white background, lines at edges, range/shape/dtype,
 per-sample parameters, SketchExtractor's randomisation and seeding, the gradient alternative, the
 `refcolor sketch` CLI."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,14 +33,20 @@ def test_flat_image_is_white(method, color):
 
 
 @pytest.mark.parametrize("method", list(EXTRACTORS))
-@pytest.mark.parametrize("fg, bg", [((0.2, 0.2, 0.2), (1.0, 1.0, 1.0)), ((0.9, 0.9, 0.9), (0.1, 0.1, 0.1)),
-                                    ((0.9, 0.1, 0.1), (0.2, 0.8, 0.9))])
+@pytest.mark.parametrize(
+    "fg, bg",
+    [((0.2, 0.2, 0.2), (1.0, 1.0, 1.0)), ((0.9, 0.9, 0.9), (0.1, 0.1, 0.1)), ((0.9, 0.1, 0.1), (0.2, 0.8, 0.9))],
+)
 def test_lines_on_the_square_border_only(method, fg, bg):
     lo, hi = 16, 48
     sketch = EXTRACTORS[method](square_image(fg, bg, lo=lo, hi=hi))[0, 0]
     # Across each side of the square, a 4 px band (2 px either side of the edge) holds a dark line.
-    sides = [sketch[lo - 2 : lo + 2, lo + 3 : hi - 3].amin(0), sketch[hi - 2 : hi + 2, lo + 3 : hi - 3].amin(0),
-             sketch[lo + 3 : hi - 3, lo - 2 : lo + 2].amin(1), sketch[lo + 3 : hi - 3, hi - 2 : hi + 2].amin(1)]
+    sides = [
+        sketch[lo - 2 : lo + 2, lo + 3 : hi - 3].amin(0),
+        sketch[hi - 2 : hi + 2, lo + 3 : hi - 3].amin(0),
+        sketch[lo + 3 : hi - 3, lo - 2 : lo + 2].amin(1),
+        sketch[lo + 3 : hi - 3, hi - 2 : hi + 2].amin(1),
+    ]
     for side in sides:
         assert side.max() < 0.3, side
     assert sketch[lo + 4 : hi - 4, lo + 4 : hi - 4].min() > 0.99  # interior

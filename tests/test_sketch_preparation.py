@@ -1,6 +1,7 @@
 """refcolor.data.sketch_preparation: the one sketch preparation of training, evaluation and
 inference (issue 16 item 2): parity between the paths, colour images resized before they are
 outlined, line art shrunk with its strokes kept dark and connected, aspect kept by padding."""
+
 from __future__ import annotations
 
 import shutil
@@ -30,7 +31,7 @@ from refcolor.train.tasks.guide import GuideTask
 
 # The fixed parameters inference uses are xdog's defaults; a training extractor pinned to them
 # draws the same sketches (training draws each parameter from a range around them).
-XDOG_DEFAULTS = dict(sigma=0.5, k=2.5, tau=0.95, epsilon=-0.005, phi=150.0)
+XDOG_DEFAULTS = {"sigma": 0.5, "k": 2.5, "tau": 0.95, "epsilon": -0.005, "phi": 150.0}
 
 
 def _line_art(size: int, width: int) -> torch.Tensor:
@@ -109,8 +110,9 @@ def test_training_paths_call_the_shared_preparation():
     generator = torch.Generator().manual_seed(7)
     torch.rand(2, 4, generator=generator, dtype=torch.float64)  # the colour-jitter draw that comes first
     assert triple["sketch"].shape == (2, 1, 24, 24)
-    assert torch.equal(triple["sketch"], prepare_sketch(triple["target"], extract="always", extractor=extractor,
-                                                         generator=generator))
+    assert torch.equal(
+        triple["sketch"], prepare_sketch(triple["target"], extract="always", extractor=extractor, generator=generator)
+    )
 
 
 def test_inference_sees_the_training_sketch_of_the_same_file(tmp_path, monkeypatch):
@@ -122,8 +124,9 @@ def test_inference_sees_the_training_sketch_of_the_same_file(tmp_path, monkeypat
     source = sorted(sample_images_dir().glob("*.png"))[3]
     shutil.copy(source, folder / source.name)
     training_image = ImageFolder(folder, size=32)[0]["image"][None]
-    training_sketch = GuideTask.prepare(_task_with(SketchExtractor(**XDOG_DEFAULTS)), training_image,
-                                        torch.Generator())["sketch"]
+    training_sketch = GuideTask.prepare(
+        _task_with(SketchExtractor(**XDOG_DEFAULTS)), training_image, torch.Generator()
+    )["sketch"]
 
     torch.manual_seed(0)
     colorizer = refcolor.Colorizer(SCFTColorizer(SCFTColorizerConfig.preset("small", image_size=32)))
@@ -180,6 +183,8 @@ def test_always_outlines_with_the_given_extractor_and_generator():
     images = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(3))
     extractor = SketchExtractor(sigma=(0.4, 0.7), phi=(50.0, 300.0))
     direct = extractor(images, torch.Generator().manual_seed(11))  # training's extractor, called by hand
-    prepared = prepare_sketch(images, extract="always", extractor=extractor, generator=torch.Generator().manual_seed(11))
+    prepared = prepare_sketch(
+        images, extract="always", extractor=extractor, generator=torch.Generator().manual_seed(11)
+    )
     assert torch.equal(prepared, direct)
     assert not torch.equal(prepared, xdog(images))  # the random style, not the fixed inference one

@@ -1,4 +1,5 @@
 """Thin-plate spline solve and grid: against scipy's RBFInterpolator (the standard spline)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """tps_correspondence: identity and shifted grids, coarser/finer key lattices, ties, a brute-force
 reference on real RandomTPS grids, and argument checks."""
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,10 @@ def brute_force(grid, query_size, key_size):
                 y1, x1 = min(y0 + 1, H - 1), min(x0 + 1, W - 1)
                 fy, fx = py - y0, px - x0
                 loc = (
-                    g[b, y0, x0] * (1 - fy) * (1 - fx) + g[b, y0, x1] * (1 - fy) * fx
-                    + g[b, y1, x0] * fy * (1 - fx) + g[b, y1, x1] * fy * fx
+                    g[b, y0, x0] * (1 - fy) * (1 - fx)
+                    + g[b, y0, x1] * (1 - fy) * fx
+                    + g[b, y1, x0] * fy * (1 - fx)
+                    + g[b, y1, x1] * fy * fx
                 )
                 if loc.abs().max() > 1 + 1e-4:
                     continue
@@ -174,10 +177,15 @@ def test_random_tps_grid_mostly_valid_and_close(dtype):
     fraction = valid.double().mean(1)
     assert fraction.mean() > 0.8 and fraction.min() > 0.7, fraction
     # The chosen key cell's target location is within one query-cell spacing of the query centre.
-    loc = torch.nn.functional.grid_sample(
-        grid.double().permute(0, 3, 1, 2), lattice(*size).reshape(1, *size, 2).expand(B, -1, -1, -1),
-        align_corners=True,
-    ).flatten(2).transpose(1, 2)  # (B, K, 2): the grid at the key centres
+    loc = (
+        torch.nn.functional.grid_sample(
+            grid.double().permute(0, 3, 1, 2),
+            lattice(*size).reshape(1, *size, 2).expand(B, -1, -1, -1),
+            align_corners=True,
+        )
+        .flatten(2)
+        .transpose(1, 2)
+    )  # (B, K, 2): the grid at the key centres
     chosen = loc.gather(1, index[..., None].expand(-1, -1, 2))
     dist = (chosen - lattice(*size)).norm(dim=-1)
     assert torch.all(dist[valid] <= 2 / 31 * math.sqrt(0.5) + 1e-6)

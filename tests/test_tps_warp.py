@@ -1,4 +1,5 @@
 """tps_warp: every backend against the grid_sample reference, gradients, bad inputs, torch.compile."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,14 +23,13 @@ def assert_close_to_reference(actual, same_precision, exact, name):
         bound = 2 * rel_err(same_precision, exact) + 4 * torch.finfo(actual.dtype).eps
         assert rel_err(actual, exact) <= bound, f"{name}: {rel_err(actual, exact):.2e} > {bound:.2e}"
 
+
 CASES = {  # name: (B, C, H, W, K, jitter)
     "rgb_k16": (2, 3, 24, 31, 16, 0.15),
     "gray_k4_tall": (1, 1, 40, 13, 4, 0.2),
     "five_channels_k36": (2, 5, 21, 17, 36, 0.1),
     "far_outside": (1, 3, 19, 23, 9, 0.9),  # content pushed across the border: padding matters
 }
-
-
 
 
 def run(backend, image, src, dst, padding, grad_out):
@@ -55,12 +55,14 @@ def test_backend_matches_reference(backend, device, case, padding, dtype):
     exact = run("reference", image.double(), src, dst, padding, grad_out.double())
     same_precision = run("reference", image, src, dst, padding, grad_out)
     actual = run(backend, image, src, dst, padding, grad_out)
-    for name, a, r, e in zip(("output", "grad_image"), actual, same_precision, exact):
+    for name, a, r, e in zip(("output", "grad_image"), actual, same_precision, exact, strict=True):
         assert a.shape == r.shape and a.dtype == r.dtype
         assert_close_to_reference(a, r, e, name)
 
 
-@pytest.mark.parametrize("backend,device", kernel_backend_params() + [pytest.param("reference", "cpu", id="reference-cpu")])
+@pytest.mark.parametrize(
+    "backend,device", kernel_backend_params() + [pytest.param("reference", "cpu", id="reference-cpu")]
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 def test_identity_warp_returns_the_image(backend, device, dtype):
     if not usable(backend, device):
@@ -99,13 +101,15 @@ def test_any_layout_forward_backward(backend, device, layout):
     g = torch.Generator().manual_seed(31)
     src, dst = random_tps_points(2, 9, jitter=0.3, generator=g)
     image = _relayout(layout, smooth_image(2, 3, 13, 11, dtype=torch.float64, generator=g).to(device))
-    grad_out = _relayout("transposed" if layout != "transposed" else "channels_last",
-                         smooth_image(2, 3, 13, 11, dtype=torch.float64, generator=g).to(device))
+    grad_out = _relayout(
+        "transposed" if layout != "transposed" else "channels_last",
+        smooth_image(2, 3, 13, 11, dtype=torch.float64, generator=g).to(device),
+    )
     src, dst = src.to(device), dst.to(device)
     for padding in ("zeros", "border"):
         out, grad_image = run(backend, image, src, dst, padding, grad_out)
         exact = run("reference", image.contiguous(), src, dst, padding, grad_out.contiguous())
-        for name, a, e in zip(("output", "grad_image"), (out, grad_image), exact):
+        for name, a, e in zip(("output", "grad_image"), (out, grad_image), exact, strict=True):
             assert rel_err(a, e) <= F64_TOL, f"{name}: relative error {rel_err(a, e):.2e}"
         assert out.stride() == torch.empty_like(image).stride()
         assert grad_image.stride() == torch.empty_like(image).stride()
@@ -128,9 +132,12 @@ def test_no_hidden_copy_of_strided_images():
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
             out = tps_warp_from_params(image, params, dst, backend="cpp")
             torch.autograd.grad(out, image, grad_out)
-        copies = [(e.name, e.input_shapes) for e in prof.events()
-                  if e.name in ("aten::copy_", "aten::clone", "aten::contiguous")
-                  and any(list(s) == list(image.shape) for s in e.input_shapes)]
+        copies = [
+            (e.name, e.input_shapes)
+            for e in prof.events()
+            if e.name in ("aten::copy_", "aten::clone", "aten::contiguous")
+            and any(list(s) == list(image.shape) for s in e.input_shapes)
+        ]
         assert not copies, f"{layout}: {copies}"
 
 
@@ -155,7 +162,7 @@ def test_cuda_thread_logic_emulated_on_host(padding, layout, dtype):
     out, grad_image = torch.ops.refcolor.tps_warp_cuda_emulation(image, params, dst.to(dtype), mode, grad_out)
     exact = run("reference", image.double(), src, dst, padding, grad_out.double())
     same_precision = run("reference", image, src, dst, padding, grad_out)
-    for name, a, r, e in zip(("output", "grad_image"), (out, grad_image), same_precision, exact):
+    for name, a, r, e in zip(("output", "grad_image"), (out, grad_image), same_precision, exact, strict=True):
         assert_close_to_reference(a, r, e, name)
 
 
@@ -191,7 +198,7 @@ def test_gradcheck_float64_image_and_points(backend):
     dst.requires_grad_()
     for padding in ("zeros", "border"):
         assert torch.autograd.gradcheck(
-            lambda i, s, d: tps_warp(i, s, d, padding_mode=padding, backend=backend), (image, src, dst)
+            lambda i, s, d, padding=padding: tps_warp(i, s, d, padding_mode=padding, backend=backend), (image, src, dst)
         )
 
 
@@ -205,7 +212,7 @@ def test_point_gradients_of_kernel_path_match_reference():
         dst.requires_grad_()
         out = tps_warp(smooth_image(2, 3, 20, 24), src, dst, padding_mode="border", backend=backend)
         grads[backend] = torch.autograd.grad(out.square().sum(), (src, dst))
-    for a, e in zip(grads["cpp"], grads["reference"]):
+    for a, e in zip(grads["cpp"], grads["reference"], strict=True):
         assert rel_err(a, e) <= 1e-3
 
 
@@ -302,7 +309,7 @@ def test_half_precision_within_twice_reference_error(backend, device, dtype):
     same_precision = run("reference", image64.to(dtype), src, dst, "zeros", grad64.to(dtype))
     kernel = run(backend, image64.to(dtype), src, dst, "zeros", grad64.to(dtype))
     eps = torch.finfo(dtype).eps
-    for name, k, r, e in zip(("output", "grad_image"), kernel, same_precision, exact):
+    for name, k, r, e in zip(("output", "grad_image"), kernel, same_precision, exact, strict=True):
         assert k.dtype == dtype
         err = rel_err(k, e)
         assert err <= 2 * rel_err(r, e) + eps, f"{name}: {err:.2e} vs reference {rel_err(r, e):.2e}"

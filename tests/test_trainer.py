@@ -1,5 +1,6 @@
 """The shared GAN trainer with both tasks: learning, exact resume, checkpoints, samples, weights,
 the fused ops in the step, VGG losses on and off, and bad input."""
+
 from __future__ import annotations
 
 import json
@@ -113,8 +114,16 @@ def test_scft_forward_goes_through_the_fused_attention_op(tmp_path):
 
     if not usable("triton", "cpu"):
         pytest.skip("triton backend not usable here")
-    trainer = _quiet_trainer(tiny_config(tmp_path, "scft", backend="triton", image_size=16, discriminator_layers=2,
-                                         model_overrides={"encoder_widths": [4, 8]}))
+    trainer = _quiet_trainer(
+        tiny_config(
+            tmp_path,
+            "scft",
+            backend="triton",
+            image_size=16,
+            discriminator_layers=2,
+            model_overrides={"encoder_widths": [4, 8]},
+        )
+    )
     images = torch.stack([trainer.dataset[i]["image"] for i in range(2)])
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         logs = trainer.train_step(images, 0)

@@ -1,6 +1,7 @@
 """VGG19Features: torchvision's exact layout, loading torchvision-format weights from a local file
 (explicit path, $REFCOLOR_VGG19_WEIGHTS, torch hub cache), and WeightsUnavailableError when there
 are none. No test touches the network: torch.hub's download is replaced by a failing stub."""
+
 from __future__ import annotations
 
 import pytest
@@ -79,7 +80,9 @@ def test_layout_matches_torchvision_vgg19_features():
     assert len(model.features) == 37
     assert _layout(model.features) == EXPECTED_LAYOUT
     keys = set(model.state_dict())
-    expected = {f"features.{i}.{p}" for i, (kind, _, _) in enumerate(EXPECTED_LAYOUT) if kind == C for p in ("weight", "bias")}
+    expected = {
+        f"features.{i}.{p}" for i, (kind, _, _) in enumerate(EXPECTED_LAYOUT) if kind == C for p in ("weight", "bias")
+    }
     assert keys == expected  # normalisation buffers are not persistent
 
 
@@ -95,7 +98,13 @@ def _check_loaded(model: VGG19Features, state) -> None:
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         out = model(images)
-    expected = {"relu1_1": (64, 64), "relu2_1": (128, 32), "relu3_1": (256, 16), "relu4_1": (512, 8), "relu5_1": (512, 4)}
+    expected = {
+        "relu1_1": (64, 64),
+        "relu2_1": (128, 32),
+        "relu3_1": (256, 16),
+        "relu4_1": (512, 8),
+        "relu5_1": (512, 4),
+    }
     assert list(out) == list(ALL_RELU_1)
     for name, (channels, size) in expected.items():
         assert out[name].shape == (2, channels, size, size), name

@@ -1,4 +1,5 @@
 """Inference weights: safetensors with the config in the metadata, loaded without any unpickling."""
+
 from __future__ import annotations
 
 import json

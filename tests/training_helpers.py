@@ -1,4 +1,5 @@
 """Tiny training set-ups shared by the trainer, CLI and distributed tests (fast on a 2-core CPU)."""
+
 from __future__ import annotations
 
 import shutil
@@ -20,10 +21,22 @@ def small_image_folder(root: Path, count: int = 8, *, with_garbage: bool = False
 
 
 def tiny_config(tmp_path: Path, model: str = "scft", **overrides) -> TrainConfig:
-    settings = dict(
-        model=model, preset="small", image_size=32, data=str(small_image_folder(tmp_path)),
-        out=str(tmp_path / "run"), batch_size=2, steps=4, discriminator_channels=8, num_samples=2,
-        sample_every=2, checkpoint_every=2, log_every=1, progress="off", tensorboard=False, device="cpu",
-    )
+    settings = {
+        "model": model,
+        "preset": "small",
+        "image_size": 32,
+        "data": str(small_image_folder(tmp_path)),
+        "out": str(tmp_path / "run"),
+        "batch_size": 2,
+        "steps": 4,
+        "discriminator_channels": 8,
+        "num_samples": 2,
+        "sample_every": 2,
+        "checkpoint_every": 2,
+        "log_every": 1,
+        "progress": "off",
+        "tensorboard": False,
+        "device": "cpu",
+    }
     settings.update(overrides)
     return TrainConfig(**settings)

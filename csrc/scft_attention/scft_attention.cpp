@@ -7,10 +7,12 @@ TORCH_LIBRARY_FRAGMENT(refcolor, m) {
   // Returns out = residual + P v (B, N, dv; the residual's strides when it has a dense layout) and
   // P = softmax(scale q k^T) (B, N, M, contiguous, the input dtype) for the backward, or an empty
   // tensor when keep_probs is false (no backward to come: the CPU kernel then never holds P whole).
-  m.def("scft_attention_forward_kernel(Tensor q, Tensor k, Tensor v, Tensor? residual, float scale,"
-        " bool keep_probs) -> (Tensor, Tensor)");
+  m.def(
+      "scft_attention_forward_kernel(Tensor q, Tensor k, Tensor v, Tensor? residual, float scale,"
+      " bool keep_probs) -> (Tensor, Tensor)");
   // Gradients of q, k, v (each in its input's strides when dense), from the forward's P (left
   // intact: the logits' gradient dS is formed block by block in a bounded scratch).
-  m.def("scft_attention_backward_kernel(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor probs,"
-        " float scale) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "scft_attention_backward_kernel(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor probs,"
+      " float scale) -> (Tensor, Tensor, Tensor)");
 }

@@ -55,7 +55,9 @@ inline bool column_major(const at::Tensor& out) {
   return out.stride(c) != 1 && out.stride(r) == 1;
 }
 
-inline at::Tensor last_two_swapped(const at::Tensor& t) { return t.transpose(t.dim() - 2, t.dim() - 1); }
+inline at::Tensor last_two_swapped(const at::Tensor& t) {
+  return t.transpose(t.dim() - 2, t.dim() - 1);
+}
 
 // out = a b (2-D or batched 3-D), written straight into `out` whatever its dense layout.
 inline void matmul_into(at::Tensor out, const at::Tensor& a, const at::Tensor& b) {
@@ -80,8 +82,8 @@ inline void matmul_add_into(at::Tensor out, const at::Tensor& self, const at::Te
 }
 
 // out = residual + P v, or P v: one GEMM into the residual's layout.
-inline at::Tensor attention_output(const at::Tensor& probs, const at::Tensor& v, const c10::optional<at::Tensor>& residual,
-                                   const ScftSizes& z) {
+inline at::Tensor attention_output(const at::Tensor& probs, const at::Tensor& v,
+                                   const c10::optional<at::Tensor>& residual, const ScftSizes& z) {
   if (residual.has_value()) {
     at::Tensor out = empty_in_layout_of(*residual);
     matmul_add_into(out, *residual, probs, v);

@@ -38,7 +38,9 @@ inline float exp_nonpositive(float x) {
   std::memcpy(&two_n, &bits, sizeof two_n);
   return x < -87.3f ? 0.0f : y * two_n;
 }
-inline double exp_nonpositive(double x) { return std::exp(x); }  // float64 keeps libm's accuracy
+inline double exp_nonpositive(double x) {
+  return std::exp(x);
+}  // float64 keeps libm's accuracy
 
 // The two per-element formulas, in the accumulation type (float for 16-bit and float32 storage).
 template <typename acc_t>

@@ -15,15 +15,13 @@ inline SegmentHintSizes segment_hint_sizes(const at::Tensor& segments, const at:
                                            const at::Tensor& num_hints) {
   TORCH_CHECK(segments.dim() == 4, "segments must be (B, Nc, H, W), got ", segments.sizes());
   TORCH_CHECK(image.dim() == 4, "image must be (B, C, H, W), got ", image.sizes());
-  TORCH_CHECK(image.size(0) == segments.size(0) && image.size(2) == segments.size(2) &&
-                  image.size(3) == segments.size(3),
-              "image ", image.sizes(), " does not match segments ", segments.sizes());
-  TORCH_CHECK(image.scalar_type() == segments.scalar_type(), "image dtype ", image.scalar_type(),
-              " != segments dtype ", segments.scalar_type());
-  TORCH_CHECK(num_hints.dim() == 1 && num_hints.size(0) == segments.size(0) &&
-                  num_hints.scalar_type() == at::kLong,
-              "num_hints must be an int64 tensor of shape (B,), got ", num_hints.sizes(), " ",
-              num_hints.scalar_type());
+  TORCH_CHECK(
+      image.size(0) == segments.size(0) && image.size(2) == segments.size(2) && image.size(3) == segments.size(3),
+      "image ", image.sizes(), " does not match segments ", segments.sizes());
+  TORCH_CHECK(image.scalar_type() == segments.scalar_type(), "image dtype ", image.scalar_type(), " != segments dtype ",
+              segments.scalar_type());
+  TORCH_CHECK(num_hints.dim() == 1 && num_hints.size(0) == segments.size(0) && num_hints.scalar_type() == at::kLong,
+              "num_hints must be an int64 tensor of shape (B,), got ", num_hints.sizes(), " ", num_hints.scalar_type());
   TORCH_CHECK(image.device() == segments.device() && num_hints.device() == segments.device(),
               "segments, image and num_hints must be on one device");
   SegmentHintSizes s;
@@ -56,7 +54,9 @@ inline bool pixels_collapse(const at::Tensor& t) {
 // Outputs and gradients keep their input's layout (channels-last in, channels-last out), so no
 // caller pays a conversion pass; inputs that are not dense (slices, broadcasts) get the
 // memory format torch suggests for them.
-inline at::Tensor gradient_like(const at::Tensor& t) { return at::empty_like(t); }
+inline at::Tensor gradient_like(const at::Tensor& t) {
+  return at::empty_like(t);
+}
 
 inline void check_grad_shapes(const at::Tensor& grad_hints, const at::Tensor& grad_mask, const at::Tensor& image,
                               const SegmentHintSizes& z) {

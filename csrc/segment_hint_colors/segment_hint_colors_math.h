@@ -52,10 +52,9 @@ REFCOLOR_HOST_DEVICE inline acc_t segment_mean_grad_count(acc_t grad_color, acc_
 // channel count at compile time (unrolled), 0 uses `channels`.
 template <int kChannels, typename acc_t, typename scalar_t>
 REFCOLOR_HOST_DEVICE inline acc_t segment_grad_at_pixel(const acc_t* color_i, const acc_t* grad_sum_i,
-                                                        acc_t grad_count_i, acc_t grad_mask,
-                                                        const scalar_t* grad_hints, int64_t grad_hints_stride,
-                                                        const scalar_t* image, int64_t image_stride,
-                                                        int64_t channels) {
+                                                        acc_t grad_count_i, acc_t grad_mask, const scalar_t* grad_hints,
+                                                        int64_t grad_hints_stride, const scalar_t* image,
+                                                        int64_t image_stride, int64_t channels) {
   const int64_t C = kChannels > 0 ? kChannels : channels;
   acc_t g = grad_mask + grad_count_i;
   for (int64_t c = 0; c < C; ++c) {
@@ -80,8 +79,7 @@ struct Strides4 {
 };
 
 // Element offset of (b, ch, pixel p) in a tensor of row width `width`.
-REFCOLOR_HOST_DEVICE inline int64_t element_offset(const Strides4& s, int64_t b, int64_t ch, int64_t p,
-                                                   int64_t width) {
+REFCOLOR_HOST_DEVICE inline int64_t element_offset(const Strides4& s, int64_t b, int64_t ch, int64_t p, int64_t width) {
   return b * s.batch + ch * s.channel + (p / width) * s.row + (p % width) * s.col;
 }
 
@@ -163,9 +161,9 @@ REFCOLOR_HOST_DEVICE inline acc_t partial_total(const acc_t* partial, int64_t nb
 
 // Finalize of segment (b, i): its count and mean colours (zero when inactive).
 template <typename acc_t>
-REFCOLOR_HOST_DEVICE inline void finalize_forward_segment(const acc_t* partial, int64_t nblocks, int64_t b,
-                                                          int64_t i, int64_t active, int64_t segments,
-                                                          int64_t channels, acc_t* colors, acc_t* counts) {
+REFCOLOR_HOST_DEVICE inline void finalize_forward_segment(const acc_t* partial, int64_t nblocks, int64_t b, int64_t i,
+                                                          int64_t active, int64_t segments, int64_t channels,
+                                                          acc_t* colors, acc_t* counts) {
   const int64_t bi = b * segments + i;
   const bool on = i < active;
   const acc_t count = on ? partial_total(partial, nblocks, b, i, channels, segments, channels) : acc_t(0);
@@ -177,16 +175,14 @@ REFCOLOR_HOST_DEVICE inline void finalize_forward_segment(const acc_t* partial, 
 
 // Backward finalize of segment (b, i): d mean / d sum per channel and d mean / d count.
 template <typename acc_t>
-REFCOLOR_HOST_DEVICE inline void finalize_backward_segment(const acc_t* partial, int64_t nblocks, int64_t b,
-                                                           int64_t i, int64_t active, int64_t segments,
-                                                           int64_t channels, const acc_t* colors,
-                                                           const acc_t* counts, acc_t* grad_sum,
+REFCOLOR_HOST_DEVICE inline void finalize_backward_segment(const acc_t* partial, int64_t nblocks, int64_t b, int64_t i,
+                                                           int64_t active, int64_t segments, int64_t channels,
+                                                           const acc_t* colors, const acc_t* counts, acc_t* grad_sum,
                                                            acc_t* grad_count) {
   const int64_t bi = b * segments + i;
   acc_t gcount = 0;
   for (int64_t c = 0; c < channels; ++c) {
-    const acc_t grad_color =
-        i < active ? partial_total(partial, nblocks, b, i, c, segments, channels) : acc_t(0);
+    const acc_t grad_color = i < active ? partial_total(partial, nblocks, b, i, c, segments, channels) : acc_t(0);
     grad_sum[bi * channels + c] = segment_mean_grad_sum(grad_color, counts[bi]);
     gcount += segment_mean_grad_count(grad_color, colors[bi * channels + c], counts[bi]);
   }
@@ -218,19 +214,19 @@ REFCOLOR_HOST_DEVICE inline void paint_forward_pixel(const T* S, const Strides4&
 
 // Backward paint of pixel p of sample b: dS for every segment (0 when inactive) and dY.
 template <typename acc_t, typename T, typename Store>
-REFCOLOR_HOST_DEVICE inline void paint_backward_pixel(
-    const T* gH, const Strides4& ghs, const T* gM, const Strides4& gms, const T* S, const Strides4& ss, const T* Y,
-    const Strides4& ys, const acc_t* colors, const acc_t* grad_sum, const acc_t* grad_count, T* dS,
-    const Strides4& dss, T* dY, const Strides4& dys, int64_t b, int64_t p, int64_t active, int64_t segments,
-    int64_t channels, int64_t width, Store store) {
+REFCOLOR_HOST_DEVICE inline void paint_backward_pixel(const T* gH, const Strides4& ghs, const T* gM,
+                                                      const Strides4& gms, const T* S, const Strides4& ss, const T* Y,
+                                                      const Strides4& ys, const acc_t* colors, const acc_t* grad_sum,
+                                                      const acc_t* grad_count, T* dS, const Strides4& dss, T* dY,
+                                                      const Strides4& dys, int64_t b, int64_t p, int64_t active,
+                                                      int64_t segments, int64_t channels, int64_t width, Store store) {
   const acc_t gm = load_as<acc_t>(gM[element_offset(gms, b, 0, p, width)]);
   const T* gh = gH + element_offset(ghs, b, 0, p, width);
   const T* y = Y + element_offset(ys, b, 0, p, width);
   for (int64_t i = 0; i < segments; ++i) {
     const int64_t bi = b * segments + i;
     const acc_t g = i < active ? segment_grad_at_pixel<0>(colors + bi * channels, grad_sum + bi * channels,
-                                                          grad_count[bi], gm, gh, ghs.channel, y, ys.channel,
-                                                          channels)
+                                                          grad_count[bi], gm, gh, ghs.channel, y, ys.channel, channels)
                                : acc_t(0);
     store(&dS[element_offset(dss, b, i, p, width)], g);
   }

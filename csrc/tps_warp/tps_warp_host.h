@@ -14,11 +14,11 @@ struct TpsWarpSizes {
 inline TpsWarpSizes tps_warp_sizes(const at::Tensor& image, const at::Tensor& params, const at::Tensor& ctrl,
                                    int64_t padding_mode) {
   TORCH_CHECK(image.dim() == 4, "image must be (B, C, H, W), got ", image.sizes());
-  TORCH_CHECK(ctrl.dim() == 3 && ctrl.size(0) == image.size(0) && ctrl.size(2) == 2,
-              "ctrl must be (B, K, 2), got ", ctrl.sizes());
-  TORCH_CHECK(params.dim() == 3 && params.size(0) == image.size(0) && params.size(1) == ctrl.size(1) + 3 &&
-                  params.size(2) == 2,
-              "params must be (B, K + 3, 2), got ", params.sizes(), " for ctrl ", ctrl.sizes());
+  TORCH_CHECK(ctrl.dim() == 3 && ctrl.size(0) == image.size(0) && ctrl.size(2) == 2, "ctrl must be (B, K, 2), got ",
+              ctrl.sizes());
+  TORCH_CHECK(
+      params.dim() == 3 && params.size(0) == image.size(0) && params.size(1) == ctrl.size(1) + 3 && params.size(2) == 2,
+      "params must be (B, K + 3, 2), got ", params.sizes(), " for ctrl ", ctrl.sizes());
   TORCH_CHECK(params.scalar_type() == ctrl.scalar_type(), "params and ctrl must share a dtype");
   TORCH_CHECK(padding_mode == 0 || padding_mode == 1, "padding_mode must be 0 (zeros) or 1 (border)");
   TORCH_CHECK(image.device() == params.device() && image.device() == ctrl.device(),

@@ -155,7 +155,9 @@ REFCOLOR_HOST_DEVICE inline int64_t tps_offset(const TpsStrides& s, int64_t b, i
 
 constexpr int kTpsThreads = 256;  // one thread per output pixel
 
-REFCOLOR_HOST_DEVICE inline int64_t tps_block_count(int64_t pixels) { return (pixels + kTpsThreads - 1) / kTpsThreads; }
+REFCOLOR_HOST_DEVICE inline int64_t tps_block_count(int64_t pixels) {
+  return (pixels + kTpsThreads - 1) / kTpsThreads;
+}
 // The output pixel of thread `thread` in block `block`; false for the threads of the last block
 // that lie past the image (the tail), which do nothing.
 REFCOLOR_HOST_DEVICE inline bool tps_thread_pixel(int64_t block, int thread, int64_t pixels, int64_t* p) {

@@ -12,6 +12,7 @@
 
 --data is required and should hold images the model was not trained on; the report names it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,14 +32,20 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", choices=MODELS, default="guide", help="model kind (default: %(default)s)")
-    parser.add_argument("--checkpoint", required=True, metavar="RUN",
-                        help="run directory, .safetensors weights or .pt checkpoint")
-    parser.add_argument("--data", required=True, metavar="DIR",
-                        help="held-out image folder to evaluate on (required: the bundled sample set is the "
-                        "default training data, so it is never a silent default here)")
+    parser.add_argument(
+        "--checkpoint", required=True, metavar="RUN", help="run directory, .safetensors weights or .pt checkpoint"
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="DIR",
+        help="held-out image folder to evaluate on (required: the bundled sample set is the "
+        "default training data, so it is never a silent default here)",
+    )
     parser.add_argument("--max-images", type=int, default=None, metavar="N", help="the first N images (sorted)")
-    parser.add_argument("--batch-size", type=int, default=8, metavar="B",
-                        help="images per batch (default: %(default)s)")
+    parser.add_argument(
+        "--batch-size", type=int, default=8, metavar="B", help="images per batch (default: %(default)s)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto (default: %(default)s)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder of the report (CSV, Markdown, PNG)")
     parser.set_defaults(run=run)
@@ -46,11 +53,13 @@ def add_parser(subparsers) -> None:
 
 def _show_warning(default, category):
     """A warnings.showwarning that prints `category` as one CLI line and leaves the rest to `default`."""
+
     def show(message, cls, filename, lineno, file=None, line=None):
         if issubclass(cls, category):
             print(f"refcolor evaluate: warning: {' '.join(str(message).split())}", file=sys.stderr)
         else:
             default(message, cls, filename, lineno, file, line)
+
     return show
 
 
@@ -100,8 +109,9 @@ def _evaluate_scft(args, loaded, device) -> int:
         dataset = ImageFolder(data, size=model.config.image_size)
         total = len(dataset) if args.max_images is None else min(args.max_images, len(dataset))
         print(f"evaluating {loaded.source} on {total} images of {data} at {model.config.image_size}px ({device})")
-        result = scft_eval.evaluate_scft(model, dataset, max_images=args.max_images, batch_size=args.batch_size,
-                                         device=device)
+        result = scft_eval.evaluate_scft(
+            model, dataset, max_images=args.max_images, batch_size=args.batch_size, device=device
+        )
     paths = scft_eval.write_report(result, args.out)
     print(scft_eval.markdown_table(result))
     if "png" not in paths:
@@ -110,4 +120,7 @@ def _evaluate_scft(args, loaded, device) -> int:
     return 0
 
 
-EVALUATIONS = {"guide": _evaluate_guide, "scft": _evaluate_scft}  # --model kind -> its protocol; MODELS lists the same kinds
+EVALUATIONS = {
+    "guide": _evaluate_guide,
+    "scft": _evaluate_scft,
+}  # --model kind -> its protocol; MODELS lists the same kinds

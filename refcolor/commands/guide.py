@@ -1,12 +1,13 @@
 """`refcolor guide`: GuidingPainter's interactive loop on the command line.
 
-    refcolor guide SKETCH --checkpoint RUN --out DIR
-        DIR/<stem>_regions.png (numbered overlay) and DIR/<stem>_regions.json (per region: rank,
-        channel, pixels, bbox [x0, y0, x1, y1] inclusive, anchor [x, y]).
-    refcolor guide SKETCH --checkpoint RUN --colors COLORS.json -o OUT.png [--out DIR]
-        the colorized sketch at SKETCH's size; COLORS.json is a list whose entry i ("#rrggbb",
-        "#rgb" or [r, g, b]) is the colour of region i + 1. With --out the overlay is written too.
+refcolor guide SKETCH --checkpoint RUN --out DIR
+    DIR/<stem>_regions.png (numbered overlay) and DIR/<stem>_regions.json (per region: rank,
+    channel, pixels, bbox [x0, y0, x1, y1] inclusive, anchor [x, y]).
+refcolor guide SKETCH --checkpoint RUN --colors COLORS.json -o OUT.png [--out DIR]
+    the colorized sketch at SKETCH's size; COLORS.json is a list whose entry i ("#rrggbb",
+    "#rgb" or [r, g, b]) is the colour of region i + 1. With --out the overlay is written too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,17 +25,38 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("sketch", metavar="SKETCH", help="line drawing (or colour image: its outline is extracted)")
-    parser.add_argument("--checkpoint", required=True, metavar="RUN",
-                        help="a 'guide' run directory, .safetensors weights or .pt checkpoint")
-    parser.add_argument("--out", metavar="DIR", default=None,
-                        help="folder for the region overlay and JSON (default without --colors: current folder)")
-    parser.add_argument("--colors", metavar="COLORS.json", default=None,
-                        help="JSON list of region colours: entry i colours region i + 1")
-    parser.add_argument("-o", "--output", metavar="OUT.png", default=None,
-                        help="colorized image (default with --colors and --out: DIR/<stem>_colorized.png)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="RUN",
+        help="a 'guide' run directory, .safetensors weights or .pt checkpoint",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="folder for the region overlay and JSON (default without --colors: current folder)",
+    )
+    parser.add_argument(
+        "--colors",
+        metavar="COLORS.json",
+        default=None,
+        help="JSON list of region colours: entry i colours region i + 1",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.png",
+        default=None,
+        help="colorized image (default with --colors and --out: DIR/<stem>_colorized.png)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto (default: %(default)s)")
-    parser.add_argument("--no-keep-lines", dest="keep_lines", action="store_false",
-                        help="colorized image without the sketch's full-resolution lines over the upsampled colours")
+    parser.add_argument(
+        "--no-keep-lines",
+        dest="keep_lines",
+        action="store_false",
+        help="colorized image without the sketch's full-resolution lines over the upsampled colours",
+    )
     parser.set_defaults(run=run)
 
 
@@ -58,7 +80,11 @@ def run(args) -> int:
     colors = read_colors(args.colors) if args.colors is not None else None  # fail before loading the model
     out_dir = Path(args.out) if args.out is not None else (Path(".") if colors is None else None)
     stem = Path(args.sketch).stem
-    output = Path(args.output) if args.output is not None else (out_dir / f"{stem}_colorized.png" if colors else None)
+    output = None
+    if args.output is not None:
+        output = Path(args.output)
+    elif colors is not None and out_dir is not None:
+        output = out_dir / f"{stem}_colorized.png"
 
     if output is not None and output.suffix.lower() not in Image.registered_extensions():
         raise CommandError(f"-o/--output: unknown image format {output.suffix or '(no extension)'!r} of {output}")
@@ -76,7 +102,7 @@ def run(args) -> int:
         json_path.write_text(_regions_json(args.sketch, regions.to_json()))
         print(f"wrote {overlay_path} and {json_path}")
 
-    if colors is not None:
+    if colors is not None and output is not None:  # (--colors without an output is refused above)
         if len(colors) > len(regions):
             raise CommandError(
                 f"{args.colors}: {len(colors)} colours given but the sketch has only {len(regions)} regions "

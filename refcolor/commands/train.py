@@ -5,24 +5,46 @@ then the options given here. With --resume the run's saved config is the base in
 the options given explicitly are applied on top of it. Multi-GPU / multi-node: start it with
 `torchrun --nproc-per-node N -m refcolor train ...` (--batch-size is per process).
 """
+
 from __future__ import annotations
 
 import argparse
 
 # option -> TrainConfig key (all default to None: "not given")
 OPTIONS = {
-    "model": "model", "preset": "preset", "size": "image_size", "data": "data", "out": "out",
-    "batch_size": "batch_size", "steps": "steps", "seed": "seed", "device": "device", "backend": "backend",
-    "amp": "amp", "lr_g": "lr_generator", "lr_d": "lr_discriminator", "gan_mode": "gan_mode",
-    "checkpoint_every": "checkpoint_every", "sample_every": "sample_every", "log_every": "log_every",
-    "num_workers": "num_workers", "vgg_weights": "vgg_weights", "progress": "progress",
+    "model": "model",
+    "preset": "preset",
+    "size": "image_size",
+    "data": "data",
+    "out": "out",
+    "batch_size": "batch_size",
+    "steps": "steps",
+    "seed": "seed",
+    "device": "device",
+    "backend": "backend",
+    "amp": "amp",
+    "lr_g": "lr_generator",
+    "lr_d": "lr_discriminator",
+    "gan_mode": "gan_mode",
+    "checkpoint_every": "checkpoint_every",
+    "sample_every": "sample_every",
+    "log_every": "log_every",
+    "num_workers": "num_workers",
+    "vgg_weights": "vgg_weights",
+    "progress": "progress",
 }
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a colorizer (scft or guide) on a folder of colour images",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=("scft", "guide"), help="scft (reference-based) or guide (GuidingPainter); default scft")
+    p = sub.add_parser(
+        "train",
+        help="train a colorizer (scft or guide) on a folder of colour images",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model", choices=("scft", "guide"), help="scft (reference-based) or guide (GuidingPainter); default scft"
+    )
     p.add_argument("--data", metavar="DIR", help="folder of colour images (default: the bundled sample set)")
     p.add_argument("--preset", choices=("small", "paper"), help="model size (default small: trains on a CPU)")
     p.add_argument("--size", type=int, metavar="S", help="training resolution (default: the preset's)")
@@ -42,9 +64,12 @@ def add_parser(sub) -> None:
     p.add_argument("--sample-every", type=int, metavar="N", help="steps between sample grids (default 250)")
     p.add_argument("--log-every", type=int, metavar="N", help="steps between log records (default 10)")
     p.add_argument("--num-workers", type=int, help="data-loader workers (default: 0 on CPU)")
-    p.add_argument("--vgg-weights", metavar="FILE_OR_URL",
-                   help="torchvision VGG19 weights for the perceptual/style losses (default: "
-                   "$REFCOLOR_VGG19_WEIGHTS or the torch hub cache; without weights those losses are off)")
+    p.add_argument(
+        "--vgg-weights",
+        metavar="FILE_OR_URL",
+        help="torchvision VGG19 weights for the perceptual/style losses (default: "
+        "$REFCOLOR_VGG19_WEIGHTS or the torch hub cache; without weights those losses are off)",
+    )
     p.add_argument("--download-vgg", action="store_true", default=None, help="allow downloading the VGG19 weights")
     p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), help="progress display (default auto)")
     p.set_defaults(run=run)
@@ -78,6 +103,8 @@ def run(args) -> int:
     config, resume = build_config(args)
     with warnings.catch_warnings():
         # The VGG notice is a one-line warning; show it without the source line python adds.
-        warnings.showwarning = lambda message, category, *a, **k: print(f"refcolor train: warning: {message}", file=sys.stderr)
+        warnings.showwarning = lambda message, category, *a, **k: print(
+            f"refcolor train: warning: {message}", file=sys.stderr
+        )
         summary = train(config, resume=resume)
     return 0 if summary.get("stopped") == "done" else 1

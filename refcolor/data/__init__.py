@@ -1,4 +1,5 @@
 """Training data: image folders, sketch extraction, augmented-self references, loaders."""
+
 from refcolor.data.augmented_self_reference import AugmentedSelfReference
 from refcolor.data.image_folder import ImageFolder, UnreadableImageWarning, sample_images_dir
 from refcolor.data.loader import make_loader, to_device

@@ -3,6 +3,7 @@ Sec. 3.1): the appearance transform a(.) gives the target I_gt = a(I), the thin-
 distortion s(.) gives the reference I_r = s(a(I)), and the outline extractor gives the sketch of
 I_gt. The warp's sampling grid is the ground-truth correspondence between reference and target.
 """
+
 from __future__ import annotations
 
 import math

@@ -17,6 +17,7 @@ Bad files are expected (a folder of a million scraped images always holds a few)
 Truncated images are treated as unreadable: PIL's global `ImageFile.LOAD_TRUNCATED_IMAGES` is
 left alone.
 """
+
 from __future__ import annotations
 
 import operator
@@ -37,16 +38,17 @@ class UnreadableImageWarning(UserWarning):
     """A file with an image extension that could not be decoded and was skipped."""
 
 
-def list_images(root: str | os.PathLike, extensions=EXTENSIONS) -> list[str]:
+def list_images(root: str | os.PathLike[str], extensions=EXTENSIONS) -> list[str]:
     """Image files under `root`, recursively, sorted: by extension (case-insensitive, with or
     without the dot), hidden files and folders (names starting with ".") skipped. The one folder
     listing of training, sketch extraction and the inference commands."""
     extensions = tuple(e.lower().lstrip(".") for e in extensions)
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(os.fspath(root)):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # also prunes the walk
         found += [
-            os.path.join(dirpath, f) for f in filenames
+            os.path.join(dirpath, f)
+            for f in filenames
             if not f.startswith(".") and os.path.splitext(f)[1][1:].lower() in extensions
         ]
     return sorted(found)
@@ -98,7 +100,9 @@ def resize_crop(im: Image.Image, size: int, offset: tuple[float, float] = (0.5, 
     return resize_lanczos(im, (size, size), box=(left, top, left + side, top + side))
 
 
-def resize_lanczos(im: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float] | None = None) -> Image.Image:
+def resize_lanczos(
+    im: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float] | None = None
+) -> Image.Image:
     """`im` (or its `box`) resized to size = (width, height): the one resampling of colour images
     for training (ImageFolder) and inference (refcolor.data.sketch_preparation), so both see the
     same pixels. Lanczos with a box pre-reduction beyond 3x (reducing_gap): fast on large photos."""
@@ -141,7 +145,9 @@ class ImageFolder(torch.utils.data.Dataset):
         self._ends = np.cumsum([len(e) for e in enc])
         self._bad: set[int] = set()  # indices that failed at load time (this process only)
         if self.skipped:
-            warnings.warn(f"ImageFolder({self.root}): {self.summary()} (see .skipped)", UnreadableImageWarning, stacklevel=2)
+            warnings.warn(
+                f"ImageFolder({self.root}): {self.summary()} (see .skipped)", UnreadableImageWarning, stacklevel=2
+            )
 
     def _candidates(self) -> list[str]:
         return list_images(self.root, self.extensions)
@@ -163,7 +169,7 @@ class ImageFolder(torch.utils.data.Dataset):
     def path(self, index: int) -> str:
         index = range(len(self))[index]  # negative indices, IndexError
         start = self._ends[index - 1] if index > 0 else 0
-        return self._blob[start:self._ends[index]].tobytes().decode("utf-8", "surrogateescape")
+        return self._blob[start : self._ends[index]].tobytes().decode("utf-8", "surrogateescape")
 
     @property
     def paths(self) -> list[str]:

@@ -10,6 +10,7 @@ and it keeps workers light so a few of them saturate the GPU. Typical step::
         batch = to_device(batch, "cuda")               # async copy from pinned memory
         data = augment(batch["image"])                 # on the GPU
 """
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,7 @@ def _seed_worker(worker_id: int) -> None:
     # seeds `random` and numpy with it; doing it here as well keeps the contract explicit.
     seed = torch.initial_seed()
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002  the global RNG that third-party augmentations draw from
 
 
 def make_loader(
@@ -49,11 +50,9 @@ def make_loader(
     if num_workers is None:
         num_workers = min(8, os.cpu_count() or 1)
     pin = device is not None and torch.device(device).type == "cuda"
-    extra = {}
-    if num_workers > 0:
-        extra["persistent_workers"] = True if persistent_workers is None else persistent_workers
-        if prefetch_factor is not None:
-            extra["prefetch_factor"] = prefetch_factor
+    # Without workers, DataLoader refuses persistent workers and a prefetch factor.
+    persistent = num_workers > 0 and (True if persistent_workers is None else persistent_workers)
+    prefetch = prefetch_factor if num_workers > 0 else None
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -63,7 +62,8 @@ def make_loader(
         drop_last=drop_last,
         generator=torch.Generator().manual_seed(seed),
         worker_init_fn=_seed_worker,
-        **extra,
+        persistent_workers=persistent,
+        prefetch_factor=prefetch,
     )
 
 

@@ -11,6 +11,7 @@ lines, batched in torch so it runs on the training device.
 
 Every parameter may be a float or a per-sample tensor (B,) (or 0-dim), on any device.
 """
+
 from __future__ import annotations
 
 import math
@@ -296,10 +297,10 @@ def sketch_files(
     else:
         raise FileNotFoundError(f"no such file or folder: {src}")
     written = skipped = 0
-    for path, target in zip(files, targets):
+    for path, target in zip(files, targets, strict=True):
         try:
             image = _read_rgb(path)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure (truncated, corrupt, bomb): never fatal
+        except Exception as exc:  # any decoder failure (truncated, corrupt, bomb): never fatal
             warn(f"skipping unreadable image {path}: {type(exc).__name__}: {exc}".replace("\n", " "))
             skipped += 1
             continue

@@ -19,6 +19,7 @@ model's multiple, and `crop` removes the padding from the model's output.
 
 Tensors are (B, C, H, W) float in [0, 1]; sketches are (B, 1, H, W), white (1.0) with dark lines.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -113,17 +114,26 @@ def prepare_sketch(
         raise ValueError(f"prepare_sketch: argument 'extract' must be one of {EXTRACT_MODES}, got {extract!r}")
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"prepare_sketch: argument 'images' must be (B, 3 or 1, H, W), got {tuple(images.shape)}")
-    size = tuple(images.shape[-2:]) if size is None else tuple(size)
+    if size is None:
+        size = (images.shape[-2], images.shape[-1])
+    elif len(size) != 2:
+        raise ValueError(f"prepare_sketch: argument 'size' must be (H, W), got {size!r}")
+    else:
+        size = (int(size[0]), int(size[1]))
     if extract == "always":
         outline = resize_colour(images, size)
         return extractor(outline, generator) if extractor is not None else xdog(outline)
     if extract == "never":
         return downsample_lines(normalize_white(luminance(images)), size)
     lines = is_line_drawing(images).tolist()
-    return torch.cat([
-        prepare_sketch(image[None], size, extract="never" if line else "always", extractor=extractor, generator=generator)
-        for image, line in zip(images, lines)
-    ])
+    return torch.cat(
+        [
+            prepare_sketch(
+                image[None], size, extract="never" if line else "always", extractor=extractor, generator=generator
+            )
+            for image, line in zip(images, lines, strict=True)
+        ]
+    )
 
 
 def pad_to_multiple(images: Tensor, multiple: int, value: float) -> tuple[Tensor, tuple[int, int, int, int]]:
@@ -140,7 +150,7 @@ def pad_to_multiple(images: Tensor, multiple: int, value: float) -> tuple[Tensor
 def crop(images: Tensor, box: tuple[int, int, int, int]) -> Tensor:
     """The (top, left, H, W) box of pad_to_multiple cut out of (..., H', W')."""
     top, left, H, W = box
-    return images[..., top:top + H, left:left + W]
+    return images[..., top : top + H, left : left + W]
 
 
 __all__ = [

@@ -11,11 +11,13 @@ with its mean colour): what a perfect flat fill of the model's regions scores.
 
 Outputs: write_report -> psnr_vs_hints.csv, .md and .png (a line chart drawn with PIL).
 """
+
 from __future__ import annotations
 
 import csv
 import math
 import os
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +59,7 @@ class HintCurve:
     def rows(self) -> list[dict]:
         return [
             {"num_hints": n, "psnr_mean": m, "psnr_std": s, "coverage": c}
-            for n, m, s, c in zip(self.hints, self.psnr_mean, self.psnr_std, self.coverage)
+            for n, m, s, c in zip(self.hints, self.psnr_mean, self.psnr_std, self.coverage, strict=True)
         ]
 
 
@@ -110,6 +112,8 @@ def evaluate_guide_psnr(
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images: expected an integer >= 1, got {max_images}")
     dataset = data if isinstance(data, torch.utils.data.Dataset) else ImageFolder(data, size=model.config.image_size)
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"data: expected a dataset with a length (map-style), got {type(dataset).__name__}")
     total = len(dataset) if max_images is None else min(max_images, len(dataset))
     if total == 0:
         raise ValueError("data: no images to evaluate")
@@ -130,7 +134,7 @@ def evaluate_guide_psnr(
                 step = max(1, samples_per_pass // len(items))
                 batch_psnr, batch_cover = [], []
                 for i in range(0, len(counts), step):
-                    output, mask = hinted_outputs(model, sketch, target, counts[i:i + step], segments)
+                    output, mask = hinted_outputs(model, sketch, target, counts[i : i + step], segments)
                     batch_psnr.append(_psnr(from_model_range(output), image).cpu())
                     batch_cover.append(mask.double().mean(dim=(-3, -2, -1)).cpu())
                 psnrs.append(torch.cat(batch_psnr).T)  # (b, len(counts))
@@ -175,8 +179,9 @@ def describe_data(data, dataset) -> str:
 
 def markdown_table(curve: HintCurve) -> str:
     lines = ["| hints | PSNR mean (dB) | PSNR std (dB) | hinted pixels |", "|---:|---:|---:|---:|"]
-    lines += [f"| {r['num_hints']} | {r['psnr_mean']:.2f} | {r['psnr_std']:.2f} | {r['coverage']:.1%} |"
-              for r in curve.rows()]
+    lines += [
+        f"| {r['num_hints']} | {r['psnr_mean']:.2f} | {r['psnr_std']:.2f} | {r['coverage']:.1%} |" for r in curve.rows()
+    ]
     return "\n".join(lines)
 
 
@@ -233,7 +238,7 @@ def _text(draw: ImageDraw.ImageDraw, xy, text: str, font, anchor: str = "lt") ->
 
 def _vertical_text(image: Image.Image, center, text: str, font) -> None:
     x0, y0, x1, y1 = ImageDraw.Draw(image).textbbox((0, 0), text, font=font)
-    label = Image.new("L", (x1 - x0 + 2, y1 - y0 + 2), 0)
+    label = Image.new("L", (math.ceil(x1 - x0) + 2, math.ceil(y1 - y0) + 2), 0)
     ImageDraw.Draw(label).text((1 - x0, 1 - y0), text, fill=255, font=font)
     label = label.rotate(90, expand=True)
     corner = (int(center[0] - label.width / 2), int(center[1] - label.height / 2))
@@ -249,8 +254,8 @@ def plot_curve(curve: HintCurve, path: str | os.PathLike, title: str, *, size: t
     W, H = size
     left, right, top, bottom = 72, 24, 48, 64
     x_lo, x_hi = min(curve.hints), max(max(curve.hints), min(curve.hints) + 1)
-    band_lo = [m - s for m, s in zip(curve.psnr_mean, curve.psnr_std)]
-    band_hi = [m + s for m, s in zip(curve.psnr_mean, curve.psnr_std)]
+    band_lo = [m - s for m, s in zip(curve.psnr_mean, curve.psnr_std, strict=True)]
+    band_hi = [m + s for m, s in zip(curve.psnr_mean, curve.psnr_std, strict=True)]
     y_values = band_lo + band_hi + [curve.hint_map_psnr]
     y_step = _nice_step(max(y_values) - min(y_values), 6)
     y_lo, y_hi = math.floor(min(y_values) / y_step) * y_step, math.ceil(max(y_values) / y_step) * y_step
@@ -258,8 +263,10 @@ def plot_curve(curve: HintCurve, path: str | os.PathLike, title: str, *, size: t
     x_step = max(1, round(_nice_step(x_hi - x_lo, 8, (1, 2, 5, 10))))  # whole hint counts
 
     def px(x: float, y: float) -> tuple[float, float]:
-        return (left + (x - x_lo) / (x_hi - x_lo) * (W - left - right),
-                top + (y_hi - y) / (y_hi - y_lo) * (H - top - bottom))
+        return (
+            left + (x - x_lo) / (x_hi - x_lo) * (W - left - right),
+            top + (y_hi - y) / (y_hi - y_lo) * (H - top - bottom),
+        )
 
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
@@ -275,7 +282,9 @@ def plot_curve(curve: HintCurve, path: str | os.PathLike, title: str, *, size: t
         draw.line([(qx, H - bottom), (qx, H - bottom + 5)], fill="black")
         _text(draw, (qx, H - bottom + 8), _label(x, x_step), font, "mt")
     band = Image.new("RGBA", size, (0, 0, 0, 0))
-    outline = [px(x, y) for x, y in zip(curve.hints, band_hi)] + [px(x, y) for x, y in zip(curve.hints, band_lo)][::-1]
+    outline = [px(x, y) for x, y in zip(curve.hints, band_hi, strict=True)] + [
+        px(x, y) for x, y in zip(curve.hints, band_lo, strict=True)
+    ][::-1]
     ImageDraw.Draw(band).polygon(outline, fill=(*BLUE, 50))
     image.paste(band, (0, 0), band)
     draw = ImageDraw.Draw(image)
@@ -283,7 +292,7 @@ def plot_curve(curve: HintCurve, path: str | os.PathLike, title: str, *, size: t
     _, ref_y = px(x_lo, curve.hint_map_psnr)
     for x0 in range(left, W - right, 12):  # the hint map's own PSNR, dashed
         draw.line([(x0, ref_y), (min(x0 + 6, W - right), ref_y)], fill=ORANGE, width=2)
-    points = [px(x, y) for x, y in zip(curve.hints, curve.psnr_mean)]
+    points = [px(x, y) for x, y in zip(curve.hints, curve.psnr_mean, strict=True)]
     if len(points) > 1:
         draw.line(points, fill=BLUE, width=2)
     for qx, qy in points:

@@ -33,11 +33,13 @@ from). The model colours X with R; everything is measured on [0, 1] images:
 Outputs: write_report -> scft_eval.csv and .md, and scft_eval.png when matplotlib is installed
 (the extra refcolor[plot]).
 """
+
 from __future__ import annotations
 
 import csv
 import math
 import os
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,8 +179,10 @@ class SCFTEvaluation:
         for j, name in enumerate(self.methods):
             row = {
                 "method": name,
-                "psnr_mean": float(self.psnr[:, j].mean()), "psnr_std": float(self.psnr[:, j].std(correction=0)),
-                "ssim_mean": float(self.ssim[:, j].mean()), "ssim_std": float(self.ssim[:, j].std(correction=0)),
+                "psnr_mean": float(self.psnr[:, j].mean()),
+                "psnr_std": float(self.psnr[:, j].std(correction=0)),
+                "ssim_mean": float(self.ssim[:, j].mean()),
+                "ssim_std": float(self.ssim[:, j].std(correction=0)),
                 "palette_mean": math.nan,
             }
             if self.palette is not None and name in PALETTE_METHODS:
@@ -186,8 +190,16 @@ class SCFTEvaluation:
             rows.append(row)
         if self.palette is not None:  # the own-colours baseline has only a palette figure
             k = PALETTE_METHODS.index("own_colours")
-            rows.append({"method": "own_colours", "psnr_mean": math.nan, "psnr_std": math.nan, "ssim_mean": math.nan,
-                         "ssim_std": math.nan, "palette_mean": float(self.palette[:, k].mean())})
+            rows.append(
+                {
+                    "method": "own_colours",
+                    "psnr_mean": math.nan,
+                    "psnr_std": math.nan,
+                    "ssim_mean": math.nan,
+                    "ssim_std": math.nan,
+                    "palette_mean": float(self.palette[:, k].mean()),
+                }
+            )
         return rows
 
     def accuracy(self) -> dict[str, float] | None:
@@ -197,8 +209,13 @@ class SCFTEvaluation:
         if c is None:
             return None
         n = max(c["valid"], 1.0)
-        return {"exact": c["exact"] / n, "within_one": c["within_one"] / n, "chance_exact": c["chance_exact"] / n,
-                "chance_within_one": c["chance_within_one"] / n, "valid_cells": c["valid"]}
+        return {
+            "exact": c["exact"] / n,
+            "within_one": c["within_one"] / n,
+            "chance_exact": c["chance_exact"] / n,
+            "chance_within_one": c["chance_within_one"] / n,
+            "valid_cells": c["valid"],
+        }
 
 
 def _call(model: nn.Module, sketch: Tensor, reference: Tensor, with_attention: bool):
@@ -239,6 +256,8 @@ def evaluate_scft(
         if image_size is None:
             raise ValueError("image_size: the model has no config.image_size; pass image_size")
     dataset = data if isinstance(data, torch.utils.data.Dataset) else ImageFolder(data, size=image_size)
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"data: expected a dataset with a length (map-style), got {type(dataset).__name__}")
     total = len(dataset) if max_images is None else min(max_images, len(dataset))
     if total == 0:
         raise ValueError("data: no images to evaluate")
@@ -256,8 +275,10 @@ def evaluate_scft(
             for start in range(0, total, batch_size):
                 indices = list(range(start, min(start + batch_size, total)))
                 items = [dataset[i] for i in indices]
-                paths += [str(item.get("path", i)) for i, item in zip(indices, items)]
-                triples = [augmented_self_triple(item["image"], i, seed) for i, item in zip(indices, items)]
+                paths += [str(item.get("path", i)) for i, item in zip(indices, items, strict=True)]
+                triples = [
+                    augmented_self_triple(item["image"], i, seed) for i, item in zip(indices, items, strict=True)
+                ]
                 sketch, reference, target, grid = (
                     torch.cat([t[k] for t in triples]).to(device) for k in ("sketch", "reference", "target", "grid")
                 )
@@ -269,22 +290,32 @@ def evaluate_scft(
                 if attention is None:
                     hits = None
                 elif hits is not None:
-                    for key, value in correspondence_hits(attention.float(), grid, *sizes).items():
-                        hits[key] = hits.get(key, 0.0) + float(value.sum())
+                    for key, per_image in correspondence_hits(attention.float(), grid, *sizes).items():
+                        hits[key] = hits.get(key, 0.0) + float(per_image.sum())
                 if total >= 2:  # palette transfer from the next image, unwarped
                     other = torch.stack([dataset[(i + 1) % total]["image"] for i in indices]).to(device)
                     image, _, _ = _call(model, sketch * 2 - 1, other * 2 - 1, with_attention=False)
                     transferred = ((image.float() + 1) / 2).clamp(0, 1)
-                    palettes.append(torch.stack([
-                        palette_intersection(transferred, other),
-                        palette_intersection(target, other),
-                        palette_intersection(mean_colour_fill(sketch, other), other),
-                    ], dim=1).cpu())
+                    palettes.append(
+                        torch.stack(
+                            [
+                                palette_intersection(transferred, other),
+                                palette_intersection(target, other),
+                                palette_intersection(mean_colour_fill(sketch, other), other),
+                            ],
+                            dim=1,
+                        ).cpu()
+                    )
     finally:
         model.train(was_training)
     return SCFTEvaluation(
-        paths=paths, image_size=int(target.shape[-1]), seed=seed, psnr=torch.cat(psnrs), ssim=torch.cat(ssims),
-        palette=torch.cat(palettes) if palettes else None, correspondence=hits or None,
+        paths=paths,
+        image_size=int(target.shape[-1]),
+        seed=seed,
+        psnr=torch.cat(psnrs),
+        ssim=torch.cat(ssims),
+        palette=torch.cat(palettes) if palettes else None,
+        correspondence=hits or None,
         data=describe_data(data, dataset),
     )
 
@@ -320,15 +351,25 @@ def write_csv(result: SCFTEvaluation, path: str | os.PathLike) -> None:
         writer = csv.writer(f)
         writer.writerow(["method", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "palette_mean"])
         for r in result.rows():
-            writer.writerow([r["method"]] + [_fmt(r[k], ".4f") for k in
-                                             ("psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "palette_mean")])
+            writer.writerow(
+                [r["method"]]
+                + [_fmt(r[k], ".4f") for k in ("psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "palette_mean")]
+            )
         acc = result.accuracy()
         if acc is not None:
             writer.writerow([])
             writer.writerow(["correspondence", "model", "chance", "valid_cells"])
-            writer.writerow(["top1_exact", f"{acc['exact']:.4f}", f"{acc['chance_exact']:.4f}", int(acc["valid_cells"])])
-            writer.writerow(["within_one_cell", f"{acc['within_one']:.4f}", f"{acc['chance_within_one']:.4f}",
-                             int(acc["valid_cells"])])
+            writer.writerow(
+                ["top1_exact", f"{acc['exact']:.4f}", f"{acc['chance_exact']:.4f}", int(acc["valid_cells"])]
+            )
+            writer.writerow(
+                [
+                    "within_one_cell",
+                    f"{acc['within_one']:.4f}",
+                    f"{acc['chance_within_one']:.4f}",
+                    int(acc["valid_cells"]),
+                ]
+            )
 
 
 def write_markdown(result: SCFTEvaluation, path: str | os.PathLike, title: str) -> None:
@@ -358,11 +399,10 @@ def plot_results(result: SCFTEvaluation, path: str | os.PathLike, title: str) ->
     names = [r["method"] for r in rows]
     colours = ["tab:blue", "tab:gray", "tab:orange"][: len(rows)]
     panels = 2 + (result.accuracy() is not None) + (result.palette is not None)
-    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.6), squeeze=False)
-    axes = list(axes[0])
+    fig, grid = plt.subplots(1, panels, figsize=(3.6 * panels, 3.6), squeeze=False)
+    axes = list(grid[0])
     for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
-        ax.bar(names, [r[f"{key}_mean"] for r in rows], yerr=[r[f"{key}_std"] for r in rows],
-               color=colours, capsize=4)
+        ax.bar(names, [r[f"{key}_mean"] for r in rows], yerr=[r[f"{key}_std"] for r in rows], color=colours, capsize=4)
         ax.set_ylabel(label)
         ax.tick_params(axis="x", labelrotation=20)
     next_ax = 2
@@ -372,8 +412,13 @@ def plot_results(result: SCFTEvaluation, path: str | os.PathLike, title: str) ->
         next_ax += 1
         x = range(2)
         ax.bar([i - 0.2 for i in x], [acc["exact"], acc["within_one"]], width=0.4, label="attention", color="tab:blue")
-        ax.bar([i + 0.2 for i in x], [acc["chance_exact"], acc["chance_within_one"]], width=0.4, label="chance",
-               color="tab:gray")
+        ax.bar(
+            [i + 0.2 for i in x],
+            [acc["chance_exact"], acc["chance_within_one"]],
+            width=0.4,
+            label="chance",
+            color="tab:gray",
+        )
         ax.set_xticks(list(x), ["top-1 exact", "within one cell"])
         ax.set_ylim(0, 1)
         ax.set_ylabel("fraction of valid cells")

@@ -13,10 +13,12 @@ back and resized to the sketch's size, with the sketch's own full-resolution lin
 upsampled colours (keep_lines; refcolor.inference.full_resolution). The reference only lends
 colours: it is resized to the training size with its sides rounded to the model's multiple.
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import torch
 from PIL import Image
@@ -50,8 +52,15 @@ class Colorizer:
             (crisp lines at any size); False returns the model's output resized alone.
     """
 
-    def __init__(self, model: SCFTColorizer, *, device: str | torch.device = "cpu", size: int | None = None,
-                 extract: str = "auto", keep_lines: bool = True):
+    def __init__(
+        self,
+        model: SCFTColorizer,
+        *,
+        device: str | torch.device = "cpu",
+        size: int | None = None,
+        extract: str = "auto",
+        keep_lines: bool = True,
+    ):
         if not isinstance(model, SCFTColorizer):
             raise TypeError(f"Colorizer: argument 'model' must be a SCFTColorizer, got {type(model).__name__}")
         if extract not in EXTRACT_MODES:
@@ -67,7 +76,9 @@ class Colorizer:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, *, device: str | torch.device = "cpu", **kwargs) -> Colorizer:
         """From a run directory, a training checkpoint (.pt) or weights (.safetensors) of an scft model."""
-        return cls(load_model(path, expected_kind="scft", device=resolve_device(device)).model, device=device, **kwargs)
+        # load_model checked the kind and __init__ checks the type.
+        model = cast(SCFTColorizer, load_model(path, expected_kind="scft", device=resolve_device(device)).model)
+        return cls(model, device=device, **kwargs)
 
     # ------------------------------------------------------------------ inputs
     def prepare_sketch(self, sketch: Tensor) -> tuple[Tensor, tuple[int, int, int, int]]:
@@ -90,7 +101,7 @@ class Colorizer:
 
     # ------------------------------------------------------------------ call
     @torch.no_grad()
-    def colorize_tensor(self, sketch: Tensor, reference: Tensor) -> Tensor:
+    def colorize_tensor(self, sketch: ImageLike, reference: ImageLike) -> Tensor:
         """sketch (C, H, W) or (B, C, H, W), reference (C, H', W') or (B | 1, C, H', W'), checked by
         images.to_tensor (in [0, 1] or uint8; C = 1, 3 or 4) -> (B, 3, H, W) in [0, 1] on the CPU.
         One reference is shared by the whole batch."""
@@ -103,16 +114,16 @@ class Colorizer:
             )
         outputs = []
         for b in range(sketches.shape[0]):
-            s, box = self.prepare_sketch(sketches[b:b + 1])
+            s, box = self.prepare_sketch(sketches[b : b + 1])
             r = self.prepare_reference(references[b if references.shape[0] > 1 else 0][None])
             out = crop(im.from_model_range(self.model(s, r).float()), box).cpu()
             # A sketch at the working size keeps the model's own lines: nothing blurred to restore.
             if self.keep_lines and out.shape[-2:] != sketches.shape[-2:]:
                 working_sketch = crop(im.from_model_range(s.float()), box).cpu()
-                lines = prepare_sketch(sketches[b:b + 1].float(), extract=self.extract).cpu()  # at its own size
+                lines = prepare_sketch(sketches[b : b + 1].float(), extract=self.extract).cpu()  # at its own size
                 outputs.append(lay_lines(out, working_sketch, lines)[0])
             else:
-                outputs.append(im.resize_output(out, tuple(sketches.shape[-2:]))[0])
+                outputs.append(im.resize_output(out, (sketches.shape[-2], sketches.shape[-1]))[0])
         return torch.stack(outputs)
 
     def __call__(self, sketch: ImageLike, reference: ImageLike) -> Image.Image | Tensor:
@@ -123,7 +134,7 @@ class Colorizer:
 
     def colorize_file(self, sketch: str | os.PathLike, reference: ImageLike, out: str | os.PathLike) -> Path:
         """Colorize a sketch file and write the result (format from out's suffix, PNG when none)."""
-        result = self(sketch, reference)
+        result = im.tensor_to_pil(self.colorize_tensor(sketch, reference)[0])
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         result.save(out, format=None if out.suffix else "PNG")

@@ -24,6 +24,7 @@ rounding and gamut clipping. So pixels far from any line are exactly the upsampl
 A sketch already at the working size keeps the model's output as it is: its lines are drawn at
 the sketch's resolution, with nothing blurred to restore (the colorizers skip lay_lines then).
 """
+
 from __future__ import annotations
 
 import torch
@@ -82,7 +83,7 @@ def lay_lines(colours: Tensor, working_sketch: Tensor, lines: Tensor) -> Tensor:
     if lines.shape[0] != colours.shape[0] or lines.shape[1] != 1:
         raise ValueError(f"lay_lines: argument 'lines' must be ({colours.shape[0]}, 1, H, W), got {tuple(lines.shape)}")
     line_free = fill_lines(colours, line_mask(working_sketch))
-    return resize_output(line_free, tuple(lines.shape[-2:])) * lines.to(colours.dtype)
+    return resize_output(line_free, (lines.shape[-2], lines.shape[-1])) * lines.to(colours.dtype)
 
 
 __all__ = ["LINE_GROWTH", "LINE_THRESHOLD", "fill_lines", "lay_lines", "line_mask"]

@@ -17,6 +17,7 @@ aspect kept and white padding to a multiple of 2**depth; the model's regions (ne
 (bicubic, with the sketch's own full-resolution lines laid over it unless keep_lines=False:
 refcolor.inference.full_resolution) are cropped back and mapped to the sketch's size.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,6 +26,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -54,16 +56,17 @@ def _parse_color(value, index: int) -> Color:
         if not _HEX.fullmatch(value):
             raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {value!r} (not a hex colour)")
         digits = value[1:] if len(value) == 7 else "".join(2 * d for d in value[1:])
-        return tuple(int(digits[i:i + 2], 16) for i in (0, 2, 4))
+        return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
     if isinstance(value, (list, tuple)):
         if len(value) != 3:
             raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {value!r} ({len(value)} numbers, not 3)")
         for v in value:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
                 raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {value!r} ({v!r} is not an integer)")
-            if not 0 <= v <= 255:
+            if not 0 <= int(v) <= 255:
                 raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {value!r} ({v} is outside 0..255)")
-        return tuple(int(v) for v in value)
+        red, green, blue = (int(v) for v in value)
+        return red, green, blue
     raise ValueError(f"{where}: expected {_COLOR_FORMS}, got {type(value).__name__} {value!r}")
 
 
@@ -152,7 +155,7 @@ def _anchors(labels: Tensor, count: int) -> list[tuple[int, int]]:
     return anchors
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType: the fixed bitmap font
@@ -213,8 +216,9 @@ class RegionMap:
             if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken):
                 continue
             taken.append(box)
-            draw.text((left - x0, top - y0), text, fill=(0, 0, 0), font=font, stroke_width=1,
-                      stroke_fill=(255, 255, 255))
+            draw.text(
+                (left - x0, top - y0), text, fill=(0, 0, 0), font=font, stroke_width=1, stroke_fill=(255, 255, 255)
+            )
         return image
 
 
@@ -231,13 +235,15 @@ def region_map(channel_map: Tensor, sketch: Tensor, working_size: tuple[int, int
         mask = labels == rank
         ys = mask.any(dim=1).nonzero().flatten()
         xs = mask.any(dim=0).nonzero().flatten()
-        regions.append({
-            "rank": rank,
-            "channel": channel,
-            "pixels": int(counts[channel]),
-            "bbox": [int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1])],
-            "anchor": list(anchors[rank - 1]),
-        })
+        regions.append(
+            {
+                "rank": rank,
+                "channel": channel,
+                "pixels": int(counts[channel]),
+                "bbox": [int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1])],
+                "anchor": list(anchors[rank - 1]),
+            }
+        )
     return RegionMap(labels, regions, sketch, working_size)
 
 
@@ -247,8 +253,14 @@ def region_map(channel_map: Tensor, sketch: Tensor, working_size: tuple[int, int
 class GuidedColorizer:
     """A GuidingPainter for interactive use on sketches of any size (see the module docstring)."""
 
-    def __init__(self, model: GuidingPainter, *, device: str | torch.device = "cpu", source: Path | None = None,
-                 keep_lines: bool = True):
+    def __init__(
+        self,
+        model: GuidingPainter,
+        *,
+        device: str | torch.device = "cpu",
+        source: Path | None = None,
+        keep_lines: bool = True,
+    ):
         """keep_lines: lay the sketch's own lines, at its full resolution, over the upsampled
         colours of colorize() (crisp lines at any size); False returns the model's output resized alone."""
         if not isinstance(model, GuidingPainter):
@@ -260,12 +272,15 @@ class GuidedColorizer:
         self.keep_lines = bool(keep_lines)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu", *,
-                        keep_lines: bool = True) -> GuidedColorizer:
+    def from_checkpoint(
+        cls, path: str | os.PathLike, device: str | torch.device = "cpu", *, keep_lines: bool = True
+    ) -> GuidedColorizer:
         """Load a "guide" model from a run directory, .safetensors weights or a .pt checkpoint."""
         device = resolve_device(device)
         loaded = load_model(path, expected_kind="guide", device=device)
-        return cls(loaded.model, device=device, source=loaded.source, keep_lines=keep_lines)
+        # load_model checked the kind and __init__ checks the type.
+        model = cast(GuidingPainter, loaded.model)
+        return cls(model, device=device, source=loaded.source, keep_lines=keep_lines)
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """The size the model runs at for a height x width sketch: the shorter side at the training
@@ -292,10 +307,10 @@ class GuidedColorizer:
         if sketches.shape[0] != 1:
             raise ValueError(f"sketch: regions() takes one sketch, got a batch of {sketches.shape[0]}")
         x, box = self._prepare(sketches)
-        size = tuple(sketches.shape[-2:])
+        size = (sketches.shape[-2], sketches.shape[-1])
         channel_map = self._channel_maps(x, box, size)[0]
         # The overlay's lines: the same preparation at the sketch's own size.
-        return region_map(channel_map, prepare_sketch(sketches.float())[0].cpu(), tuple(x.shape[-2:]))
+        return region_map(channel_map, prepare_sketch(sketches.float())[0].cpu(), (x.shape[-2], x.shape[-1]))
 
     def colorize(self, sketch, colors):
         """Paint `sketch` with colors[i] as the colour of region i + 1 (numbering of regions()).
@@ -307,7 +322,7 @@ class GuidedColorizer:
         parsed = parse_colors(colors)
         sketches, as_image = load_sketches(sketch)
         x, box = self._prepare(sketches)
-        size = tuple(sketches.shape[-2:])
+        size = (sketches.shape[-2], sketches.shape[-1])
         channel_maps = self._channel_maps(x, box, size)
         mapped = []  # per sketch: the channel each colour goes to
         for b, channel_map in enumerate(channel_maps):
@@ -318,7 +333,7 @@ class GuidedColorizer:
                     f"colors: {len(parsed)} colours given but the sketch{which} has only {len(present)} regions "
                     f"(numbered 1..{len(present)})"
                 )
-            mapped.append(present[:len(parsed)])
+            mapped.append(present[: len(parsed)])
         counts = [chans[-1] + 1 if chans else 0 for chans in mapped]
         # Channels below a sketch's count that got no colour cover no pixel at the sketch's size (at
         # most sub-pixel specks at the working size): they keep a neutral gray; those above a

@@ -1,5 +1,6 @@
 """Networks of refcolor: the colorizers (SCFT, GuidingPainter), the loss networks (VGG19,
 EfficientNet-Lite0) and the PatchGAN discriminators."""
+
 from refcolor.models.discriminator import ConditionalPatchDiscriminator, PatchDiscriminator
 from refcolor.models.efficientnet_lite import EfficientNetLite0, EfficientNetLite0Features
 from refcolor.models.guiding_painter import (

@@ -2,6 +2,7 @@
 checkpoints (run_dir/checkpoints/step_{step:08d}.pt plus a `latest` pointer) and a reader that never
 unpickles code (torch.load(weights_only=True)). Writing and exact resume live in
 refcolor.train.checkpoint, which builds on this."""
+
 from __future__ import annotations
 
 import contextlib
@@ -64,6 +65,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
 
 
 __all__ = [
-    "CHECKPOINTS_DIR", "FORMAT", "FORMAT_VERSION", "LATEST_POINTER",
-    "checkpoint_path", "latest_checkpoint", "list_checkpoints", "load_checkpoint",
+    "CHECKPOINTS_DIR",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "LATEST_POINTER",
+    "checkpoint_path",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
 ]

@@ -7,6 +7,7 @@ logit channel out. A 256x256 input gives a 30x30 logits map.
 SCFT (Lee et al. 2020, Eq. 8) and GuidingPainter condition the discriminator on the sketch:
 ConditionalPatchDiscriminator concatenates [image, sketch] on channels (in_channels = 3 + 1).
 """
+
 from __future__ import annotations
 
 import torch

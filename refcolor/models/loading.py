@@ -4,6 +4,7 @@ are safetensors, checkpoints are read with torch.load(weights_only=True).
 
 Training writes what this reads (model.safetensors and checkpoints in a run directory) and the
 inference tools (Colorizer, GuidedColorizer, the CLI) load through it; it imports neither."""
+
 from __future__ import annotations
 
 import os
@@ -44,7 +45,7 @@ def resolve_model_file(path: str | os.PathLike) -> Path:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> cuda when available, else cpu; otherwise the named device, which must exist."""
+    """ "auto" -> cuda when available, else cpu; otherwise the named device, which must exist."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -73,6 +74,7 @@ def load_model(
     weights that do not fit their config, or a model of another kind than `expected_kind`)."""
     file = resolve_model_file(path)
     if _is_safetensors(file):
+
         def build(meta):
             if expected_kind is not None and meta.get("model") != expected_kind:
                 raise ValueError(f"{file} holds a {meta.get('model')!r} model, expected {expected_kind!r}")
@@ -89,6 +91,8 @@ def load_model(
     state = (ckpt.get("models") or {}).get("generator")
     if state is None or "model_config" not in config:
         raise ValueError(f"{file} is a refcolor checkpoint without a generator and its model config")
+    if not isinstance(kind, str):
+        raise ValueError(f"{file}: the checkpoint's config must name the model kind ('model'), got {kind!r}")
     try:
         model = build_from_metadata({"model": kind, "model_config": config["model_config"]})
         model.load_state_dict(state)

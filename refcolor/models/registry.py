@@ -1,5 +1,6 @@
 """Model kinds by name: how trainers, weights files and inference tools rebuild a generator from a
 JSON config. A weights file or checkpoint stores {"model": kind, "model_config": config.to_dict()}."""
+
 from __future__ import annotations
 
 from typing import Any

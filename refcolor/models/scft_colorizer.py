@@ -29,6 +29,7 @@ level (the last layer of the level, same resolution), passed through `convs_per_
 that level's width, and upsampled x2 (nearest) for the next level; a last 3x3 conv to 3 channels and
 tanh give the image in [-1, 1] at the input resolution.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -90,8 +91,10 @@ class SCFTColorizerConfig:
             bad("num_res_blocks", "an int >= 0", self.num_res_blocks)
         if self.norm not in NORMS:
             bad("norm", f"one of {NORMS}", self.norm)
-        if isinstance(self.negative_slope, bool) or not isinstance(self.negative_slope, (int, float)) or not (
-            0 <= self.negative_slope < 1
+        if (
+            isinstance(self.negative_slope, bool)
+            or not isinstance(self.negative_slope, (int, float))
+            or not (0 <= self.negative_slope < 1)
         ):
             bad("negative_slope", "a float in [0, 1)", self.negative_slope)
         object.__setattr__(self, "negative_slope", float(self.negative_slope))
@@ -136,9 +139,7 @@ class SCFTColorizerConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(
-                f"SCFTColorizerConfig.from_dict: unknown keys {unknown}; expected some of {sorted(known)}"
-            )
+            raise ValueError(f"SCFTColorizerConfig.from_dict: unknown keys {unknown}; expected some of {sorted(known)}")
         data = dict(data)
         if "encoder_widths" in data and isinstance(data["encoder_widths"], list):
             data["encoder_widths"] = tuple(data["encoder_widths"])
@@ -161,9 +162,7 @@ SCFTColorizerConfig.presets = {
         image_size=256, encoder_widths=(16, 32, 64, 128, 256), convs_per_level=2, num_res_blocks=4
     ),
     # 4 conv layers, 120 channels at 8 x 8 for 64 x 64: trains on a CPU.
-    "small": SCFTColorizerConfig(
-        image_size=64, encoder_widths=(8, 16, 32, 64), convs_per_level=1, num_res_blocks=2
-    ),
+    "small": SCFTColorizerConfig(image_size=64, encoder_widths=(8, 16, 32, 64), convs_per_level=1, num_res_blocks=2),
 }
 PRESETS = SCFTColorizerConfig.presets
 
@@ -260,8 +259,12 @@ class SCFTDecoder(nn.Module):
             layers = []
             for j in range(config.convs_per_level):
                 layers.append(
-                    ConvBlock(cin + widths[i] if j == 0 else cin, widths[i], norm=config.norm,
-                              negative_slope=config.negative_slope)
+                    ConvBlock(
+                        cin + widths[i] if j == 0 else cin,
+                        widths[i],
+                        norm=config.norm,
+                        negative_slope=config.negative_slope,
+                    )
                 )
                 cin = widths[i]
             self.levels.append(nn.Sequential(*layers))
@@ -359,8 +362,12 @@ class SCFTColorizer(nn.Module):
         if not want_more:
             return image
         return SCFTColorizerOutput(
-            image, fused.queries, fused.keys, fused.attention,
-            (int(v_s.shape[-2]), int(v_s.shape[-1])), (int(v_r.shape[-2]), int(v_r.shape[-1])),
+            image,
+            fused.queries,
+            fused.keys,
+            fused.attention,
+            (int(v_s.shape[-2]), int(v_s.shape[-1])),
+            (int(v_r.shape[-2]), int(v_r.shape[-1])),
         )
 
 

@@ -8,6 +8,7 @@ download.pytorch.org only when download=True. Files are read with weights_only=T
 unpickles arbitrary objects. When nothing is found, WeightsUnavailableError is raised so a trainer
 can switch the VGG terms off instead of crashing.
 """
+
 from __future__ import annotations
 
 import os
@@ -113,7 +114,7 @@ class VGG19Features(nn.Module):
     def load_torchvision_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
         """Load a torchvision vgg19 state dict (`features.*` used, `classifier.*` ignored). Keys of
         a bare `vgg19().features` state dict ("0.weight", ...) are accepted too."""
-        features = {k[len("features."):]: v for k, v in state_dict.items() if k.startswith("features.")}
+        features = {k[len("features.") :]: v for k, v in state_dict.items() if k.startswith("features.")}
         if not features:
             features = {k: v for k, v in state_dict.items() if k.split(".")[0].isdigit()}
         try:

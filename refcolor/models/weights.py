@@ -5,6 +5,7 @@ anywhere cannot run code. The model is rebuilt from the stored config by a calle
 build_model(config), so one file is all inference needs. Tied (shared) tensors are stored once by
 safetensors' save_model and re-tied by loading into the freshly built model.
 """
+
 from __future__ import annotations
 
 import json

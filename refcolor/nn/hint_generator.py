@@ -1,4 +1,5 @@
 """HintGenerator: GuidingPainter's hint generation h(S, Y, Nh) (Cho et al. 2022, Eq. 2-8)."""
+
 from __future__ import annotations
 
 import math

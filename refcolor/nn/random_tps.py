@@ -5,6 +5,7 @@ The reference I_r = s(a(I)) is the target warped by a random smooth deformation;
 of that deformation is the ground truth of SCFT's attention (refcolor.ops.tps_correspondence turns
 it into one reference feature cell per sketch feature cell for the triplet loss).
 """
+
 from __future__ import annotations
 
 import math

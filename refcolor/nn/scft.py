@@ -10,6 +10,7 @@ with bias-free dim x dim projections. The attention runs in refcolor.ops.scft_at
 residual add included). The queries and keys are also what the similarity-based triplet loss
 supervises (refcolor.losses.scft_triplet_loss), so the module can return them.
 """
+
 from __future__ import annotations
 
 import math
@@ -92,13 +93,16 @@ class SCFT(nn.Module):
         reference = reference_features.flatten(2).transpose(1, 2)  # (B, M, dim)
         queries, keys, values = self.to_query(sketch), self.to_key(reference), self.to_value(reference)
         result = scft_attention(
-            queries, keys, values, sketch, scale=self.scale,
-            backend=self.backend if backend is None else backend, return_attention=return_attention,
+            queries,
+            keys,
+            values,
+            sketch,
+            scale=self.scale,
+            backend=self.backend if backend is None else backend,
+            return_attention=return_attention,
         )
         out, attention = result if return_attention else (result, None)
         features = out.transpose(1, 2).reshape(B, self.dim, h, w)
         if not (return_triplet or return_attention):
             return features
-        return SCFTOutput(
-            features, queries if return_triplet else None, keys if return_triplet else None, attention
-        )
+        return SCFTOutput(features, queries if return_triplet else None, keys if return_triplet else None, attention)

@@ -1,5 +1,6 @@
 """Argument checks shared by refcolor's ops: each error names the argument, what was expected and
 what was given (shape, dtype or device)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -24,9 +25,7 @@ def check_float_tensor(op: str, name: str, value, ndim: int, layout: str) -> tor
     """A floating-point tensor of rank `ndim`; `layout` names the dims, e.g. "(B, C, H, W)"."""
     _check_float_type(op, name, value, layout)
     if value.dim() != ndim:
-        raise ValueError(
-            f"{op}: argument '{name}' must have shape {layout} ({ndim} dims), got {tuple(value.shape)}"
-        )
+        raise ValueError(f"{op}: argument '{name}' must have shape {layout} ({ndim} dims), got {tuple(value.shape)}")
     return value
 
 
@@ -74,9 +73,7 @@ def check_nonempty(op: str, name: str, value: torch.Tensor, layout: str) -> None
         raise ValueError(f"{op}: argument '{name}' {layout} must not be empty, got shape {tuple(value.shape)}")
 
 
-def batch_counts(
-    op: str, name: str, value, batch: int, low: int, high: int, device: torch.device
-) -> torch.Tensor:
+def batch_counts(op: str, name: str, value, batch: int, low: int, high: int, device: torch.device) -> torch.Tensor:
     """An int, a sequence of ints or an integer tensor () / (batch,) -> int64 tensor (batch,) on `device`,
     every entry in [low, high]. CPU tensors are moved to `device`; other devices must match."""
     if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
@@ -99,7 +96,9 @@ def batch_counts(
     if value.dim() == 0:
         value = value.expand(batch)
     if value.shape != (batch,):
-        raise ValueError(f"{op}: argument '{name}' must have shape ({batch},) (one per sample), got {tuple(value.shape)}")
+        raise ValueError(
+            f"{op}: argument '{name}' must have shape ({batch},) (one per sample), got {tuple(value.shape)}"
+        )
     if value.device != device and value.device.type != "cpu":
         raise ValueError(f"{op}: argument '{name}' must be on {device} (or the CPU), got {value.device}")
     value = value.to(device=device, dtype=torch.int64)

@@ -26,6 +26,7 @@ The compiled and Triton backends run through the custom ops `refcolor::scft_atte
 `refcolor::scft_attention_backward` (fake implementations and registered autograd, so the op works
 under torch.compile).
 """
+
 from __future__ import annotations
 
 import math

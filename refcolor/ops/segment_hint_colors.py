@@ -16,6 +16,7 @@ Layouts: the kernels read every tensor through its strides, so contiguous, chann
 back in the image's memory format, `mask` contiguous, and each gradient in its input's layout
 (torch.empty_like's rule: channels-last in, channels-last out).
 """
+
 from __future__ import annotations
 
 import torch
@@ -90,8 +91,14 @@ def _(segments, image, num_hints, backend):
 
 @torch.library.custom_op("refcolor::segment_hint_colors_backward", mutates_args=())
 def _segment_hint_colors_backward_op(
-    grad_hints: Tensor, grad_mask: Tensor, segments: Tensor, image: Tensor, num_hints: Tensor,
-    colors: Tensor, counts: Tensor, backend: str,
+    grad_hints: Tensor,
+    grad_mask: Tensor,
+    segments: Tensor,
+    image: Tensor,
+    num_hints: Tensor,
+    colors: Tensor,
+    counts: Tensor,
+    backend: str,
 ) -> tuple[Tensor, Tensor]:
     _, backward = _kernels(backend)
     grad_segments, grad_image = backward(grad_hints, grad_mask, segments, image, num_hints, colors, counts)
@@ -137,9 +144,7 @@ def validate_inputs(segments, image, num_hints) -> Tensor:
     check.check_dims_match(OP, "image", image, "(B, C, H, W)", "segments", segments, dims=(0, 2, 3))
     check.check_nonempty(OP, "segments", segments, "(B, Nc, H, W)")
     check.check_nonempty(OP, "image", image, "(B, C, H, W)")
-    return check.batch_counts(
-        OP, "num_hints", num_hints, segments.shape[0], 0, segments.shape[1], segments.device
-    )
+    return check.batch_counts(OP, "num_hints", num_hints, segments.shape[0], 0, segments.shape[1], segments.device)
 
 
 def segment_hint_colors(segments: Tensor, image: Tensor, num_hints, *, backend: str = "auto") -> tuple[Tensor, Tensor]:

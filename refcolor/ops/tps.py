@@ -12,6 +12,7 @@ kernel="thin_plate_spline", degree=1; scikit-image's ThinPlateSplineTransform).
 Spline parameters are a (B, K + 3, 2) tensor: rows 0..K-1 hold w_k, rows K, K+1, K+2 hold a0, a1,
 a2 (each an (x, y) pair). The fused kernels (refcolor.ops.tps_warp) take this layout.
 """
+
 from __future__ import annotations
 
 import torch
@@ -150,5 +151,5 @@ def _check_size(op: str, size) -> tuple[int, int]:
 
 def tps_warp_reference(image: Tensor, params: Tensor, dst_points: Tensor, padding_mode: str = "zeros") -> Tensor:
     """Materialised grid + grid_sample: the ground truth of the fused kernels."""
-    grid = tps_grid_from_params(params, dst_points, image.shape[-2:])
+    grid = tps_grid_from_params(params, dst_points, (image.shape[-2], image.shape[-1]))
     return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=True)

@@ -7,6 +7,7 @@ has a known reference feature cell. This op turns the warp's sampling grid into 
 Lattices use the align_corners=True convention of the grids: on an n-cell axis, cell i is centred
 at -1 + 2 i / (n - 1) (linspace(-1, 1, n); a 1-cell axis sits at -1, as refcolor's pixel grids).
 """
+
 from __future__ import annotations
 
 import math
@@ -51,9 +52,7 @@ def key_locations(grid: Tensor, key_size: tuple[int, int]) -> Tensor:
 
 
 @torch.no_grad()
-def tps_correspondence(
-    grid: Tensor, query_size, key_size=None, *, tolerance: float = 1e-4
-) -> tuple[Tensor, Tensor]:
+def tps_correspondence(grid: Tensor, query_size, key_size=None, *, tolerance: float = 1e-4) -> tuple[Tensor, Tensor]:
     """For each query (target/sketch) feature cell, the reference (key) feature cell showing it.
 
     Args:

@@ -16,6 +16,7 @@ Gradients are exact: with respect to the image they equal grid_sample's on the s
 kernels scatter into the input's 4 bilinear taps); with respect to the points they go through
 grid_sample's grid gradient, the spline basis and the float64 solve.
 """
+
 from __future__ import annotations
 
 import torch

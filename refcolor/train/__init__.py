@@ -1,5 +1,6 @@
 """Training: the shared GAN trainer (Trainer, TrainConfig, train; loaded on first use), crash-safe
 checkpoints for exact resume, and (from refcolor.models.weights) pickle-free inference weights."""
+
 from refcolor.atomic_files import atomic_save, atomic_write
 from refcolor.models.weights import load_weights, read_config, save_weights
 from refcolor.train.checkpoint import (

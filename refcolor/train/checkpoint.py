@@ -11,6 +11,7 @@ moments, step counts), the GradScaler, the step, and every RNG a training step d
 passed by name, e.g. the augmentation's). Not covered: numpy `Generator` objects (np.random.default_rng)
 and data-loader worker state; a trainer derives those from the step or from the RNGs above.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,9 +44,10 @@ from refcolor.models.checkpoint_file import (
 # RNG states, as weights_only-loadable values
 # ----------------------------------------------------------------------------------------------
 
+
 def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict:
     version, internal, gauss_next = random.getstate()
-    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)  # noqa: NPY002  the global RNG is what a resume must carry
     return {
         "python": [version, list(internal), gauss_next],
         # numpy's state holds an ndarray, which weights_only refuses: store plain ints/floats.
@@ -60,7 +62,7 @@ def restore_rng_state(state: dict, generators: Mapping[str, torch.Generator] | N
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     kind, keys, pos, has_gauss, cached_gaussian = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached_gaussian))
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached_gaussian))  # noqa: NPY002  see capture_rng_state
     torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
         if len(state["cuda"]) != torch.cuda.device_count():
@@ -79,6 +81,7 @@ def restore_rng_state(state: dict, generators: Mapping[str, torch.Generator] | N
 # ----------------------------------------------------------------------------------------------
 # Checkpoints
 # ----------------------------------------------------------------------------------------------
+
 
 def _require_same_names(what: str, saved: Mapping, given: Mapping) -> None:
     missing, unexpected = sorted(set(saved) - set(given)), sorted(set(given) - set(saved))
@@ -236,6 +239,7 @@ class CheckpointManager:
 # ----------------------------------------------------------------------------------------------
 # Ctrl-C
 # ----------------------------------------------------------------------------------------------
+
 
 class InterruptGuard:
     """Turns the first Ctrl-C into "save at the next step boundary, then raise KeyboardInterrupt".

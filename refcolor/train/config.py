@@ -5,6 +5,7 @@ only schedule the run (SCHEDULE_KEYS: more steps, other intervals, another data 
 may change; anything that changes what is trained (model, sizes, optimiser, losses, seed) must match,
 or resuming refuses and names the differing keys.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import tomllib
 
@@ -22,10 +23,22 @@ GAN_MODES = ("lsgan", "hinge", "bce")
 FEATURE_NETWORKS = ("auto", "vgg19", "efficientnet-lite0")  # refcolor.losses.FEATURE_NETWORK_CHOICES
 
 # May differ between a run and its resumption.
-SCHEDULE_KEYS = frozenset({
-    "steps", "data", "out", "device", "num_workers", "checkpoint_every", "sample_every", "log_every",
-    "keep_last", "num_samples", "tensorboard", "progress",
-})
+SCHEDULE_KEYS = frozenset(
+    {
+        "steps",
+        "data",
+        "out",
+        "device",
+        "num_workers",
+        "checkpoint_every",
+        "sample_every",
+        "log_every",
+        "keep_last",
+        "num_samples",
+        "tensorboard",
+        "progress",
+    }
+)
 
 
 @dataclass
@@ -76,7 +89,8 @@ class TrainConfig:
     progress: str = "auto"  # progress bar: "auto" (when stderr is a terminal), "bar", "lines", "off"
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)
+        # A list when read from JSON/TOML; validate() checks the length.
+        self.betas = cast("tuple[float, float]", tuple(self.betas))
         self.validate()
 
     def validate(self) -> None:
@@ -168,7 +182,9 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         text = path.read_text()
         data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ValueError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {err}") from None
+        raise ValueError(
+            f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {err}"
+        ) from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a table of settings, got {type(data).__name__}")
     return data

@@ -3,6 +3,7 @@
 torchrun sets RANK, LOCAL_RANK and WORLD_SIZE (and MASTER_ADDR/PORT); without them the run is a
 single process and nothing here touches torch.distributed.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,8 @@ def init_process_group(info: DistInfo, device: torch.device) -> None:
     if not info.enabled or dist.is_initialized():
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
-    kwargs = {"device_id": device} if device.type == "cuda" else {}
-    dist.init_process_group(backend, rank=info.rank, world_size=info.world_size, **kwargs)
+    device_id = device if device.type == "cuda" else None
+    dist.init_process_group(backend, rank=info.rank, world_size=info.world_size, device_id=device_id)
 
 
 def destroy_process_group() -> None:
@@ -84,10 +85,16 @@ def mean_over_ranks(values: dict[str, float], info: DistInfo, device: torch.devi
     keys = sorted(values)
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return {k: float(v) / info.world_size for k, v in zip(keys, t.tolist())}
+    return {k: float(v) / info.world_size for k, v in zip(keys, t.tolist(), strict=True)}
 
 
 __all__ = [
-    "DistInfo", "any_rank", "barrier", "destroy_process_group", "env_info", "init_process_group",
-    "mean_over_ranks", "resolve_device",
+    "DistInfo",
+    "any_rank",
+    "barrier",
+    "destroy_process_group",
+    "env_info",
+    "init_process_group",
+    "mean_over_ranks",
+    "resolve_device",
 ]

@@ -5,6 +5,7 @@ when stderr is a file (CI, nohup), with the step, losses, images/s and the time 
 MetricLog: metrics.jsonl in the run directory (always) and TensorBoard scalars and images (when
 the tensorboard package is installed).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,16 @@ def _format_duration(seconds: float) -> str:
 
 
 class ProgressBar:
-    def __init__(self, total: int, start: int, *, mode: str = "auto", log_every: int = 10,
-                 stream: TextIO | None = None, width: int = 20):
+    def __init__(
+        self,
+        total: int,
+        start: int,
+        *,
+        mode: str = "auto",
+        log_every: int = 10,
+        stream: TextIO | None = None,
+        width: int = 20,
+    ):
         self.stream = stream or sys.stderr
         if mode == "auto":
             mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "lines"
@@ -41,8 +50,10 @@ class ProgressBar:
             return
         fraction = step / self.total if self.total else 1.0
         loss_text = " ".join(f"{k} {v:.3g}" for k, v in losses.items())
-        text = (f"step {step}/{self.total} ({100 * fraction:.0f}%) | {loss_text} | "
-                f"{images_per_s:.1f} img/s | eta {_format_duration(eta_s)}")
+        text = (
+            f"step {step}/{self.total} ({100 * fraction:.0f}%) | {loss_text} | "
+            f"{images_per_s:.1f} img/s | eta {_format_duration(eta_s)}"
+        )
         if self.mode == "bar":
             now = time.monotonic()
             if now - self._last_draw < 0.1 and step < self.total:
@@ -72,7 +83,7 @@ class MetricLog:
     def __init__(self, run_dir: Path, *, tensorboard: bool = True):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", buffering=1)  # noqa: SIM115 - kept open for the run, line-buffered
+        self._file = open(self.path, "a", buffering=1)  # kept open for the run, line-buffered
         self.writer = None
         self.tensorboard_error: str | None = None
         if tensorboard:

@@ -1,5 +1,6 @@
 """Sample grids: one row per sample, one column per named image (e.g. sketch | reference | output |
 target), saved as PNG so a run can be watched without TensorBoard."""
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,7 @@ def make_grid(columns: list[tuple[str, torch.Tensor]], padding: int = 2) -> torc
             images = images.expand(-1, 3, -1, -1)
         for r in range(B):
             y, x = padding + r * (H + padding), padding + c * (W + padding)
-            grid[:, y:y + H, x:x + W] = images[r]
+            grid[:, y : y + H, x : x + W] = images[r]
     return grid
 
 

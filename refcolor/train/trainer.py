@@ -14,6 +14,7 @@ Rank 0 writes checkpoints (atomically, every checkpoint_every steps, at the end 
 model.safetensors (inference weights with the model config), sample grids, metrics.jsonl and
 TensorBoard logs; a Ctrl-C on any rank stops all of them at the same step boundary.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -109,11 +110,14 @@ class Trainer:
         self.opt_d = torch.optim.Adam(d.parameters(), lr=config.lr_discriminator, betas=config.betas)
         self.models = {"generator": g, "discriminator": d}
         self.optimizers = {"generator": self.opt_g, "discriminator": self.opt_d}
-        if resume:
-            ckpt = restore_checkpoint(saved_path, self.models, self.optimizers, self.scaler,
-                                      restore_rng=True, checkpoint=saved)
+        if resume and saved_path is not None:  # (resume without a checkpoint is refused above)
+            ckpt = restore_checkpoint(
+                saved_path, self.models, self.optimizers, self.scaler, restore_rng=True, checkpoint=saved
+            )
             self.start_step = int(ckpt["step"])
             self.log(f"resumed from {saved_path} at step {self.start_step}")
+        self.g_train: torch.nn.Module  # DDP-wrapped when distributed, else the models themselves
+        self.d_train: torch.nn.Module
         if self.info.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g_train = DistributedDataParallel(g, device_ids=ids)
@@ -136,8 +140,11 @@ class Trainer:
             raise ValueError(f"cannot resume {path} with a different config: {details}")
 
     def checkpoint_config(self) -> dict:
-        return {**self.config.to_dict(), "model_config": self.task.model_config.to_dict(),
-                "resolved": self.task.run_record()}
+        return {
+            **self.config.to_dict(),
+            "model_config": self.task.model_config.to_dict(),
+            "resolved": self.task.run_record(),
+        }
 
     # ---------------------------------------------------------------- pieces of a step
     def _autocast(self):
@@ -215,15 +222,22 @@ class Trainer:
 
     def data_iterator(self, start_step: int):
         sampler = StepBatchSampler(
-            len(self.dataset), self.config.batch_size, rank=self.info.rank, world_size=self.info.world_size,
-            seed=self.config.seed, start_step=start_step,
+            len(self.dataset),
+            self.config.batch_size,
+            rank=self.info.rank,
+            world_size=self.info.world_size,
+            seed=self.config.seed,
+            start_step=start_step,
         )
         workers = self.config.num_workers
         if workers is None:
             workers = 0 if self.device.type == "cpu" else min(8, torch.get_num_threads())
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=sampler, num_workers=workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+            self.dataset,
+            batch_sampler=sampler,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0,
         )
         return iter(loader)
 
@@ -257,7 +271,7 @@ class Trainer:
         data = self.data_iterator(step)
         window_start, window_images = time.perf_counter(), 0
         images_per_s, started = 0.0, time.perf_counter()
-        summary = {"stopped": "done"}
+        summary: dict[str, object] = {"stopped": "done"}
 
         def save_now() -> None:
             nonlocal last_saved
@@ -304,7 +318,10 @@ class Trainer:
             summary.update(step=step, seconds=time.perf_counter() - started, images_per_s=images_per_s)
             self.summary = summary
         dist_utils.barrier(self.info)
-        self.log(f"{'done' if step == total else 'stopped'}: step {step} of {total}, weights in {self.run_dir / WEIGHTS_NAME}")
+        self.log(
+            f"{'done' if step == total else 'stopped'}: step {step} of {total}, "
+            f"weights in {self.run_dir / WEIGHTS_NAME}"
+        )
         return summary
 
     def close(self) -> None:

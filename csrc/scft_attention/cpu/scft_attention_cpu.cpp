@@ -106,7 +106,9 @@ REFCOLOR_CPU_CLONES void softmax_grad_rows(const double* p, double* dp, int64_t 
 // Rows of one task: a block of ~2 MB of the (N, M) matrix (float32), so that the row passes find
 // what the task's GEMM just wrote still in cache; at least 128 rows: measured single-threaded at
 // N = M = 4096, d = 256, 64-row GEMMs took 1.2x the time of one batched GEMM, 128 to 512 rows 1.0x.
-int64_t block_rows(int64_t N, int64_t M) { return std::min(N, std::max<int64_t>(128, (int64_t(1) << 19) / M)); }
+int64_t block_rows(int64_t N, int64_t M) {
+  return std::min(N, std::max<int64_t>(128, (int64_t(1) << 19) / M));
+}
 
 // The backward's blocks are 4x taller (~8 MB, in L3): besides dQ_block, each block adds
 // dS_block^T q_block into dK, a GEMM whose depth is the block height and which reads and writes all
@@ -154,7 +156,8 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& q, const at::Te
   at::Tensor probs = keep_probs ? at::empty({z.batch, N, M}, q.options()) : at::empty({0}, q.options());
   if (keep_probs) advise_huge_pages(probs.data_ptr(), probs.nbytes());  // a fresh N x M matrix: see cpu_memory.h
   at::Tensor scratch = at::empty({keep_probs ? 0 : at::get_num_threads(), block, M}, q.options());
-  at::Tensor out = residual.has_value() ? empty_in_layout_of(*residual) : at::empty({z.batch, N, z.value_dim}, v.options());
+  at::Tensor out =
+      residual.has_value() ? empty_in_layout_of(*residual) : at::empty({z.batch, N, z.value_dim}, v.options());
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "scft_attention_forward_cpu", [&] {
     for_each_row_block(z.batch, N, block, [&](int64_t b, int64_t row0, int64_t rows) {
       at::Tensor p = keep_probs ? probs[b].narrow(0, row0, rows) : scratch[at::get_thread_num()].narrow(0, 0, rows);
@@ -228,8 +231,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(const at::Tensor& gr
       if (!touches || owned) continue;
       const at::Tensor part = partials[w][b == t0 / blocks ? 0 : 1];
       at::Tensor dk = grad_k[b];
-      if (first) dk.copy_(part);
-      else dk.add_(part);
+      if (first)
+        dk.copy_(part);
+      else
+        dk.add_(part);
       first = false;
     }
   }

@@ -28,10 +28,14 @@ constexpr int64_t kScratchElements = int64_t(1) << 23;
 
 cuda::ScftDType kernel_dtype(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return cuda::ScftDType::Float32;
-    case at::kDouble: return cuda::ScftDType::Float64;
-    case at::kHalf: return cuda::ScftDType::Float16;
-    case at::kBFloat16: return cuda::ScftDType::BFloat16;
+    case at::kFloat:
+      return cuda::ScftDType::Float32;
+    case at::kDouble:
+      return cuda::ScftDType::Float64;
+    case at::kHalf:
+      return cuda::ScftDType::Float16;
+    case at::kBFloat16:
+      return cuda::ScftDType::BFloat16;
     default:
       TORCH_CHECK(false, "the CUDA kernel of scft_attention takes float16/bfloat16/float32/float64, got ", t);
   }
@@ -75,8 +79,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(const at::Tensor& g
     // dP, then dS over it: a contiguous (B, rows, M) view of the scratch, the layout the kernel reads.
     at::Tensor ds = scratch.narrow(0, 0, z.batch * rows * M).view({z.batch, rows, M});
     at::bmm_out(ds, grad_out.narrow(1, row0, rows), vt);
-    const cudaError_t err = cuda::scft_softmax_grad_rows(dtype, probs.data_ptr(), ds.data_ptr(), z.batch, rows, row0,
-                                                         N, M, scale, c10::cuda::getCurrentCUDAStream().stream());
+    const cudaError_t err = cuda::scft_softmax_grad_rows(dtype, probs.data_ptr(), ds.data_ptr(), z.batch, rows, row0, N,
+                                                         M, scale, c10::cuda::getCurrentCUDAStream().stream());
     TORCH_CHECK(err == cudaSuccess, "scft_attention softmax gradient kernel failed: ", cudaGetErrorString(err));
     at::Tensor dq = grad_q.narrow(1, row0, rows);
     matmul_into(dq, ds, k);

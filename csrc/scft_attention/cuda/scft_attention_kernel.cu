@@ -16,17 +16,24 @@ namespace {
 constexpr int kThreads = 256;  // 8 warps: enough loads in flight per row for rows of 256 to 8192
 constexpr int kWarps = kThreads / 32;
 
-__device__ __forceinline__ float device_exp(float x) { return expf(x); }
-__device__ __forceinline__ double device_exp(double x) { return exp(x); }
-
+__device__ __forceinline__ float device_exp(float x) {
+  return expf(x);
+}
+__device__ __forceinline__ double device_exp(double x) {
+  return exp(x);
+}
 
 struct Max {
   template <typename A>
-  __device__ __forceinline__ A operator()(A a, A b) const { return a > b ? a : b; }
+  __device__ __forceinline__ A operator()(A a, A b) const {
+    return a > b ? a : b;
+  }
 };
 struct Sum {
   template <typename A>
-  __device__ __forceinline__ A operator()(A a, A b) const { return a + b; }
+  __device__ __forceinline__ A operator()(A a, A b) const {
+    return a + b;
+  }
 };
 
 // Every thread of the block gets op over all threads' values.
@@ -43,8 +50,8 @@ __device__ __forceinline__ A block_reduce(A value, Op op, A* shared) {
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) softmax_rows_kernel(T* __restrict__ probs, int64_t M,
-                                                                typename Acc<T>::type scale) {
+__global__ void __launch_bounds__(kThreads)
+    softmax_rows_kernel(T* __restrict__ probs, int64_t M, typename Acc<T>::type scale) {
   using acc_t = typename Acc<T>::type;
   __shared__ acc_t shared[kWarps];
   T* row = probs + static_cast<int64_t>(blockIdx.x) * M;
@@ -79,8 +86,8 @@ template <typename T>
 cudaError_t launch_softmax(void* probs, int64_t rows, int64_t M, double scale, cudaStream_t stream) {
   using acc_t = typename Acc<T>::type;
   if (rows > kMaxGrid) return cudaErrorInvalidConfiguration;
-  softmax_rows_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(static_cast<T*>(probs), M,
-                                                                              static_cast<acc_t>(scale));
+  softmax_rows_kernel<T>
+      <<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(static_cast<T*>(probs), M, static_cast<acc_t>(scale));
   return cudaGetLastError();
 }
 
@@ -101,10 +108,14 @@ cudaError_t scft_softmax_rows(ScftDType dtype, void* probs, int64_t rows, int64_
                               cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   switch (dtype) {
-    case ScftDType::Float32: return launch_softmax<float>(probs, rows, M, scale, stream);
-    case ScftDType::Float64: return launch_softmax<double>(probs, rows, M, scale, stream);
-    case ScftDType::Float16: return launch_softmax<__half>(probs, rows, M, scale, stream);
-    case ScftDType::BFloat16: return launch_softmax<__nv_bfloat16>(probs, rows, M, scale, stream);
+    case ScftDType::Float32:
+      return launch_softmax<float>(probs, rows, M, scale, stream);
+    case ScftDType::Float64:
+      return launch_softmax<double>(probs, rows, M, scale, stream);
+    case ScftDType::Float16:
+      return launch_softmax<__half>(probs, rows, M, scale, stream);
+    case ScftDType::BFloat16:
+      return launch_softmax<__nv_bfloat16>(probs, rows, M, scale, stream);
   }
   return cudaErrorInvalidValue;
 }

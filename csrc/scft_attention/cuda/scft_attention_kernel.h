@@ -12,8 +12,7 @@ enum class ScftDType { Float32, Float64, Float16, BFloat16 };
 
 // probs: contiguous (rows, M) logits S in `dtype`, overwritten with softmax(scale * S) per row
 // (float32 math for 16-bit and float32 storage, float64 for Float64).
-cudaError_t scft_softmax_rows(ScftDType dtype, void* probs, int64_t rows, int64_t M, double scale,
-                              cudaStream_t stream);
+cudaError_t scft_softmax_rows(ScftDType dtype, void* probs, int64_t rows, int64_t M, double scale, cudaStream_t stream);
 
 // probs: contiguous (B, N, M) probabilities; grad_probs: contiguous (B, block_rows, M), dP for rows
 // [row0, row0 + block_rows) of every sample, overwritten with dS = scale * P * (dP - rowsum(P * dP)).

@@ -27,7 +27,9 @@ constexpr int64_t kChunk = 1024;  // pixels per tile: a tile's rows stay in L1/L
 constexpr int kLanes = 16;        // independent partial sums, so the compiler vectorises reductions
 constexpr int kSegLanes = 8;      // lanes of the pixel-major loops over segments
 
-int64_t padded_lanes(int64_t n) { return (n + kSegLanes - 1) / kSegLanes * kSegLanes; }
+int64_t padded_lanes(int64_t n) {
+  return (n + kSegLanes - 1) / kSegLanes * kSegLanes;
+}
 
 // Channel count fixed at compile time (kC > 0, unrolled) or read at run time (kC == 0).
 template <int kC>
@@ -83,8 +85,8 @@ REFCOLOR_FORCE_INLINE void reduce_span_rows(const T* __restrict__ S, int64_t sS,
 // registers across all rows measured slower here (too many streams at once).
 template <typename T>
 REFCOLOR_FORCE_INLINE void paint_forward_rows(const T* __restrict__ S, int64_t sS, const T* __restrict__ colors,
-                                              T* __restrict__ hints, int64_t sH, T* __restrict__ mask,
-                                              int64_t active, int64_t C, int64_t n) {
+                                              T* __restrict__ hints, int64_t sH, T* __restrict__ mask, int64_t active,
+                                              int64_t C, int64_t n) {
   std::fill(mask, mask + n, T(0));
   for (int64_t c = 0; c < C; ++c) std::fill(hints + c * sH, hints + c * sH + n, T(0));
   for (int64_t i = 0; i < active; ++i) {
@@ -102,11 +104,11 @@ REFCOLOR_FORCE_INLINE void paint_forward_rows(const T* __restrict__ S, int64_t s
 // dS_i for every segment (zero when inactive) and dY on one span, row-wise like the forward.
 template <int kC, typename T>
 REFCOLOR_FORCE_INLINE void paint_backward_rows(const T* __restrict__ gH, int64_t sGH, const T* __restrict__ gM,
-                                               const T* __restrict__ S, int64_t sS, const T* __restrict__ Y,
-                                               int64_t sY, const T* __restrict__ colors,
-                                               const T* __restrict__ grad_sum, const T* __restrict__ grad_count,
-                                               T* __restrict__ dS, int64_t sdS, T* __restrict__ dY, int64_t sdY,
-                                               int64_t active, int64_t Nc, int64_t C_, int64_t n) {
+                                               const T* __restrict__ S, int64_t sS, const T* __restrict__ Y, int64_t sY,
+                                               const T* __restrict__ colors, const T* __restrict__ grad_sum,
+                                               const T* __restrict__ grad_count, T* __restrict__ dS, int64_t sdS,
+                                               T* __restrict__ dY, int64_t sdY, int64_t active, int64_t Nc, int64_t C_,
+                                               int64_t n) {
   const int64_t C = channels_of<kC>(C_);
   for (int64_t i = 0; i < Nc; ++i) {
     T* __restrict__ ds = dS + i * sdS;
@@ -117,8 +119,7 @@ REFCOLOR_FORCE_INLINE void paint_backward_rows(const T* __restrict__ gH, int64_t
     const T* ci = colors + i * C;
     const T* gi = grad_sum + i * C;
     const T gc = grad_count[i];
-    for (int64_t p = 0; p < n; ++p)
-      ds[p] = segment_grad_at_pixel<kC>(ci, gi, gc, gM[p], gH + p, sGH, Y + p, sY, C);
+    for (int64_t p = 0; p < n; ++p) ds[p] = segment_grad_at_pixel<kC>(ci, gi, gc, gM[p], gH + p, sGH, Y + p, sY, C);
   }
   for (int64_t c = 0; c < C; ++c) {
     T* __restrict__ dy = dY + c * sdY;
@@ -204,28 +205,28 @@ REFCOLOR_FORCE_INLINE void grad_pixel_segments(T* __restrict__ buf, T gm, const 
 // ---- Per-dtype entry points, each cloned for AVX2+FMA and baseline x86-64 (see macros.h) -------
 // A "span" is n pixels of one row. Segment-major entries take unit pixel stride; pixel-major ones
 // take the pixel stride of every tensor (pS, pX, ...) and gather the (few) image channels.
-#define REFCOLOR_DEFINE_TASKS(T)                                                                                 \
-  REFCOLOR_CPU_CLONES void reduce_rows(const T* S, int64_t sS, const T* X, int64_t sX, T* out, int64_t active,    \
-                                       int64_t C, int64_t n, bool with_count) {                                   \
-    if (C == 3)                                                                                                   \
-      reduce_span_rows<3>(S, sS, X, sX, out, active, C, n, with_count);                                           \
-    else                                                                                                          \
-      reduce_span_rows<0>(S, sS, X, sX, out, active, C, n, with_count);                                           \
-  }                                                                                                               \
-  REFCOLOR_CPU_CLONES void paint_forward_rows_entry(const T* S, int64_t sS, const T* colors, T* hints, int64_t sH, \
-                                                    T* mask, int64_t active, int64_t C, int64_t n) {              \
-    paint_forward_rows(S, sS, colors, hints, sH, mask, active, C, n);                                             \
-  }                                                                                                               \
-  REFCOLOR_CPU_CLONES void paint_backward_rows_entry(                                                             \
-      const T* gH, int64_t sGH, const T* gM, const T* S, int64_t sS, const T* Y, int64_t sY, const T* colors,     \
-      const T* grad_sum, const T* grad_count, T* dS, int64_t sdS, T* dY, int64_t sdY, int64_t active, int64_t Nc, \
-      int64_t C, int64_t n) {                                                                                     \
-    if (C == 3)                                                                                                   \
-      paint_backward_rows<3>(gH, sGH, gM, S, sS, Y, sY, colors, grad_sum, grad_count, dS, sdS, dY, sdY, active,   \
-                             Nc, C, n);                                                                           \
-    else                                                                                                          \
-      paint_backward_rows<0>(gH, sGH, gM, S, sS, Y, sY, colors, grad_sum, grad_count, dS, sdS, dY, sdY, active,   \
-                             Nc, C, n);                                                                           \
+#define REFCOLOR_DEFINE_TASKS(T)                                                                                       \
+  REFCOLOR_CPU_CLONES void reduce_rows(const T* S, int64_t sS, const T* X, int64_t sX, T* out, int64_t active,         \
+                                       int64_t C, int64_t n, bool with_count) {                                        \
+    if (C == 3)                                                                                                        \
+      reduce_span_rows<3>(S, sS, X, sX, out, active, C, n, with_count);                                                \
+    else                                                                                                               \
+      reduce_span_rows<0>(S, sS, X, sX, out, active, C, n, with_count);                                                \
+  }                                                                                                                    \
+  REFCOLOR_CPU_CLONES void paint_forward_rows_entry(const T* S, int64_t sS, const T* colors, T* hints, int64_t sH,     \
+                                                    T* mask, int64_t active, int64_t C, int64_t n) {                   \
+    paint_forward_rows(S, sS, colors, hints, sH, mask, active, C, n);                                                  \
+  }                                                                                                                    \
+  REFCOLOR_CPU_CLONES void paint_backward_rows_entry(const T* gH, int64_t sGH, const T* gM, const T* S, int64_t sS,    \
+                                                     const T* Y, int64_t sY, const T* colors, const T* grad_sum,       \
+                                                     const T* grad_count, T* dS, int64_t sdS, T* dY, int64_t sdY,      \
+                                                     int64_t active, int64_t Nc, int64_t C, int64_t n) {               \
+    if (C == 3)                                                                                                        \
+      paint_backward_rows<3>(gH, sGH, gM, S, sS, Y, sY, colors, grad_sum, grad_count, dS, sdS, dY, sdY, active, Nc, C, \
+                             n);                                                                                       \
+    else                                                                                                               \
+      paint_backward_rows<0>(gH, sGH, gM, S, sS, Y, sY, colors, grad_sum, grad_count, dS, sdS, dY, sdY, active, Nc, C, \
+                             n);                                                                                       \
   }
 REFCOLOR_DEFINE_TASKS(float)
 REFCOLOR_DEFINE_TASKS(double)
@@ -271,9 +272,9 @@ REFCOLOR_FORCE_INLINE void reduce_pixels_impl(const T* S, int64_t si, int64_t pS
 }
 
 template <int kC, bool kUnit, typename T>
-REFCOLOR_FORCE_INLINE void paint_forward_pixels_impl(const T* S, int64_t si, int64_t pS, const T* colorsT,
-                                                     int64_t Ncp, T* hints, int64_t sH, int64_t pH, T* mask,
-                                                     int64_t pM, int64_t active, int64_t C, int64_t n) {
+REFCOLOR_FORCE_INLINE void paint_forward_pixels_impl(const T* S, int64_t si, int64_t pS, const T* colorsT, int64_t Ncp,
+                                                     T* hints, int64_t sH, int64_t pH, T* mask, int64_t pM,
+                                                     int64_t active, int64_t C, int64_t n) {
   std::vector<T> out_(C + 1);
   T* out = out_.data();
   for (int64_t p = 0; p < n; ++p) {
@@ -284,12 +285,12 @@ REFCOLOR_FORCE_INLINE void paint_forward_pixels_impl(const T* S, int64_t si, int
 }
 
 template <int kC, bool kUnit, typename T>
-REFCOLOR_FORCE_INLINE void paint_backward_pixels_impl(const T* gH, int64_t sGH, int64_t pGH, const T* gM,
-                                                      int64_t pGM, const T* S, int64_t si, int64_t pS, const T* Y,
-                                                      int64_t sY, int64_t pY, const T* colorsT, const T* grad_sumT,
-                                                      const T* grad_count, int64_t Ncp, T* dS, int64_t dsi,
-                                                      int64_t pdS, T* dY, int64_t sdY, int64_t pdY, int64_t active,
-                                                      int64_t Nc, int64_t C, int64_t n) {
+REFCOLOR_FORCE_INLINE void paint_backward_pixels_impl(const T* gH, int64_t sGH, int64_t pGH, const T* gM, int64_t pGM,
+                                                      const T* S, int64_t si, int64_t pS, const T* Y, int64_t sY,
+                                                      int64_t pY, const T* colorsT, const T* grad_sumT,
+                                                      const T* grad_count, int64_t Ncp, T* dS, int64_t dsi, int64_t pdS,
+                                                      T* dY, int64_t sdY, int64_t pdY, int64_t active, int64_t Nc,
+                                                      int64_t C, int64_t n) {
   const int64_t La = padded_lanes(active);
   std::vector<T> buf_(La), gh_(C), y_(C), out_(C + 1);
   T *buf = buf_.data(), *gh = gh_.data(), *y = y_.data(), *out = out_.data();
@@ -342,40 +343,39 @@ REFCOLOR_FORCE_INLINE void paint_backward_pixels_impl(const T* gH, int64_t sGH, 
 }
 
 // Cloned entry points; kUnit (segments adjacent: channels-last) and C == 3 get their own copies.
-#define REFCOLOR_DEFINE_PIXEL_TASKS(T)                                                                            \
-  REFCOLOR_CPU_CLONES void reduce_pixels(const T* S, int64_t si, int64_t pS, const T* X, int64_t sX, int64_t pX,  \
-                                         T* out, int64_t active, int64_t C, int64_t n, bool with_count) {         \
-    if (C == 3 && si == 1)                                                                                        \
-      reduce_pixels_impl<3, true>(S, si, pS, X, sX, pX, out, active, C, n, with_count);                           \
-    else if (C == 3)                                                                                              \
-      reduce_pixels_impl<3, false>(S, si, pS, X, sX, pX, out, active, C, n, with_count);                          \
-    else                                                                                                          \
-      reduce_pixels_impl<0, false>(S, si, pS, X, sX, pX, out, active, C, n, with_count);                          \
-  }                                                                                                               \
-  REFCOLOR_CPU_CLONES void paint_forward_pixels(const T* S, int64_t si, int64_t pS, const T* colorsT, int64_t Ncp, \
-                                                T* hints, int64_t sH, int64_t pH, T* mask, int64_t pM,            \
-                                                int64_t active, int64_t C, int64_t n) {                           \
-    if (C == 3 && si == 1)                                                                                        \
-      paint_forward_pixels_impl<3, true>(S, si, pS, colorsT, Ncp, hints, sH, pH, mask, pM, active, C, n);         \
-    else if (C == 3)                                                                                              \
-      paint_forward_pixels_impl<3, false>(S, si, pS, colorsT, Ncp, hints, sH, pH, mask, pM, active, C, n);        \
-    else                                                                                                          \
-      paint_forward_pixels_impl<0, false>(S, si, pS, colorsT, Ncp, hints, sH, pH, mask, pM, active, C, n);        \
-  }                                                                                                               \
-  REFCOLOR_CPU_CLONES void paint_backward_pixels(                                                                 \
-      const T* gH, int64_t sGH, int64_t pGH, const T* gM, int64_t pGM, const T* S, int64_t si, int64_t pS,         \
-      const T* Y, int64_t sY, int64_t pY, const T* colorsT, const T* grad_sumT, const T* grad_count, int64_t Ncp,  \
-      T* dS, int64_t dsi, int64_t pdS, T* dY, int64_t sdY, int64_t pdY, int64_t active, int64_t Nc, int64_t C,     \
-      int64_t n) {                                                                                                \
-    if (C == 3 && si == 1 && dsi == 1)                                                                            \
-      paint_backward_pixels_impl<3, true>(gH, sGH, pGH, gM, pGM, S, si, pS, Y, sY, pY, colorsT, grad_sumT,        \
-                                          grad_count, Ncp, dS, dsi, pdS, dY, sdY, pdY, active, Nc, C, n);         \
-    else if (C == 3)                                                                                              \
-      paint_backward_pixels_impl<3, false>(gH, sGH, pGH, gM, pGM, S, si, pS, Y, sY, pY, colorsT, grad_sumT,       \
-                                           grad_count, Ncp, dS, dsi, pdS, dY, sdY, pdY, active, Nc, C, n);        \
-    else                                                                                                          \
-      paint_backward_pixels_impl<0, false>(gH, sGH, pGH, gM, pGM, S, si, pS, Y, sY, pY, colorsT, grad_sumT,       \
-                                           grad_count, Ncp, dS, dsi, pdS, dY, sdY, pdY, active, Nc, C, n);        \
+#define REFCOLOR_DEFINE_PIXEL_TASKS(T)                                                                                 \
+  REFCOLOR_CPU_CLONES void reduce_pixels(const T* S, int64_t si, int64_t pS, const T* X, int64_t sX, int64_t pX,       \
+                                         T* out, int64_t active, int64_t C, int64_t n, bool with_count) {              \
+    if (C == 3 && si == 1)                                                                                             \
+      reduce_pixels_impl<3, true>(S, si, pS, X, sX, pX, out, active, C, n, with_count);                                \
+    else if (C == 3)                                                                                                   \
+      reduce_pixels_impl<3, false>(S, si, pS, X, sX, pX, out, active, C, n, with_count);                               \
+    else                                                                                                               \
+      reduce_pixels_impl<0, false>(S, si, pS, X, sX, pX, out, active, C, n, with_count);                               \
+  }                                                                                                                    \
+  REFCOLOR_CPU_CLONES void paint_forward_pixels(const T* S, int64_t si, int64_t pS, const T* colorsT, int64_t Ncp,     \
+                                                T* hints, int64_t sH, int64_t pH, T* mask, int64_t pM, int64_t active, \
+                                                int64_t C, int64_t n) {                                                \
+    if (C == 3 && si == 1)                                                                                             \
+      paint_forward_pixels_impl<3, true>(S, si, pS, colorsT, Ncp, hints, sH, pH, mask, pM, active, C, n);              \
+    else if (C == 3)                                                                                                   \
+      paint_forward_pixels_impl<3, false>(S, si, pS, colorsT, Ncp, hints, sH, pH, mask, pM, active, C, n);             \
+    else                                                                                                               \
+      paint_forward_pixels_impl<0, false>(S, si, pS, colorsT, Ncp, hints, sH, pH, mask, pM, active, C, n);             \
+  }                                                                                                                    \
+  REFCOLOR_CPU_CLONES void paint_backward_pixels(                                                                      \
+      const T* gH, int64_t sGH, int64_t pGH, const T* gM, int64_t pGM, const T* S, int64_t si, int64_t pS, const T* Y, \
+      int64_t sY, int64_t pY, const T* colorsT, const T* grad_sumT, const T* grad_count, int64_t Ncp, T* dS,           \
+      int64_t dsi, int64_t pdS, T* dY, int64_t sdY, int64_t pdY, int64_t active, int64_t Nc, int64_t C, int64_t n) {   \
+    if (C == 3 && si == 1 && dsi == 1)                                                                                 \
+      paint_backward_pixels_impl<3, true>(gH, sGH, pGH, gM, pGM, S, si, pS, Y, sY, pY, colorsT, grad_sumT, grad_count, \
+                                          Ncp, dS, dsi, pdS, dY, sdY, pdY, active, Nc, C, n);                          \
+    else if (C == 3)                                                                                                   \
+      paint_backward_pixels_impl<3, false>(gH, sGH, pGH, gM, pGM, S, si, pS, Y, sY, pY, colorsT, grad_sumT,            \
+                                           grad_count, Ncp, dS, dsi, pdS, dY, sdY, pdY, active, Nc, C, n);             \
+    else                                                                                                               \
+      paint_backward_pixels_impl<0, false>(gH, sGH, pGH, gM, pGM, S, si, pS, Y, sY, pY, colorsT, grad_sumT,            \
+                                           grad_count, Ncp, dS, dsi, pdS, dY, sdY, pdY, active, Nc, C, n);             \
   }
 REFCOLOR_DEFINE_PIXEL_TASKS(float)
 REFCOLOR_DEFINE_PIXEL_TASKS(double)
@@ -442,7 +442,6 @@ void for_each_span(const Grid& g, int64_t tile, const SpanFn& fn) {
   for (int64_t r = rt * g.rows_per_tile; r < r1; ++r) fn(r, col0, n);
 }
 
-
 // partial[(b * tiles + tile) * Nc * (C + 1) + i * (C + 1) + c]: per-tile sums for the active
 // segments (others stay zero); c < C: sum S_i X_c, c == C: sum S_i (with_count).
 template <typename T>
@@ -455,14 +454,13 @@ std::vector<T> segment_reduce(const View<const T>& S, const View<const T>& X, co
     T* out = partial.data() + task * Nc * row;
     if (!pixel_major) {
       for_each_span(g, tile, [&](int64_t r, int64_t col0, int64_t n) {
-        reduce_rows(S.at(b, 0, r, col0), S.s.channel, X.at(b, 0, r, col0), X.s.channel, out, active, C, n,
-                    with_count);
+        reduce_rows(S.at(b, 0, r, col0), S.s.channel, X.at(b, 0, r, col0), X.s.channel, out, active, C, n, with_count);
       });
       return;
     }
     for_each_span(g, tile, [&](int64_t r, int64_t col0, int64_t n) {
-      reduce_pixels(S.at(b, 0, r, col0), S.s.channel, S.s.col, X.at(b, 0, r, col0), X.s.channel, X.s.col, out,
-                    active, C, n, with_count);
+      reduce_pixels(S.at(b, 0, r, col0), S.s.channel, S.s.col, X.at(b, 0, r, col0), X.s.channel, X.s.col, out, active,
+                    C, n, with_count);
     });
   });
   return partial;
@@ -526,8 +524,8 @@ void forward_impl(const at::Tensor& segments, const at::Tensor& image, const int
     for_each_span(g, tile, [&](int64_t r, int64_t col0, int64_t n) {
       if (pixel_major)
         paint_forward_pixels(S.at(b, 0, r, col0), S.s.channel, S.s.col, colorsT.data() + b * C * Ncp, Ncp,
-                             hints.at(b, 0, r, col0), hints.s.channel, hints.s.col, mask.at(b, 0, r, col0),
-                             mask.s.col, active, C, n);
+                             hints.at(b, 0, r, col0), hints.s.channel, hints.s.col, mask.at(b, 0, r, col0), mask.s.col,
+                             active, C, n);
       else
         paint_forward_rows_entry(S.at(b, 0, r, col0), S.s.channel, colors + b * Nc * C, hints.at(b, 0, r, col0),
                                  hints.s.channel, mask.at(b, 0, r, col0), active, C, n);
@@ -587,12 +585,13 @@ void check_cpu_dtype(const at::Tensor& t) {
               "the C++ CPU kernel of segment_hint_colors takes float32 or float64, got ", t.scalar_type());
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_cpu(
-    const at::Tensor& segments, const at::Tensor& image, const at::Tensor& num_hints) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& segments,
+                                                                       const at::Tensor& image,
+                                                                       const at::Tensor& num_hints) {
   const SegmentHintSizes z = segment_hint_sizes(segments, image, num_hints);
   check_cpu_dtype(segments);
   const at::Tensor nh = num_hints.contiguous();  // B integers
-  at::Tensor hints = gradient_like(image);  // the image's layout
+  at::Tensor hints = gradient_like(image);       // the image's layout
   at::Tensor mask = at::empty({z.batch, 1, z.height, z.width}, segments.options());
   at::Tensor colors = at::empty({z.batch, z.segments, z.channels}, segments.options());
   at::Tensor counts = at::empty({z.batch, z.segments}, segments.options());

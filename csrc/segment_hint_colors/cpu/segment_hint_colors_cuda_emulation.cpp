@@ -27,8 +27,8 @@ struct HostStore {
 
 // segment_reduce_kernel over its whole grid (blocks, samples, channel groups).
 template <typename T, typename acc_t>
-void emulate_reduce(const T* S, const Strides4& ss, const T* X, const Strides4& xs, const int64_t* nh,
-                    acc_t* partial, int64_t B, int64_t Nc, int64_t C, int64_t P, int64_t width, bool with_count) {
+void emulate_reduce(const T* S, const Strides4& ss, const T* X, const Strides4& xs, const int64_t* nh, acc_t* partial,
+                    int64_t B, int64_t Nc, int64_t C, int64_t P, int64_t width, bool with_count) {
   const int64_t nblocks = reduce_block_count(P), groups = (C + kReduceGroup - 1) / kReduceGroup;
   for (int64_t group = 0; group < groups; ++group)
     for (int64_t b = 0; b < B; ++b)
@@ -72,7 +72,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate(const at::Ten
   at::Tensor hints = gradient_like(image), mask = at::empty({B, 1, z.height, z.width}, segments.options());
   at::Tensor dS = gradient_like(segments), dY = gradient_like(image);
   bool flat = true;
-  for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&segments, &image, &grad_hints, &grad_mask, &hints, &mask, &dS, &dY})
+  for (const at::Tensor* t :
+       std::initializer_list<const at::Tensor*>{&segments, &image, &grad_hints, &grad_mask, &hints, &mask, &dS, &dY})
     flat = flat && pixels_collapse(*t);
   const int64_t width = flat ? P : z.width;
   const T* S = segments.data_ptr<T>();
@@ -80,8 +81,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate(const at::Ten
   const T* gH = grad_hints.data_ptr<T>();
   const T* gM = grad_mask.data_ptr<T>();
   const Strides4 ss = strides_of(segments), ys = strides_of(image), hs = strides_of(hints), ms = strides_of(mask);
-  const Strides4 ghs = strides_of(grad_hints), gms = strides_of(grad_mask), dss = strides_of(dS),
-                 dys = strides_of(dY);
+  const Strides4 ghs = strides_of(grad_hints), gms = strides_of(grad_mask), dss = strides_of(dS), dys = strides_of(dY);
   const int64_t nblocks = reduce_block_count(P);
   // Workspace filled with NaN: a slot the reduction forgets to write poisons the result.
   std::vector<acc_t> partial(nblocks * B * Nc * (C + 1), std::numeric_limits<acc_t>::quiet_NaN());
@@ -103,8 +103,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate(const at::Ten
                               colors.data(), counts.data(), grad_sum.data(), grad_count.data());
   emulate_paint_grid(B, P, [&](int64_t b, int64_t p) {
     paint_backward_pixel<acc_t>(gH, ghs, gM, gms, S, ss, Y, ys, colors.data(), grad_sum.data(), grad_count.data(),
-                                dS.data_ptr<T>(), dss, dY.data_ptr<T>(), dys, b, p, clamp_num_hints(nh[b], Nc), Nc,
-                                C, width, HostStore());
+                                dS.data_ptr<T>(), dss, dY.data_ptr<T>(), dys, b, p, clamp_num_hints(nh[b], Nc), Nc, C,
+                                width, HostStore());
   });
   return {hints, mask, dS, dY};
 }
@@ -119,14 +119,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulation_cpu(const a
   TORCH_CHECK(grad_hints.scalar_type() == segments.scalar_type() && grad_mask.scalar_type() == segments.scalar_type(),
               "grad_hints and grad_mask must have the segments' dtype");
   std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> out;
-  AT_DISPATCH_FLOATING_TYPES(segments.scalar_type(), "segment_hint_colors_cuda_emulation", [&] {
-    out = emulate<scalar_t>(segments, image, num_hints, grad_hints, grad_mask);
-  });
+  AT_DISPATCH_FLOATING_TYPES(segments.scalar_type(), "segment_hint_colors_cuda_emulation",
+                             [&] { out = emulate<scalar_t>(segments, image, num_hints, grad_hints, grad_mask); });
   return out;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(refcolor, CPU, m) { m.impl("segment_hint_colors_cuda_emulation", &emulation_cpu); }
+TORCH_LIBRARY_IMPL(refcolor, CPU, m) {
+  m.impl("segment_hint_colors_cuda_emulation", &emulation_cpu);
+}
 
 }  // namespace refcolor

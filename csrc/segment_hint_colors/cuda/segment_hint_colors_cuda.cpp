@@ -1,7 +1,7 @@
 // Torch glue of the segment_hint_colors CUDA kernels: checks, allocation, stream, dtype mapping.
 // The kernels themselves are in segment_hint_colors_kernel.cu, which includes no torch headers.
-#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include <tuple>
@@ -14,11 +14,16 @@ namespace {
 
 cuda::DType kernel_dtype(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return cuda::DType::Float32;
-    case at::kDouble: return cuda::DType::Float64;
-    case at::kHalf: return cuda::DType::Float16;
-    case at::kBFloat16: return cuda::DType::BFloat16;
-    default: TORCH_CHECK(false, "the CUDA kernel of segment_hint_colors takes float16/bfloat16/float32/float64, got ", t);
+    case at::kFloat:
+      return cuda::DType::Float32;
+    case at::kDouble:
+      return cuda::DType::Float64;
+    case at::kHalf:
+      return cuda::DType::Float16;
+    case at::kBFloat16:
+      return cuda::DType::BFloat16;
+    default:
+      TORCH_CHECK(false, "the CUDA kernel of segment_hint_colors takes float16/bfloat16/float32/float64, got ", t);
   }
 }
 
@@ -42,8 +47,9 @@ SegmentHintLayout layout_of(const SegmentHintSizes& z, std::initializer_list<con
   return l;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_cuda(
-    const at::Tensor& segments, const at::Tensor& image, const at::Tensor& num_hints) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& segments,
+                                                                        const at::Tensor& image,
+                                                                        const at::Tensor& num_hints) {
   const SegmentHintSizes z = segment_hint_sizes(segments, image, num_hints);
   const c10::cuda::CUDAGuard guard(segments.device());
   const at::Tensor nh = num_hints.contiguous();
@@ -61,8 +67,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_cuda(
   at::Tensor ws = workspace(z, acc);
   const cudaError_t err = cuda::segment_hint_colors_forward(
       kernel_dtype(segments.scalar_type()), kernel_shape(z), layout, segments.data_ptr(), image.data_ptr(),
-      nh.data_ptr<int64_t>(), hints.data_ptr(), mask.data_ptr(), colors.data_ptr(), counts.data_ptr(),
-      ws.data_ptr(), c10::cuda::getCurrentCUDAStream().stream());
+      nh.data_ptr<int64_t>(), hints.data_ptr(), mask.data_ptr(), colors.data_ptr(), counts.data_ptr(), ws.data_ptr(),
+      c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "segment_hint_colors forward kernel failed: ", cudaGetErrorString(err));
   return {hints, mask, colors, counts};
 }
@@ -91,10 +97,9 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_hints, c
   at::Tensor grad_sum = at::empty({z.batch, z.segments, z.channels}, acc);
   at::Tensor grad_count = at::empty({z.batch, z.segments}, acc);
   const cudaError_t err = cuda::segment_hint_colors_backward(
-      kernel_dtype(segments.scalar_type()), kernel_shape(z), layout, gH.data_ptr(), gM.data_ptr(),
-      segments.data_ptr(), image.data_ptr(), nh.data_ptr<int64_t>(), col.data_ptr(), cnt.data_ptr(), dS.data_ptr(),
-      dY.data_ptr(), ws.data_ptr(), grad_sum.data_ptr(), grad_count.data_ptr(),
-      c10::cuda::getCurrentCUDAStream().stream());
+      kernel_dtype(segments.scalar_type()), kernel_shape(z), layout, gH.data_ptr(), gM.data_ptr(), segments.data_ptr(),
+      image.data_ptr(), nh.data_ptr<int64_t>(), col.data_ptr(), cnt.data_ptr(), dS.data_ptr(), dY.data_ptr(),
+      ws.data_ptr(), grad_sum.data_ptr(), grad_count.data_ptr(), c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "segment_hint_colors backward kernel failed: ", cudaGetErrorString(err));
   return {dS, dY};
 }

@@ -53,8 +53,8 @@ __device__ __forceinline__ acc_t warp_sum(acc_t v) {
 // sum S_i when with_count (group 0 only). Only active segments are written.
 template <typename T, typename acc_t>
 __global__ void segment_reduce_kernel(const T* __restrict__ S, Strides4 ss, const T* __restrict__ X, Strides4 xs,
-                                      const int64_t* __restrict__ num_hints, acc_t* __restrict__ partial,
-                                      int64_t Nc, int64_t C, int64_t P, int64_t width, bool with_count) {
+                                      const int64_t* __restrict__ num_hints, acc_t* __restrict__ partial, int64_t Nc,
+                                      int64_t C, int64_t P, int64_t width, bool with_count) {
   const int64_t blk = blockIdx.x, b = blockIdx.y, nblocks = gridDim.x, group = blockIdx.z;
   const int64_t c0 = group * kReduceGroup;
   const int cg = reduce_group_channels(group, C);
@@ -85,8 +85,8 @@ __global__ void segment_reduce_kernel(const T* __restrict__ S, Strides4 ss, cons
 
 template <typename acc_t>
 __global__ void finalize_forward_kernel(const acc_t* __restrict__ partial, const int64_t* __restrict__ num_hints,
-                                        acc_t* __restrict__ colors, acc_t* __restrict__ counts, int64_t B,
-                                        int64_t Nc, int64_t C, int64_t nblocks) {
+                                        acc_t* __restrict__ colors, acc_t* __restrict__ counts, int64_t B, int64_t Nc,
+                                        int64_t C, int64_t nblocks) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= B * Nc) return;
   const int64_t b = idx / Nc, i = idx % Nc;
@@ -101,8 +101,8 @@ __global__ void finalize_backward_kernel(const acc_t* __restrict__ partial, cons
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= B * Nc) return;
   const int64_t b = idx / Nc, i = idx % Nc;
-  finalize_backward_segment(partial, nblocks, b, i, clamp_num_hints(num_hints[b], Nc), Nc, C, colors, counts,
-                            grad_sum, grad_count);
+  finalize_backward_segment(partial, nblocks, b, i, clamp_num_hints(num_hints[b], Nc), Nc, C, colors, counts, grad_sum,
+                            grad_count);
 }
 
 template <typename T, typename acc_t>
@@ -144,9 +144,9 @@ unsigned segment_grid(const SegmentHintShape& z) {
 }
 
 template <typename T>
-cudaError_t forward(const SegmentHintShape& z, const SegmentHintLayout& layout, const void* segments,
-                    const void* image, const int64_t* nh, void* hints, void* mask, void* colors, void* counts,
-                    void* workspace, cudaStream_t stream) {
+cudaError_t forward(const SegmentHintShape& z, const SegmentHintLayout& layout, const void* segments, const void* image,
+                    const int64_t* nh, void* hints, void* mask, void* colors, void* counts, void* workspace,
+                    cudaStream_t stream) {
   using acc_t = typename Acc<T>::type;
   const T* S = static_cast<const T*>(segments);
   acc_t* partial = static_cast<acc_t*>(workspace);
@@ -156,9 +156,9 @@ cudaError_t forward(const SegmentHintShape& z, const SegmentHintLayout& layout, 
   finalize_forward_kernel<acc_t><<<segment_grid(z), kPaintThreads, 0, stream>>>(
       partial, nh, static_cast<acc_t*>(colors), static_cast<acc_t*>(counts), z.batch, z.segments, z.channels,
       reduce_block_count(z.pixels));
-  paint_forward_kernel<T, acc_t><<<pixel_grid(z), kPaintThreads, 0, stream>>>(
-      S, nh, static_cast<const acc_t*>(colors), static_cast<T*>(hints), static_cast<T*>(mask), layout, z.segments,
-      z.channels, z.pixels);
+  paint_forward_kernel<T, acc_t>
+      <<<pixel_grid(z), kPaintThreads, 0, stream>>>(S, nh, static_cast<const acc_t*>(colors), static_cast<T*>(hints),
+                                                    static_cast<T*>(mask), layout, z.segments, z.channels, z.pixels);
   return cudaGetLastError();
 }
 
@@ -174,9 +174,8 @@ cudaError_t backward(const SegmentHintShape& z, const SegmentHintLayout& layout,
   segment_reduce_kernel<T, acc_t><<<reduce_grid(z), kReduceThreads, 0, stream>>>(
       S, layout.segments, gH, layout.hints, nh, partial, z.segments, z.channels, z.pixels, layout.width, false);
   finalize_backward_kernel<acc_t><<<segment_grid(z), kPaintThreads, 0, stream>>>(
-      partial, nh, static_cast<const acc_t*>(colors), static_cast<const acc_t*>(counts),
-      static_cast<acc_t*>(grad_sum), static_cast<acc_t*>(grad_count), z.batch, z.segments, z.channels,
-      reduce_block_count(z.pixels));
+      partial, nh, static_cast<const acc_t*>(colors), static_cast<const acc_t*>(counts), static_cast<acc_t*>(grad_sum),
+      static_cast<acc_t*>(grad_count), z.batch, z.segments, z.channels, reduce_block_count(z.pixels));
   paint_backward_kernel<T, acc_t><<<pixel_grid(z), kPaintThreads, 0, stream>>>(
       gH, static_cast<const T*>(grad_mask), S, static_cast<const T*>(image), nh, static_cast<const acc_t*>(colors),
       static_cast<const acc_t*>(grad_sum), static_cast<const acc_t*>(grad_count), static_cast<T*>(grad_segments),
@@ -186,19 +185,24 @@ cudaError_t backward(const SegmentHintShape& z, const SegmentHintLayout& layout,
 
 }  // namespace
 
-int64_t segment_reduce_blocks(int64_t pixels) { return reduce_block_count(pixels); }
+int64_t segment_reduce_blocks(int64_t pixels) {
+  return reduce_block_count(pixels);
+}
 
 cudaError_t segment_hint_colors_forward(DType dtype, SegmentHintShape shape, const SegmentHintLayout& layout,
-                                        const void* segments, const void* image, const int64_t* num_hints,
-                                        void* hints, void* mask, void* colors, void* counts, void* workspace,
-                                        cudaStream_t stream) {
+                                        const void* segments, const void* image, const int64_t* num_hints, void* hints,
+                                        void* mask, void* colors, void* counts, void* workspace, cudaStream_t stream) {
 #define REFCOLOR_FORWARD(T) \
   forward<T>(shape, layout, segments, image, num_hints, hints, mask, colors, counts, workspace, stream)
   switch (dtype) {
-    case DType::Float32: return REFCOLOR_FORWARD(float);
-    case DType::Float64: return REFCOLOR_FORWARD(double);
-    case DType::Float16: return REFCOLOR_FORWARD(__half);
-    case DType::BFloat16: return REFCOLOR_FORWARD(__nv_bfloat16);
+    case DType::Float32:
+      return REFCOLOR_FORWARD(float);
+    case DType::Float64:
+      return REFCOLOR_FORWARD(double);
+    case DType::Float16:
+      return REFCOLOR_FORWARD(__half);
+    case DType::BFloat16:
+      return REFCOLOR_FORWARD(__nv_bfloat16);
   }
 #undef REFCOLOR_FORWARD
   return cudaErrorInvalidValue;
@@ -207,16 +211,20 @@ cudaError_t segment_hint_colors_forward(DType dtype, SegmentHintShape shape, con
 cudaError_t segment_hint_colors_backward(DType dtype, SegmentHintShape shape, const SegmentHintLayout& layout,
                                          const void* grad_hints, const void* grad_mask, const void* segments,
                                          const void* image, const int64_t* num_hints, const void* colors,
-                                         const void* counts, void* grad_segments, void* grad_image,
-                                         void* workspace, void* grad_sum, void* grad_count, cudaStream_t stream) {
+                                         const void* counts, void* grad_segments, void* grad_image, void* workspace,
+                                         void* grad_sum, void* grad_count, cudaStream_t stream) {
 #define REFCOLOR_BACKWARD(T)                                                                                   \
   backward<T>(shape, layout, grad_hints, grad_mask, segments, image, num_hints, colors, counts, grad_segments, \
               grad_image, workspace, grad_sum, grad_count, stream)
   switch (dtype) {
-    case DType::Float32: return REFCOLOR_BACKWARD(float);
-    case DType::Float64: return REFCOLOR_BACKWARD(double);
-    case DType::Float16: return REFCOLOR_BACKWARD(__half);
-    case DType::BFloat16: return REFCOLOR_BACKWARD(__nv_bfloat16);
+    case DType::Float32:
+      return REFCOLOR_BACKWARD(float);
+    case DType::Float64:
+      return REFCOLOR_BACKWARD(double);
+    case DType::Float16:
+      return REFCOLOR_BACKWARD(__half);
+    case DType::BFloat16:
+      return REFCOLOR_BACKWARD(__nv_bfloat16);
   }
 #undef REFCOLOR_BACKWARD
   return cudaErrorInvalidValue;

@@ -61,8 +61,8 @@ REFCOLOR_CPU_CLONES void spline_row(const float* params, const float* ctrl, int6
                                     int64_t W, float* tx, float* ty) {
   spline_row_impl(params, ctrl, K, qx, qy, W, tx, ty);
 }
-REFCOLOR_CPU_CLONES void spline_row(const double* params, const double* ctrl, int64_t K, const double* qx,
-                                    double qy, int64_t W, double* tx, double* ty) {
+REFCOLOR_CPU_CLONES void spline_row(const double* params, const double* ctrl, int64_t K, const double* qx, double qy,
+                                    int64_t W, double* tx, double* ty) {
   spline_row_impl(params, ctrl, K, qx, qy, W, tx, ty);
 }
 
@@ -78,9 +78,10 @@ std::vector<T> pixel_coordinates(int64_t n) {
 // disjoint and leaves the loop scalar.
 template <typename T>
 REFCOLOR_FORCE_INLINE void taps_row_impl(const T* __restrict__ tx, const T* __restrict__ ty, int32_t H, int32_t W,
-                                         int padding, int32_t sH, int32_t sW, int64_t n, int32_t* __restrict__ i0, int32_t* __restrict__ i1,
-                                         int32_t* __restrict__ i2, int32_t* __restrict__ i3, T* __restrict__ w0,
-                                         T* __restrict__ w1, T* __restrict__ w2, T* __restrict__ w3) {
+                                         int padding, int32_t sH, int32_t sW, int64_t n, int32_t* __restrict__ i0,
+                                         int32_t* __restrict__ i1, int32_t* __restrict__ i2, int32_t* __restrict__ i3,
+                                         T* __restrict__ w0, T* __restrict__ w1, T* __restrict__ w2,
+                                         T* __restrict__ w3) {
   for (int64_t j = 0; j < n; ++j) {
     const BilinearTaps<T, int32_t> taps = bilinear_taps<T, int32_t>(tx[j], ty[j], H, W, padding, sH, sW);
     i0[j] = taps.index[0];
@@ -94,14 +95,14 @@ REFCOLOR_FORCE_INLINE void taps_row_impl(const T* __restrict__ tx, const T* __re
   }
 }
 
-#define REFCOLOR_TAPS_ROW(T)                                                                                   \
-  REFCOLOR_CPU_CLONES void taps_row(const T* tx, const T* ty, int32_t H, int32_t W, int padding, int32_t sH,     \
-                                    int32_t sW, int64_t n, int32_t* i0, int32_t* i1, int32_t* i2, int32_t* i3,  \
-                                    T* w0, T* w1, T* w2, T* w3) {                                               \
-    if (sW == 1)                                                                                                \
-      taps_row_impl(tx, ty, H, W, padding, sH, 1, n, i0, i1, i2, i3, w0, w1, w2, w3);                           \
-    else                                                                                                        \
-      taps_row_impl(tx, ty, H, W, padding, sH, sW, n, i0, i1, i2, i3, w0, w1, w2, w3);                          \
+#define REFCOLOR_TAPS_ROW(T)                                                                                          \
+  REFCOLOR_CPU_CLONES void taps_row(const T* tx, const T* ty, int32_t H, int32_t W, int padding, int32_t sH,          \
+                                    int32_t sW, int64_t n, int32_t* i0, int32_t* i1, int32_t* i2, int32_t* i3, T* w0, \
+                                    T* w1, T* w2, T* w3) {                                                            \
+    if (sW == 1)                                                                                                      \
+      taps_row_impl(tx, ty, H, W, padding, sH, 1, n, i0, i1, i2, i3, w0, w1, w2, w3);                                 \
+    else                                                                                                              \
+      taps_row_impl(tx, ty, H, W, padding, sH, sW, n, i0, i1, i2, i3, w0, w1, w2, w3);                                \
   }
 REFCOLOR_TAPS_ROW(float)
 REFCOLOR_TAPS_ROW(double)
@@ -120,11 +121,11 @@ REFCOLOR_FORCE_INLINE void gather_row_impl(const T* __restrict__ plane, const in
 
 #define REFCOLOR_GATHER_ROW(T)                                                                                  \
   REFCOLOR_CPU_CLONES void gather_row(const T* plane, const int32_t* index, const T* weight, int64_t W, T* out, \
-                                      int64_t os) {                                                            \
-    if (os == 1)                                                                                               \
-      gather_row_impl(plane, index, weight, W, out, 1);                                                        \
-    else                                                                                                       \
-      gather_row_impl(plane, index, weight, W, out, os);                                                       \
+                                      int64_t os) {                                                             \
+    if (os == 1)                                                                                                \
+      gather_row_impl(plane, index, weight, W, out, 1);                                                         \
+    else                                                                                                        \
+      gather_row_impl(plane, index, weight, W, out, os);                                                        \
   }
 REFCOLOR_GATHER_ROW(float)
 REFCOLOR_GATHER_ROW(double)
@@ -141,9 +142,8 @@ struct RowScratch {
   void taps(int64_t H, int padding, int64_t sH, int64_t sW) {
     int32_t* i = index.data();
     T* w = weight.data();
-    taps_row(tx.data(), ty.data(), static_cast<int32_t>(H), static_cast<int32_t>(W), padding,
-             static_cast<int32_t>(sH), static_cast<int32_t>(sW), W, i, i + W, i + 2 * W, i + 3 * W, w, w + W,
-             w + 2 * W, w + 3 * W);
+    taps_row(tx.data(), ty.data(), static_cast<int32_t>(H), static_cast<int32_t>(W), padding, static_cast<int32_t>(sH),
+             static_cast<int32_t>(sW), W, i, i + W, i + 2 * W, i + 3 * W, w, w + W, w + 2 * W, w + 3 * W);
   }
 };
 
@@ -178,33 +178,34 @@ void backward_impl(const T* grad_out, const TpsStrides& os, const T* params, con
                    const TpsStrides& gs, const TpsWarpSizes& z, int padding) {
   const int64_t H = z.height, W = z.width, C = z.channels, K = z.points;
   const std::vector<T> qx = pixel_coordinates<T>(W), qy = pixel_coordinates<T>(H);
-  at::parallel_for(0, z.batch, std::max<int64_t>(1, row_grain(W, K, C) / std::max<int64_t>(H, 1)),
-                   [&](int64_t begin, int64_t end) {
-    RowScratch<T> r(W);
-    for (int64_t b = begin; b < end; ++b) {
-      for (int64_t row = 0; row < H; ++row) {
-        spline_row(params + b * (K + 3) * 2, ctrl + b * K * 2, K, qx.data(), qy[row], W, r.tx.data(), r.ty.data());
-        r.taps(H, padding, gs.row, gs.col);
-        for (int64_t c = 0; c < C; ++c) {
-          const T* g = grad_out + tps_offset(os, b, c, row, 0);
-          T* plane = grad_image + tps_offset(gs, b, c, 0, 0);
-          for (int t = 0; t < 4; ++t)  // zero-weight taps add 0 at a valid index
-            for (int64_t j = 0; j < W; ++j) plane[r.index[t * W + j]] += r.weight[t * W + j] * g[j * os.col];
+  at::parallel_for(
+      0, z.batch, std::max<int64_t>(1, row_grain(W, K, C) / std::max<int64_t>(H, 1)), [&](int64_t begin, int64_t end) {
+        RowScratch<T> r(W);
+        for (int64_t b = begin; b < end; ++b) {
+          for (int64_t row = 0; row < H; ++row) {
+            spline_row(params + b * (K + 3) * 2, ctrl + b * K * 2, K, qx.data(), qy[row], W, r.tx.data(), r.ty.data());
+            r.taps(H, padding, gs.row, gs.col);
+            for (int64_t c = 0; c < C; ++c) {
+              const T* g = grad_out + tps_offset(os, b, c, row, 0);
+              T* plane = grad_image + tps_offset(gs, b, c, 0, 0);
+              for (int t = 0; t < 4; ++t)  // zero-weight taps add 0 at a valid index
+                for (int64_t j = 0; j < W; ++j) plane[r.index[t * W + j]] += r.weight[t * W + j] * g[j * os.col];
+            }
+          }
         }
-      }
-    }
-  });
+      });
 }
 
 void check_cpu_dtype(const at::Tensor& image, const at::Tensor& params) {
-  const int64_t extent = (image.size(2) - 1) * std::abs(image.stride(2)) + (image.size(3) - 1) * std::abs(image.stride(3));
+  const int64_t extent =
+      (image.size(2) - 1) * std::abs(image.stride(2)) + (image.size(3) - 1) * std::abs(image.stride(3));
   TORCH_CHECK(extent < (int64_t(1) << 31),
               "the C++ CPU kernel of tps_warp takes image planes spanning fewer than 2^31 elements, got sizes ",
               image.sizes(), " strides ", image.strides());
   TORCH_CHECK(image.scalar_type() == at::kFloat || image.scalar_type() == at::kDouble,
               "the C++ CPU kernel of tps_warp takes float32 or float64, got ", image.scalar_type());
-  TORCH_CHECK(params.scalar_type() == image.scalar_type(), "params must have the image's dtype (",
-              image.scalar_type(), "), got ", params.scalar_type());
+  TORCH_CHECK(params.scalar_type() == image.scalar_type(), "params must have the image's dtype (", image.scalar_type(),
+              "), got ", params.scalar_type());
 }
 
 at::Tensor forward_cpu(const at::Tensor& image, const at::Tensor& params, const at::Tensor& ctrl,
@@ -212,7 +213,7 @@ at::Tensor forward_cpu(const at::Tensor& image, const at::Tensor& params, const 
   const TpsWarpSizes z = tps_warp_sizes(image, params, ctrl, padding_mode);
   check_cpu_dtype(image, params);
   const at::Tensor p = params.contiguous(), c = ctrl.contiguous();  // (B, K + 3, 2): small
-  at::Tensor out = at::empty_like(image);                            // the image's layout
+  at::Tensor out = at::empty_like(image);                           // the image's layout
   AT_DISPATCH_FLOATING_TYPES(image.scalar_type(), "tps_warp_forward_cpu", [&] {
     forward_impl<scalar_t>(static_cast<const scalar_t*>(image.data_ptr()), tps_strides_of(image),
                            p.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),

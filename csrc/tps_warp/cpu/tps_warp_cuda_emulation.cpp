@@ -61,10 +61,10 @@ std::tuple<at::Tensor, at::Tensor> emulation_cpu(const at::Tensor& image, const 
     const TpsStrides is = tps_strides_of(image), os = tps_strides_of(out), gos = tps_strides_of(grad_out),
                      gs = tps_strides_of(grad);
     emulate_grid(z.batch, z.height * z.width, [&](int64_t b, int64_t px) {
-      tps_forward_pixel(img, is, p.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), os, b,
-                        px, z.channels, z.height, z.width, z.points, padding, HostLoad(), HostStore());
-      tps_backward_pixel(g, gos, p.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), gs, b,
-                         px, z.channels, z.height, z.width, z.points, padding, HostLoad(), HostAdd());
+      tps_forward_pixel(img, is, p.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), os, b, px,
+                        z.channels, z.height, z.width, z.points, padding, HostLoad(), HostStore());
+      tps_backward_pixel(g, gos, p.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), gs, b, px,
+                         z.channels, z.height, z.width, z.points, padding, HostLoad(), HostAdd());
     });
   });
   return {out, grad};
@@ -72,6 +72,8 @@ std::tuple<at::Tensor, at::Tensor> emulation_cpu(const at::Tensor& image, const 
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(refcolor, CPU, m) { m.impl("tps_warp_cuda_emulation", &emulation_cpu); }
+TORCH_LIBRARY_IMPL(refcolor, CPU, m) {
+  m.impl("tps_warp_cuda_emulation", &emulation_cpu);
+}
 
 }  // namespace refcolor

@@ -12,15 +12,22 @@ namespace {
 
 cuda::TpsDType kernel_dtype(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return cuda::TpsDType::Float32;
-    case at::kDouble: return cuda::TpsDType::Float64;
-    case at::kHalf: return cuda::TpsDType::Float16;
-    case at::kBFloat16: return cuda::TpsDType::BFloat16;
-    default: TORCH_CHECK(false, "the CUDA kernel of tps_warp takes float16/bfloat16/float32/float64, got ", t);
+    case at::kFloat:
+      return cuda::TpsDType::Float32;
+    case at::kDouble:
+      return cuda::TpsDType::Float64;
+    case at::kHalf:
+      return cuda::TpsDType::Float16;
+    case at::kBFloat16:
+      return cuda::TpsDType::BFloat16;
+    default:
+      TORCH_CHECK(false, "the CUDA kernel of tps_warp takes float16/bfloat16/float32/float64, got ", t);
   }
 }
 
-at::ScalarType compute_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+at::ScalarType compute_type(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
 
 cuda::TpsWarpShape kernel_shape(const TpsWarpSizes& z) {
   TORCH_CHECK(z.batch <= 65535, "the CUDA kernel of tps_warp takes batches of at most 65535 (grid y), got ", z.batch);
@@ -33,12 +40,12 @@ at::Tensor forward_cuda(const at::Tensor& image, const at::Tensor& params, const
   const c10::cuda::CUDAGuard guard(image.device());
   const auto acc = compute_type(image.scalar_type());
   const at::Tensor p = params.to(acc).contiguous(), c = ctrl.to(acc).contiguous();  // (B, K + 3, 2): small
-  at::Tensor out = at::empty_like(image);  // the image's layout
+  at::Tensor out = at::empty_like(image);                                           // the image's layout
   if (image.numel() == 0) return out;
-  const cudaError_t err = cuda::tps_warp_forward(kernel_dtype(image.scalar_type()), kernel_shape(z), image.data_ptr(),
-                                                 tps_strides_of(image), p.data_ptr(), c.data_ptr(), out.data_ptr(),
-                                                 tps_strides_of(out), static_cast<int>(padding_mode),
-                                                 c10::cuda::getCurrentCUDAStream().stream());
+  const cudaError_t err =
+      cuda::tps_warp_forward(kernel_dtype(image.scalar_type()), kernel_shape(z), image.data_ptr(),
+                             tps_strides_of(image), p.data_ptr(), c.data_ptr(), out.data_ptr(), tps_strides_of(out),
+                             static_cast<int>(padding_mode), c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "tps_warp forward kernel failed: ", cudaGetErrorString(err));
   return out;
 }

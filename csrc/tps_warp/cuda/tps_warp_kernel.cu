@@ -44,8 +44,8 @@ __global__ void tps_warp_forward_kernel(const T* __restrict__ image, TpsStrides 
 template <typename T, typename acc_t>
 __global__ void tps_warp_backward_kernel(const T* __restrict__ grad_out, TpsStrides os,
                                          const acc_t* __restrict__ params, const acc_t* __restrict__ ctrl,
-                                         acc_t* __restrict__ grad_image, TpsStrides gs, int64_t C, int64_t H,
-                                         int64_t W, int64_t K, int padding) {
+                                         acc_t* __restrict__ grad_image, TpsStrides gs, int64_t C, int64_t H, int64_t W,
+                                         int64_t K, int padding) {
   int64_t p;
   if (!tps_thread_pixel(blockIdx.x, threadIdx.x, H * W, &p)) return;
   const int64_t b = blockIdx.y;
@@ -82,13 +82,16 @@ cudaError_t backward(const TpsWarpShape& z, const void* grad_out, TpsStrides os,
 cudaError_t tps_warp_forward(TpsDType dtype, TpsWarpShape shape, const void* image, TpsStrides image_strides,
                              const void* params, const void* ctrl, void* out, TpsStrides out_strides, int padding,
                              cudaStream_t stream) {
-#define REFCOLOR_FORWARD(T) \
-  forward<T>(shape, image, image_strides, params, ctrl, out, out_strides, padding, stream)
+#define REFCOLOR_FORWARD(T) forward<T>(shape, image, image_strides, params, ctrl, out, out_strides, padding, stream)
   switch (dtype) {
-    case TpsDType::Float32: return REFCOLOR_FORWARD(float);
-    case TpsDType::Float64: return REFCOLOR_FORWARD(double);
-    case TpsDType::Float16: return REFCOLOR_FORWARD(__half);
-    case TpsDType::BFloat16: return REFCOLOR_FORWARD(__nv_bfloat16);
+    case TpsDType::Float32:
+      return REFCOLOR_FORWARD(float);
+    case TpsDType::Float64:
+      return REFCOLOR_FORWARD(double);
+    case TpsDType::Float16:
+      return REFCOLOR_FORWARD(__half);
+    case TpsDType::BFloat16:
+      return REFCOLOR_FORWARD(__nv_bfloat16);
   }
 #undef REFCOLOR_FORWARD
   return cudaErrorInvalidValue;
@@ -100,10 +103,14 @@ cudaError_t tps_warp_backward(TpsDType dtype, TpsWarpShape shape, const void* gr
 #define REFCOLOR_BACKWARD(T) \
   backward<T>(shape, grad_out, grad_out_strides, params, ctrl, grad_image_acc, grad_strides, padding, stream)
   switch (dtype) {
-    case TpsDType::Float32: return REFCOLOR_BACKWARD(float);
-    case TpsDType::Float64: return REFCOLOR_BACKWARD(double);
-    case TpsDType::Float16: return REFCOLOR_BACKWARD(__half);
-    case TpsDType::BFloat16: return REFCOLOR_BACKWARD(__nv_bfloat16);
+    case TpsDType::Float32:
+      return REFCOLOR_BACKWARD(float);
+    case TpsDType::Float64:
+      return REFCOLOR_BACKWARD(double);
+    case TpsDType::Float16:
+      return REFCOLOR_BACKWARD(__half);
+    case TpsDType::BFloat16:
+      return REFCOLOR_BACKWARD(__nv_bfloat16);
   }
 #undef REFCOLOR_BACKWARD
   return cudaErrorInvalidValue;

@@ -1,5 +1,6 @@
 """What each model adds to the shared GAN trainer: its data preparation, forward pass, losses and
 sample-grid columns. One module per model kind."""
+
 from refcolor.train.tasks.base import Task
 from refcolor.train.tasks.guide import GuideTask
 from refcolor.train.tasks.scft import SCFTTask

@@ -1,5 +1,6 @@
 """Task: the model-specific half of a training step; refcolor.train.Trainer runs the rest (the
 discriminator and generator updates, mixed precision, DDP, checkpoints, logs)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -81,7 +82,6 @@ def resolve_model_config(config: TrainConfig):
     if config.image_size is not None:
         overrides["image_size"] = config.image_size
     return model_config(config.model, config.preset, **overrides)
-
 
 
 __all__ = ["Task", "resolve_model_config"]

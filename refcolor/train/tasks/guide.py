@@ -1,7 +1,10 @@
 """GuidingPainter training (Cho et al. 2022): random-style XDoG sketches of the target, Gumbel
 segments at a temperature annealed over the run (1 -> 0.1), hints of the first Nh regions (Nh from
 Eq. 3) and the official losses (L1 30, adversarial 0.2, hint consistency 5, smoothness 1)."""
+
 from __future__ import annotations
+
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +14,7 @@ from refcolor.data.sketch import SketchExtractor
 from refcolor.data.sketch_preparation import prepare_sketch
 from refcolor.images import from_model_range, region_palette
 from refcolor.losses import GuidingPainterLossWeights
-from refcolor.models.guiding_painter import hint_consistency_loss, smoothness_loss
+from refcolor.models.guiding_painter import GuidingPainter, hint_consistency_loss, smoothness_loss
 from refcolor.train.tasks.base import Task
 
 
@@ -24,7 +27,7 @@ class GuideTask(Task):
         self.sketcher = SketchExtractor()
 
     def set_backend(self, backend: str) -> None:
-        self.generator.hint_generator.backend = backend
+        cast(GuidingPainter, self.generator).hint_generator.backend = backend
         self.backend = backend
 
     def temperature(self, step: int) -> float:
@@ -62,8 +65,13 @@ class GuideTask(Task):
         region_image = palette[regions].permute(0, 3, 1, 2) * (0.5 + 0.5 * from_model_range(sketch))
         colors, mask = out.hints[:, :3], out.hints[:, 3:]
         hint_image = from_model_range(colors) * mask + 0.5 * (1 - mask)  # gray where no hint
-        return [("sketch", from_model_range(sketch)), ("regions", region_image), ("hints", hint_image),
-                ("output", from_model_range(out.output)), ("target", from_model_range(target))]
+        return [
+            ("sketch", from_model_range(sketch)),
+            ("regions", region_image),
+            ("hints", hint_image),
+            ("output", from_model_range(out.output)),
+            ("target", from_model_range(target)),
+        ]
 
 
 __all__ = ["GuideTask"]

@@ -2,9 +2,11 @@
 SCFT's projected features for the triplet loss, and the losses of Eq. 11 (L1 30, adversarial 1,
 triplet 1 with margin 12, perceptual 0.01 and style 50 on VGG19 relu{1..5}_1, or on EfficientNet-Lite0
 when VGG19's weights are absent: TrainConfig.feature_network, refcolor.losses.resolve_feature_loss)."""
+
 from __future__ import annotations
 
 import warnings
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +15,7 @@ from torch import Tensor, nn
 from refcolor.data.augmented_self_reference import AugmentedSelfReference
 from refcolor.images import from_model_range
 from refcolor.losses import SCFTLossWeights, resolve_feature_loss, scft_triplet_loss
+from refcolor.models.scft_colorizer import SCFTColorizer
 from refcolor.models.vgg import WeightsUnavailableError
 from refcolor.ops.tps_correspondence import tps_correspondence
 from refcolor.train.tasks.base import Task
@@ -37,7 +40,9 @@ class SCFTTask(Task):
                     config.feature_network, vgg_weights=config.vgg_weights, download_vgg=config.download_vgg
                 )
             except WeightsUnavailableError as err:  # an explicit choice whose weights are missing
-                raise ValueError(f"train config: feature_network {config.feature_network!r} is unavailable: {err}") from None
+                raise ValueError(
+                    f"train config: feature_network {config.feature_network!r} is unavailable: {err}"
+                ) from None
             if loss is None:
                 warnings.warn(
                     f"perceptual and style losses are off for this run: {why}", VGGUnavailableWarning, stacklevel=2
@@ -51,7 +56,7 @@ class SCFTTask(Task):
         return {"feature_network": self.feature_network, "loss_weights": dict(self.weights)}
 
     def set_backend(self, backend: str) -> None:
-        self.generator.scft.backend = backend
+        cast(SCFTColorizer, self.generator).scft.backend = backend
 
     def prepare(self, images: Tensor, rng: torch.Generator) -> dict[str, Tensor]:
         with torch.no_grad():
@@ -65,8 +70,13 @@ class SCFTTask(Task):
 
     def forward(self, generator: nn.Module, data: dict, step: int, rng: torch.Generator) -> dict:
         out = generator(data["sketch"], data["reference"], return_triplet=True)
-        return {"fake": out.image, "queries": out.queries, "keys": out.keys,
-                "feature_size": out.feature_size, "reference_feature_size": out.reference_feature_size}
+        return {
+            "fake": out.image,
+            "queries": out.queries,
+            "keys": out.keys,
+            "feature_size": out.feature_size,
+            "reference_feature_size": out.reference_feature_size,
+        }
 
     def losses(self, data: dict, out: dict, rng: torch.Generator) -> dict[str, Tensor]:
         fake, target = out["fake"], data["target"]
@@ -75,8 +85,13 @@ class SCFTTask(Task):
             # The warp grid says which reference cell shows each sketch cell: the positive key.
             index, valid = tps_correspondence(data["grid"], out["feature_size"], out["reference_feature_size"])
             terms["triplet"] = scft_triplet_loss(
-                out["queries"], out["keys"], index, valid, margin=self.config.triplet_margin,
-                num_negatives=self.config.triplet_negatives, generator=rng,
+                out["queries"],
+                out["keys"],
+                index,
+                valid,
+                margin=self.config.triplet_margin,
+                num_negatives=self.config.triplet_negatives,
+                generator=rng,
             )
         if self.feature_loss is not None:
             terms["perceptual"], terms["style"] = self.feature_loss(fake, target)
@@ -85,8 +100,12 @@ class SCFTTask(Task):
     @torch.no_grad()
     def sample_columns(self, generator: nn.Module, data: dict) -> list[tuple[str, Tensor]]:
         output = generator(data["sketch"], data["reference"])
-        return [("sketch", from_model_range(data["sketch"])), ("reference", from_model_range(data["reference"])),
-                ("output", from_model_range(output)), ("target", from_model_range(data["target"]))]
+        return [
+            ("sketch", from_model_range(data["sketch"])),
+            ("reference", from_model_range(data["reference"])),
+            ("output", from_model_range(output)),
+            ("target", from_model_range(data["target"])),
+        ]
 
 
 __all__ = ["SCFTTask", "VGGUnavailableWarning"]
