@@ -64,6 +64,7 @@ def _show_warning(default, category):
 
 
 def run(args) -> int:
+    from refcolor.data import ImageFolder, UnreadableImageWarning
     from refcolor.models.loading import load_model, resolve_device
 
     for name in ("max_images", "batch_size"):
@@ -72,24 +73,21 @@ def run(args) -> int:
             raise CommandError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     device = resolve_device(args.device)
     loaded = load_model(args.checkpoint, expected_kind=args.model, device=device)
-    return EVALUATIONS[args.model](args, loaded, device)
-
-
-def _evaluate_guide(args, loaded, device) -> int:
-    from refcolor.data import ImageFolder, UnreadableImageWarning
-    from refcolor.evaluation.guide_psnr import evaluate_guide_psnr, markdown_table, write_report
-
     model = loaded.model
-    data = args.data
+    image_size: int = model.config.image_size  # type: ignore[union-attr,assignment]  # both kinds' configs have it (load_model checked the kind)
     with warnings.catch_warnings():  # unreadable files: one line each on stderr, not a warning dump
         warnings.simplefilter("always", UnreadableImageWarning)
         warnings.showwarning = _show_warning(warnings.showwarning, UnreadableImageWarning)
-        dataset = ImageFolder(data, size=model.config.image_size)
+        dataset = ImageFolder(args.data, size=image_size)
         total = len(dataset) if args.max_images is None else min(args.max_images, len(dataset))
-        print(f"evaluating {loaded.source} on {total} images of {data} at {model.config.image_size}px ({device})")
-        curve = evaluate_guide_psnr(
-            model, dataset, max_images=args.max_images, batch_size=args.batch_size, device=device
-        )
+        print(f"evaluating {loaded.source} on {total} images of {args.data} at {image_size}px ({device})")
+        return EVALUATIONS[args.model](args, model, dataset, device)
+
+
+def _evaluate_guide(args, model, dataset, device) -> int:
+    from refcolor.evaluation.guide_psnr import evaluate_guide_psnr, markdown_table, write_report
+
+    curve = evaluate_guide_psnr(model, dataset, max_images=args.max_images, batch_size=args.batch_size, device=device)
     paths = write_report(curve, args.out)
     print(markdown_table(curve))
     print(f"all-regions hint map: {curve.hint_map_psnr:.2f} dB")
@@ -97,21 +95,12 @@ def _evaluate_guide(args, loaded, device) -> int:
     return 0
 
 
-def _evaluate_scft(args, loaded, device) -> int:
-    from refcolor.data import ImageFolder, UnreadableImageWarning
+def _evaluate_scft(args, model, dataset, device) -> int:
     from refcolor.evaluation import scft_eval
 
-    model = loaded.model
-    data = args.data
-    with warnings.catch_warnings():  # unreadable files: one line each on stderr, not a warning dump
-        warnings.simplefilter("always", UnreadableImageWarning)
-        warnings.showwarning = _show_warning(warnings.showwarning, UnreadableImageWarning)
-        dataset = ImageFolder(data, size=model.config.image_size)
-        total = len(dataset) if args.max_images is None else min(args.max_images, len(dataset))
-        print(f"evaluating {loaded.source} on {total} images of {data} at {model.config.image_size}px ({device})")
-        result = scft_eval.evaluate_scft(
-            model, dataset, max_images=args.max_images, batch_size=args.batch_size, device=device
-        )
+    result = scft_eval.evaluate_scft(
+        model, dataset, max_images=args.max_images, batch_size=args.batch_size, device=device
+    )
     paths = scft_eval.write_report(result, args.out)
     print(scft_eval.markdown_table(result))
     if "png" not in paths:
@@ -120,7 +109,9 @@ def _evaluate_scft(args, loaded, device) -> int:
     return 0
 
 
+# --model kind -> its protocol, run on the held-out dataset inside run()'s warning handling;
+# MODELS lists the same kinds
 EVALUATIONS = {
     "guide": _evaluate_guide,
     "scft": _evaluate_scft,
-}  # --model kind -> its protocol; MODELS lists the same kinds
+}
