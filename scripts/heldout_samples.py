@@ -1,0 +1,53 @@
+#!/usr/bin/env python
+"""A picture of what an SCFT model does on held-out images, to judge beside `refcolor evaluate`'s
+numbers: one row per image, columns sketch | reference | output | target (the evaluation's own
+augmented-self triple: refcolor.evaluation.scft_eval.augmented_self_triple, same seed, so the
+rows are the images the figures were measured on), then the warped-reference copy baseline, and
+the output with the next image as the reference (the palette-transfer case).
+
+    python scripts/heldout_samples.py runs/bundled_scft data/openclipart128/heldout -o grid.png
+    python scripts/heldout_samples.py RUN DIR -o grid.png --images 0 17 40 --seed 0
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from refcolor.data.image_folder import ImageFolder
+from refcolor.evaluation.scft_eval import augmented_self_triple
+from refcolor.inference.loading import load_model
+from refcolor.train.sample_grid import save_grid
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", help="run directory, .safetensors weights or .pt checkpoint")
+    ap.add_argument("data", help="folder of held-out images")
+    ap.add_argument("-o", "--out", required=True, help="PNG to write")
+    ap.add_argument("--images", type=int, nargs="+", help="indices in the sorted folder (default: 8 spread evenly)")
+    ap.add_argument("--seed", type=int, default=0, help="the evaluation's seed (default 0)")
+    args = ap.parse_args(argv)
+
+    model = load_model(args.checkpoint, expected_kind="scft").model
+    dataset = ImageFolder(args.data, model.config.image_size)
+    n = len(dataset)
+    indices = args.images or sorted({round(i * (n - 1) / 7) for i in range(8)})
+    bad = [i for i in indices if not 0 <= i < n]
+    if bad:
+        raise SystemExit(f"--images: indices must be in [0, {n}), got {bad}")
+    triples = [augmented_self_triple(dataset[i]["image"], i, args.seed) for i in indices]
+    sketch, reference, target = (torch.cat([t[k] for t in triples]) for k in ("sketch", "reference", "target"))
+    other = torch.stack([dataset[(i + 1) % n]["image"] for i in indices])  # unwarped, another image
+    with torch.no_grad():
+        output = model(sketch * 2 - 1, reference * 2 - 1)
+        cross = model(sketch * 2 - 1, other * 2 - 1)
+    to01 = lambda x: (x.clamp(-1, 1) + 1) / 2  # noqa: E731
+    save_grid(args.out, [("sketch", sketch), ("reference", reference), ("output", to01(output)),
+                         ("target", target), ("other ref", other), ("output", to01(cross))])
+    print(f"{args.out}: held-out images {indices}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
