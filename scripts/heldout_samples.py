@@ -8,6 +8,7 @@ the output with the next image as the reference (the palette-transfer case).
     python scripts/heldout_samples.py runs/bundled_scft data/openclipart128/heldout -o grid.png
     python scripts/heldout_samples.py RUN DIR -o grid.png --images 0 17 40 --seed 0
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,7 @@ import torch
 
 from refcolor.data.image_folder import ImageFolder
 from refcolor.evaluation.scft_eval import augmented_self_triple
-from refcolor.inference.loading import load_model
+from refcolor.models.loading import load_model
 from refcolor.train.sample_grid import save_grid
 
 
@@ -43,8 +44,17 @@ def main(argv=None) -> int:
         output = model(sketch * 2 - 1, reference * 2 - 1)
         cross = model(sketch * 2 - 1, other * 2 - 1)
     to01 = lambda x: (x.clamp(-1, 1) + 1) / 2  # noqa: E731
-    save_grid(args.out, [("sketch", sketch), ("reference", reference), ("output", to01(output)),
-                         ("target", target), ("other ref", other), ("output", to01(cross))])
+    save_grid(
+        args.out,
+        [
+            ("sketch", sketch),
+            ("reference", reference),
+            ("output", to01(output)),
+            ("target", target),
+            ("other ref", other),
+            ("output", to01(cross)),
+        ],
+    )
     print(f"{args.out}: held-out images {indices}")
     return 0
 
