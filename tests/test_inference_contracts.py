@@ -95,8 +95,8 @@ def test_colorize_file_writes_png_without_a_suffix(tmp_path):
     sketch = tmp_path / "sketch.png"
     Image.new("L", (20, 24), 255).save(sketch)
     colorizer = _colorizer()
-    out = colorizer.colorize_file(sketch, Image.new("RGB", (8, 8), (10, 200, 30)), tmp_path / "sub" / "result")
-    assert out == tmp_path / "sub" / "result"
+    out = colorizer.colorize_file(sketch, Image.new("RGB", (8, 8), (10, 200, 30)), tmp_path / "new" / "sub" / "result")
+    assert out == tmp_path / "new" / "sub" / "result"
     with Image.open(out) as written:
         assert written.format == "PNG" and written.size == (20, 24)
     jpeg = colorizer.colorize_file(sketch, Image.new("RGB", (8, 8), (10, 200, 30)), tmp_path / "result.jpg")
@@ -326,3 +326,21 @@ def test_region_map_of_a_channel_map_is_compact():
     assert [r["bbox"] for r in regions.regions] == [[0, 0, 2, 9], [3, 0, 11, 9]]
     assert regions.labels[0].tolist() == [1] * 3 + [2] * 9
     assert F.one_hot(regions.labels).sum((0, 1)).tolist() == [0, 30, 90]
+
+
+@pytest.mark.parametrize("vertical", [False, True])
+def test_overlay_draws_numbers_whose_boxes_touch_and_drops_overlapping_ones(vertical):
+    # Region 2's number box just left of (or just above) region 1's: touching is not overlapping.
+    (w1, h1), (w2, h2) = _text_size("1"), _text_size("2")
+    left1, top1 = 60 - w1 // 2, 30 - h1 // 2
+    if vertical:
+        touching = (left1 + w2 // 2, top1 - h2 + h2 // 2)
+        overlapping = (touching[0], touching[1] + 1)
+    else:
+        touching = (left1 - w2 + w2 // 2, 30 - h1 // 2 + h2 // 2)
+        overlapping = (touching[0] + 1, touching[1])
+    alone = _dark_box(_two_region_map([(60, 30), (119, 59)]).overlay(), 0, 100)  # "1" only, "2" far away
+    drawn = _two_region_map([(60, 30), touching]).overlay()
+    dropped = _two_region_map([(60, 30), overlapping]).overlay()
+    assert _dark_box(dropped, 0, 120) == alone
+    assert _dark_box(drawn, 0, 120) != alone
