@@ -18,6 +18,8 @@ from refcolor.images import region_palette
 from refcolor.inference import guided
 from refcolor.inference.guided import GuidedColorizer, RegionMap, region_map
 from refcolor.models import GuidingPainter, GuidingPainterConfig, SCFTColorizer, SCFTColorizerConfig
+from refcolor.models.registry import describe
+from refcolor.models.weights import save_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -344,3 +346,18 @@ def test_overlay_draws_numbers_whose_boxes_touch_and_drops_overlapping_ones(vert
     dropped = _two_region_map([(60, 30), overlapping]).overlay()
     assert _dark_box(dropped, 0, 120) == alone
     assert _dark_box(drawn, 0, 120) != alone
+
+
+def test_guided_from_checkpoint_names_the_wrong_model_kind(tmp_path):
+    torch.manual_seed(0)
+    model = SCFTColorizer(SCFTColorizerConfig.preset("small", image_size=32))
+    save_weights(tmp_path / "model.safetensors", model, describe("scft", model.config))
+    with pytest.raises(ValueError, match=r"holds a 'scft' model, expected 'guide'$"):
+        GuidedColorizer.from_checkpoint(tmp_path / "model.safetensors")
+
+
+def test_read_colors_of_a_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "colors.json"
+    path.write_bytes(b'["#ff0000", "\xff\xfe"]')
+    with pytest.raises(ValueError, match=r"^colors file .*colors\.json is not UTF-8 text: "):
+        guided.read_colors(path)
