@@ -3,7 +3,7 @@
 // twice (rowsum(P dP), write dS over dP); a row is at most tens of KB, so the later sweeps hit L1/L2 and DRAM
 // sees one read and one write. Math in float32 for float16/bfloat16/float32 storage (float64 for
 // float64). No torch headers.
-#include <limits>
+#include <cmath>
 
 #include "cuda_scalar.cuh"
 #include "scft_attention/cuda/scft_attention_kernel.h"
@@ -55,7 +55,9 @@ __global__ void __launch_bounds__(kThreads)
   using acc_t = typename Acc<T>::type;
   __shared__ acc_t shared[kWarps];
   T* row = probs + static_cast<int64_t>(blockIdx.x) * M;
-  acc_t shift = -std::numeric_limits<acc_t>::infinity();
+  // INFINITY (a float constant) rather than std::numeric_limits, whose constexpr host function needs
+  // nvcc's --expt-relaxed-constexpr in device code; the cast keeps it infinite for a double acc_t.
+  acc_t shift = -static_cast<acc_t>(INFINITY);
   for (int64_t j = threadIdx.x; j < M; j += kThreads) shift = Max()(shift, scale * load(row + j));
   shift = block_reduce(shift, Max(), shared);
   acc_t total = 0;
