@@ -129,3 +129,23 @@ def test_attention_map_and_invariance_to_the_order_of_reference_cells():
     again = module(sketch, shuffled, return_attention=True)
     torch.testing.assert_close(again.features, result.features, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(again.attention, result.attention[:, :, perm], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_carry_rides_the_same_attention_with_gradients(backend):
+    """`carry` comes back as P @ carry (no residual), and its gradient reaches W_q and W_k on every
+    backend (the returned attention map is detached on the compiled ones, the carry is not)."""
+    torch.manual_seed(0)
+    scft = SCFT(16, backend=backend).double()
+    v_s = torch.randn(2, 16, 3, 4, dtype=torch.float64)
+    v_r = torch.randn(2, 16, 2, 5, dtype=torch.float64)
+    carry = torch.randn(2, 10, 7, dtype=torch.float64, requires_grad=True)
+    out = scft(v_s, v_r, carry=carry)
+    plain, attention = scft(v_s, v_r, return_attention=True, backend="reference")[::3]
+    torch.testing.assert_close(out.features, plain)
+    torch.testing.assert_close(out.carried, attention @ carry)
+    out.carried.square().sum().backward()
+    assert scft.to_query.weight.grad.abs().sum() > 0 and scft.to_key.weight.grad.abs().sum() > 0
+    assert scft.to_value.weight.grad is None or scft.to_value.weight.grad.abs().sum() == 0
+    with pytest.raises(ValueError, match=r"argument 'carry' must have shape \(B, h' w', c\) = \(2, 10, c\)"):
+        scft(v_s, v_r, carry=carry[:, :9])

@@ -156,6 +156,8 @@ def test_config_round_trip_and_presets():
         ({"norm": "layer"}, "norm"),
         ({"image_size": 60}, "image_size"),
         ({"negative_slope": 1.5}, "negative_slope"),
+        ({"coordinate_channels": 1}, "coordinate_channels"),
+        ({"warped_reference_skip": "yes"}, "warped_reference_skip"),
     ],
 )
 def test_bad_config(kwargs, match):
@@ -281,3 +283,52 @@ def test_triplet_queries_and_keys_are_row_major_cells_of_the_encoder_maps(small)
     for r in range(h):
         for c in range(w):
             torch.testing.assert_close(out.keys[:, r * w + c], v_r[:, :, r, c] @ Wk.T)
+
+
+def test_warped_reference_skip_moves_the_reference_patches_the_attention_points_at():
+    """With attention one-hot on a permutation of the cells, the skip is the reference with its p x p
+    patches permuted the same way: sketch cell n shows reference cell perm[n]'s pixels."""
+    model = SCFTColorizer.from_preset("small", warped_reference_skip=True)
+    p = model.config.downsampling  # 8 for the small preset's four levels
+    _, reference = images(2, 2 * p, 3 * p, seed=3)
+    perm = torch.tensor([4, 0, 5, 1, 3, 2])
+    attention = torch.eye(6)[perm].expand(2, 6, 6)
+    warped = model._warp_reference(reference, attention, (2, 3))
+    for n, m in enumerate(perm.tolist()):
+        (ny, nx), (my, mx) = divmod(n, 3), divmod(m, 3)
+        expected = reference[:, :, my * p : (my + 1) * p, mx * p : (mx + 1) * p]
+        torch.testing.assert_close(warped[:, :, ny * p : (ny + 1) * p, nx * p : (nx + 1) * p], expected)
+
+
+def test_warped_reference_skip_reaches_the_output_and_trains_the_attention():
+    torch.manual_seed(0)
+    model = SCFTColorizer.from_preset("small", warped_reference_skip=True, coordinate_channels=True)
+    sketch, reference = images(2, 64, 64, seed=4)
+    out = model(sketch, reference, return_triplet=True)
+    assert out.attention is None and out.queries.shape == (2, 64, model.config.feature_dim)
+    # The L1 loss alone reaches W_q and W_k only through the warped pixels: the SCFT features'
+    # residual path carries no gradient to them when W_v is zero.
+    with torch.no_grad():
+        model.scft.to_value.weight.zero_()
+    model(sketch, reference).abs().mean().backward()
+    assert model.scft.to_query.weight.grad.abs().sum() > 0
+    assert model.scft.to_key.weight.grad.abs().sum() > 0
+    # ... and the skip changes the output: another reference gives another image.
+    with torch.no_grad():
+        other = model(sketch, reference.flip(-1))
+        assert (other - model(sketch, reference)).abs().max() > 1e-3
+
+
+def test_coordinate_channels_tell_flat_cells_apart():
+    """A blank sketch gives every cell the same features without coordinates (up to the border's
+    zero padding), and distinct ones with them."""
+    blank = torch.ones(1, 1, 64, 64)
+    for coords, distinct in ((False, False), (True, True)):
+        torch.manual_seed(0)
+        model = SCFTColorizer.from_preset("small", coordinate_channels=coords).eval()
+        v_s, _ = model.encode(blank, torch.zeros(1, 3, 64, 64))
+        inner = v_s[0, :, 2:6, 2:6].flatten(1)  # the cells away from the padded border
+        spread = (inner - inner.mean(1, keepdim=True)).abs().max()
+        assert (spread > 1e-3) == distinct, (coords, float(spread))
+    assert model.sketch_encoder.levels[0][0][0].in_channels == 3
+    assert model.reference_encoder.levels[0][0][0].in_channels == 5

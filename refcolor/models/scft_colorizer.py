@@ -28,6 +28,21 @@ Decoder. A U-Net: from the deepest level up, the running map is concatenated wit
 level (the last layer of the level, same resolution), passed through `convs_per_level` conv layers of
 that level's width, and upsampled x2 (nearest) for the next level; a last 3x3 conv to 3 channels and
 tanh give the image in [-1, 1] at the input resolution.
+
+Two options beyond the paper, off in both presets, on in the bundled model (configs/bundled_scft.toml;
+the model card and docs/training_log.md say why):
+- `coordinate_channels`: both encoders get the pixel's normalised (x, y) as two more input channels
+  (CoordConv, Liu et al. 2018). Convolutions are translation-equivariant, so a cell in a flat
+  region looks like every other flat cell and SCFT cannot tell which reference cell corresponds;
+  the coordinates give the attention the prior "near the same place", which augmented-self pairs
+  (and most references) satisfy.
+- `warped_reference_skip`: SCFT's attention (B, N, M) also warps the reference's pixels: every
+  sketch cell receives the attention-weighted mean of the reference's p x p pixel patches (p = the
+  encoders' downsampling), a full-resolution colour estimate that the decoder gets at every level
+  (average-pooled to it). Through the 8 x 8 bottleneck alone, the decoder has to rebuild every
+  colour from 248 channels per 16 x 16 px cell; with the skip it only has to align the warped colours
+  to the sketch's lines, and the L1 loss trains the attention directly (a wrong cell gives a wrong
+  colour), as the triplet loss does.
 """
 
 from __future__ import annotations
@@ -60,6 +75,9 @@ class SCFTColorizerConfig:
     norm: "instance" (affine), "batch" or "none".
     negative_slope: of the encoders' and decoder's LeakyReLU.
     scft_backend: default backend of refcolor.ops.scft_attention ("auto", "reference", "sdpa", "triton").
+    coordinate_channels: feed both encoders the pixels' normalised (x, y) (module docstring).
+    warped_reference_skip: give the decoder the reference's pixels warped by SCFT's attention
+        (module docstring).
     """
 
     image_size: int = 256
@@ -69,6 +87,8 @@ class SCFTColorizerConfig:
     norm: str = "instance"
     negative_slope: float = 0.2
     scft_backend: str = "auto"
+    coordinate_channels: bool = False
+    warped_reference_skip: bool = False
 
     presets: ClassVar[dict[str, SCFTColorizerConfig]]
 
@@ -98,6 +118,9 @@ class SCFTColorizerConfig:
         ):
             bad("negative_slope", "a float in [0, 1)", self.negative_slope)
         object.__setattr__(self, "negative_slope", float(self.negative_slope))
+        for name in ("coordinate_channels", "warped_reference_skip"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "a bool", getattr(self, name))
         if not isinstance(self.scft_backend, str):
             bad("scft_backend", "a str", self.scft_backend)
         if not is_int(self.image_size) or self.image_size < 1 or self.image_size % self.downsampling:
@@ -255,12 +278,13 @@ class SCFTDecoder(nn.Module):
         widths = config.encoder_widths
         self.levels = nn.ModuleList()
         cin = config.feature_dim
+        extra = 3 if config.warped_reference_skip else 0
         for i in reversed(range(len(widths))):
             layers = []
             for j in range(config.convs_per_level):
                 layers.append(
                     ConvBlock(
-                        cin + widths[i] if j == 0 else cin,
+                        cin + widths[i] + extra if j == 0 else cin,
                         widths[i],
                         norm=config.norm,
                         negative_slope=config.negative_slope,
@@ -270,11 +294,16 @@ class SCFTDecoder(nn.Module):
             self.levels.append(nn.Sequential(*layers))
         self.to_rgb = nn.Conv2d(cin, 3, 3, padding=1)
 
-    def forward(self, x: Tensor, skips: list[Tensor]) -> Tensor:
+    def forward(self, x: Tensor, skips: list[Tensor], warped: Tensor | None = None) -> Tensor:
+        """warped: the attention-warped reference (B, 3, H, W) in [-1, 1], with warped_reference_skip."""
         for k, (level, skip) in enumerate(zip(self.levels, reversed(skips), strict=True)):
             if k > 0:
                 x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
-            x = level(torch.cat([x, skip], dim=1))
+            inputs = [x, skip]
+            if warped is not None:
+                size = skip.shape[-2:]
+                inputs.append(warped if warped.shape[-2:] == size else F.adaptive_avg_pool2d(warped, size))
+            x = level(torch.cat(inputs, dim=1))
         return torch.tanh(self.to_rgb(x))
 
 
@@ -297,8 +326,9 @@ class SCFTColorizer(nn.Module):
         if not isinstance(config, SCFTColorizerConfig):
             raise TypeError(f"{OP}: argument 'config' must be a SCFTColorizerConfig, got {type(config).__name__}")
         self.config = config
-        self.sketch_encoder = SCFTEncoder(1, config)  # E_s
-        self.reference_encoder = SCFTEncoder(3, config)  # E_r
+        coords = 2 if config.coordinate_channels else 0
+        self.sketch_encoder = SCFTEncoder(1 + coords, config)  # E_s
+        self.reference_encoder = SCFTEncoder(3 + coords, config)  # E_r
         self.scft = SCFT(config.feature_dim, backend=config.scft_backend)
         self.res_blocks = nn.Sequential(
             *(ResidualBlock(config.feature_dim, config.norm) for _ in range(config.num_res_blocks))
@@ -344,22 +374,56 @@ class SCFTColorizer(nn.Module):
             )
 
     # ---------------------------------------------------------------- forward
+    def _with_coordinates(self, image: Tensor) -> Tensor:
+        if not self.config.coordinate_channels:
+            return image
+        B, _, H, W = image.shape
+        ys = torch.linspace(-1, 1, H, dtype=image.dtype, device=image.device)
+        xs = torch.linspace(-1, 1, W, dtype=image.dtype, device=image.device)
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        coords = torch.stack([grid_x, grid_y]).expand(B, 2, H, W)
+        return torch.cat([image, coords], dim=1)
+
+    def _reference_patches(self, reference: Tensor) -> Tensor:
+        """(B, 3, H', W') -> (B, M, 3 p p): the reference's p x p pixel patches, one per feature cell."""
+        p = self.config.downsampling
+        return F.unfold(reference, kernel_size=p, stride=p).transpose(1, 2)
+
+    def _fold_patches(self, patches: Tensor, cells: tuple[int, int]) -> Tensor:
+        """(B, N, 3 p p) patches of the sketch's (h, w) cells -> the image (B, 3, h p, w p)."""
+        p = self.config.downsampling
+        h, w = cells
+        return F.fold(patches.transpose(1, 2), (h * p, w * p), kernel_size=p, stride=p)
+
+    def _warp_reference(self, reference: Tensor, attention: Tensor, cells: tuple[int, int]) -> Tensor:
+        """Every sketch cell's attention-weighted mean of the reference's patches -> (B, 3, h p, w p)
+        (what the forward pass computes inside SCFT's fused op; kept for inspection and tests)."""
+        patches = self._reference_patches(reference)
+        return self._fold_patches(torch.bmm(attention.to(patches.dtype), patches), cells)
+
     def encode(self, sketch: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
         """(V_s (B, dim, h, w), V_r (B, dim, h', w')): the concatenated encoder maps SCFT receives."""
         self._check_pair(sketch, reference)
+        sketch, reference = self._with_coordinates(sketch), self._with_coordinates(reference)
         return self.sketch_encoder(sketch)[0], self.reference_encoder(reference)[0]
 
     def forward(
         self, sketch: Tensor, reference: Tensor, *, return_triplet: bool = False, return_attention: bool = False
     ):
         self._check_pair(sketch, reference)
-        v_s, skips = self.sketch_encoder(sketch)
-        v_r, _ = self.reference_encoder(reference)
-        want_more = return_triplet or return_attention
-        fused = self.scft(v_s, v_r, return_triplet=return_triplet, return_attention=return_attention)
+        v_s, skips = self.sketch_encoder(self._with_coordinates(sketch))
+        v_r, _ = self.reference_encoder(self._with_coordinates(reference))
+        # The warped-reference skip: the reference's pixel patches ride in SCFT's value matrix, so one
+        # fused attention moves them too and its backward trains Q and K through them.
+        carry = self._reference_patches(reference) if self.config.warped_reference_skip else None
+        want_more = return_triplet or return_attention or carry is not None
+        fused = self.scft(v_s, v_r, return_triplet=return_triplet, return_attention=return_attention, carry=carry)
         features = fused.features if want_more else fused
-        image = self.decoder(self.res_blocks(features), skips)
-        if not want_more:
+        warped = None
+        if carry is not None:
+            warped = self._fold_patches(fused.carried, (int(v_s.shape[-2]), int(v_s.shape[-1])))
+        image = self.decoder(self.res_blocks(features), skips, warped)
+        if not (return_triplet or return_attention):
             return image
         return SCFTColorizerOutput(
             image,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 from refcolor.ops import _validation as check
@@ -31,6 +32,7 @@ class SCFTOutput(NamedTuple):
     queries: Tensor | None  # (B, N = h w, dim), row-major cells; with return_triplet
     keys: Tensor | None  # (B, M = h' w', dim); with return_triplet
     attention: Tensor | None  # (B, N, M), rows summing to 1; with return_attention
+    carried: Tensor | None = None  # (B, N, c): softmax(Q K^T / sqrt(dim)) carry; with `carry`
 
 
 class SCFT(nn.Module):
@@ -48,6 +50,10 @@ class SCFT(nn.Module):
         refcolor.losses.scft_triplet_loss (cells flattened row-major, as tps_correspondence
         indexes them); return_attention adds the (B, h w, h' w') attention map (computed by the
         materialising reference path).
+        carry (B, h' w', c), optional: more per-reference-cell values that the same attention
+        moves to the sketch cells, returned as `carried` (B, h w, c) with no residual. They ride in
+        the fused op's value matrix beside V, so the gradient reaches Q and K through them on every
+        backend (a returned attention map is detached on all but the reference backend).
     """
 
     def __init__(self, dim: int, *, backend: str = "auto"):
@@ -80,6 +86,7 @@ class SCFT(nn.Module):
         return_triplet: bool = False,
         return_attention: bool = False,
         backend: str | None = None,
+        carry: Tensor | None = None,
     ):
         self._check("sketch_features", sketch_features)
         self._check("reference_features", reference_features)
@@ -92,17 +99,32 @@ class SCFT(nn.Module):
         sketch = sketch_features.flatten(2).transpose(1, 2)  # (B, N, dim)
         reference = reference_features.flatten(2).transpose(1, 2)  # (B, M, dim)
         queries, keys, values = self.to_query(sketch), self.to_key(reference), self.to_value(reference)
+        residual = sketch
+        if carry is not None:
+            check.check_float_tensor(OP, "carry", carry, 3, "(B, h' w', c)")
+            if carry.shape[:2] != values.shape[:2]:
+                raise ValueError(
+                    f"{OP}: argument 'carry' must have shape (B, h' w', c) = ({B}, {values.shape[1]}, c), "
+                    f"got {tuple(carry.shape)}"
+                )
+            values = torch.cat([values, carry.to(values.dtype)], dim=-1)
+            residual = torch.cat([sketch, sketch.new_zeros(B, sketch.shape[1], carry.shape[-1])], dim=-1)
         result = scft_attention(
             queries,
             keys,
             values,
-            sketch,
+            residual,
             scale=self.scale,
             backend=self.backend if backend is None else backend,
             return_attention=return_attention,
         )
         out, attention = result if return_attention else (result, None)
+        carried = None
+        if carry is not None:
+            out, carried = out[..., : self.dim], out[..., self.dim :]
         features = out.transpose(1, 2).reshape(B, self.dim, h, w)
-        if not (return_triplet or return_attention):
+        if not (return_triplet or return_attention or carry is not None):
             return features
-        return SCFTOutput(features, queries if return_triplet else None, keys if return_triplet else None, attention)
+        return SCFTOutput(
+            features, queries if return_triplet else None, keys if return_triplet else None, attention, carried
+        )
