@@ -132,3 +132,26 @@ def test_evaluate_requires_data_and_the_report_names_it(tmp_path, images, capsys
 def test_the_report_flags_the_bundled_training_set():
     curve = evaluate_guide_psnr(_model(), sample_images_dir(), max_images=1, hint_counts=[0])
     assert curve.data.startswith(str(sample_images_dir().resolve())) and "not held out" in curve.data
+
+
+class FixedSegmentation(torch.nn.Module):
+    """A segmentation net whose argmax puts channel 0 on the left half, channel 2 on all of the
+    right half but one pixel, and channel 5 on that pixel: three regions, two of them large."""
+
+    def segments(self, sketch, tau=None, generator=None):
+        B, _, H, W = sketch.shape
+        channel = torch.zeros(B, H, W, dtype=torch.int64)
+        channel[:, :, W // 2 :] = 2
+        channel[:, 0, -1] = 5
+        return torch.nn.functional.one_hot(channel, NC).permute(0, 3, 1, 2).to(sketch.dtype)
+
+
+def test_regions_proposed_per_sketch(images, tmp_path):
+    model = _model()
+    model.segmentation = FixedSegmentation()
+    curve = evaluate_guide_psnr(model, images, hint_counts=[0, 1])
+    assert curve.regions.tolist() == [3, 3, 3]
+    assert curve.large_regions.tolist() == [2, 2, 2]  # one pixel of 32 x 32 is under 0.5%
+    markdown = write_report(curve, tmp_path / "report")["md"].read_text()
+    assert "median 3 (mean 3.0, min 3) holding any pixel" in markdown
+    assert "median 2 (mean 2.0, min 2) covering at least 0.5% of the image" in markdown

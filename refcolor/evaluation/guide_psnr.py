@@ -7,7 +7,10 @@ channels painted with their mean target colour, which is GuidingPainter.forward 
 num_hints=n. PSNR is measured per image on [0, 1] images and averaged; everything is deterministic.
 
 For context the result also holds the PSNR of the all-regions hint map itself (every region filled
-with its mean colour): what a perfect flat fill of the model's regions scores.
+with its mean colour): what a perfect flat fill of the model's regions scores, and how many regions
+the model proposes per sketch: its region channels that hold any pixel of the argmax segmentation
+(what `refcolor guide` numbers for the user), and those that cover at least MIN_REGION_AREA of the
+image (a region a person would bother to pick a colour for).
 
 Outputs: write_report -> psnr_vs_hints.csv, .md and .png (a line chart drawn with PIL).
 """
@@ -31,6 +34,7 @@ from refcolor.images import from_model_range
 from refcolor.models.guiding_painter import GuidingPainter
 
 REPORT_NAME = "psnr_vs_hints"
+MIN_REGION_AREA = 0.005  # fraction of the image: 82 px at 128 x 128
 MAX_PSNR = 100.0  # dB; a per-image MSE below 1e-10 (identical images) counts as this, keeping means finite
 
 
@@ -51,6 +55,9 @@ class HintCurve:
     paths: list[str]
     image_size: int
     data: str = ""  # what was evaluated: the folder (or dataset) the images came from
+    # Regions proposed per image, (num_images,) int64: any pixel / at least MIN_REGION_AREA.
+    regions: Tensor | None = None
+    large_regions: Tensor | None = None
 
     @property
     def num_images(self) -> int:
@@ -121,7 +128,7 @@ def evaluate_guide_psnr(
 
     was_training = model.training
     model.eval()
-    psnrs, coverages, hint_map, paths = [], [], [], []
+    psnrs, coverages, hint_map, paths, regions, large_regions = [], [], [], [], [], []
     try:
         with torch.no_grad():
             for start in range(0, total, batch_size):
@@ -131,6 +138,9 @@ def evaluate_guide_psnr(
                 target = image * 2 - 1
                 sketch = prepare_sketch(image, extract="always") * 2 - 1  # as inference prepares it
                 segments = model.segmentation.segments(sketch)  # argmax one-hot in eval mode
+                areas = segments.float().mean(dim=(-2, -1))  # (b, Nc): each channel's share of the image
+                regions.append((areas > 0).sum(dim=1).cpu())
+                large_regions.append((areas >= MIN_REGION_AREA).sum(dim=1).cpu())
                 step = max(1, samples_per_pass // len(items))
                 batch_psnr, batch_cover = [], []
                 for i in range(0, len(counts), step):
@@ -156,6 +166,8 @@ def evaluate_guide_psnr(
         paths=paths,
         image_size=int(image.shape[-1]),
         data=describe_data(data, dataset),
+        regions=torch.cat(regions),
+        large_regions=torch.cat(large_regions),
     )
 
 
@@ -185,6 +197,19 @@ def markdown_table(curve: HintCurve) -> str:
     return "\n".join(lines)
 
 
+def regions_line(curve: HintCurve) -> str:
+    """The regions proposed per sketch in words (empty when not measured)."""
+    if curve.regions is None or curve.large_regions is None:
+        return ""
+    any_px, large = curve.regions.double(), curve.large_regions.double()
+    return (
+        f"\nRegions proposed per sketch (of {curve.num_images}): median {any_px.median():.0f} "
+        f"(mean {any_px.mean():.1f}, min {any_px.min():.0f}) holding any pixel, as `refcolor guide` numbers them; "
+        f"median {large.median():.0f} (mean {large.mean():.1f}, min {large.min():.0f}) covering at least "
+        f"{MIN_REGION_AREA:.1%} of the image.\n"
+    )
+
+
 def write_csv(curve: HintCurve, path: str | os.PathLike) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -202,6 +227,7 @@ def write_markdown(curve: HintCurve, path: str | os.PathLike, title: str) -> Non
         f"{markdown_table(curve)}\n\n"
         f"For context: the all-regions hint map itself (each region filled with its mean colour) "
         f"scores {curve.hint_map_psnr:.2f} dB.\n"
+        f"{regions_line(curve)}"
     )
     Path(path).write_text(text, encoding="utf-8")
 
