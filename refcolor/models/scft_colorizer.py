@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from refcolor.nn.coordinates import with_coordinates
 from refcolor.nn.scft import SCFT
 from refcolor.ops import _validation as check
 
@@ -375,14 +376,7 @@ class SCFTColorizer(nn.Module):
 
     # ---------------------------------------------------------------- forward
     def _with_coordinates(self, image: Tensor) -> Tensor:
-        if not self.config.coordinate_channels:
-            return image
-        B, _, H, W = image.shape
-        ys = torch.linspace(-1, 1, H, dtype=image.dtype, device=image.device)
-        xs = torch.linspace(-1, 1, W, dtype=image.dtype, device=image.device)
-        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-        coords = torch.stack([grid_x, grid_y]).expand(B, 2, H, W)
-        return torch.cat([image, coords], dim=1)
+        return with_coordinates(image) if self.config.coordinate_channels else image
 
     def _reference_patches(self, reference: Tensor) -> Tensor:
         """(B, 3, H', W') -> (B, M, 3 p p): the reference's p x p pixel patches, one per feature cell."""
