@@ -157,8 +157,23 @@ def test_correspondence_hits_against_a_known_grid():
     assert hits["exact"].item() == 0 and hits["within_one"].item() == 12
     # Chance: each cell's 3 x 3 neighbourhood clipped to the lattice: 4 corners x 4, 8 edges x 6, 4 inner x 9.
     assert hits["chance_within_one"].item() == pytest.approx((4 * 4 + 8 * 6 + 4 * 9) / 16)
+    assert hits["same_exact"].item() == 16 and hits["same_within_one"].item() == 16
     with pytest.raises(ValueError, match="attention: expected shape"):
         S.correspondence_hits(eye, grid, (h, w), (2, 2))
+
+
+def test_same_position_guess_misses_a_shift_of_two_cells():
+    """A warp that moves the content two cells (half the image) sideways: the same-position guess is
+    never within one cell of the truth, while an attention that follows the shift is always exact."""
+    h = w = 4
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, 16), torch.linspace(-1, 1, 16), indexing="ij")
+    grid = torch.stack([xs + 1.0, ys], dim=-1)[None]  # reference pixel x came from target x + half the width
+    index, valid = S.tps_correspondence(grid, (h, w), (h, w))
+    following = torch.nn.functional.one_hot(index, h * w).double()
+    hits = S.correspondence_hits(following, grid, (h, w), (h, w))
+    assert hits["valid"].item() > 0
+    assert hits["exact"].item() == hits["valid"].item()
+    assert hits["same_exact"].item() == 0 and hits["same_within_one"].item() == 0
 
 
 def test_report_files_with_and_without_matplotlib(images, tmp_path, monkeypatch):

@@ -19,8 +19,10 @@ from). The model colours X with R; everything is measured on [0, 1] images:
   return_attention=True): for every sketch feature cell with a true reference cell
   (refcolor.ops.tps_correspondence on the warp grid, as the training triplet loss uses it), whether
   the attention's argmax is that cell (top-1 exact) or within one cell of it (Chebyshev distance
-  <= 1 on the reference lattice). Pooled over all valid cells of all images; chance levels (a
-  uniform random argmax) beside them.
+  <= 1 on the reference lattice). Pooled over all valid cells of all images; beside them, chance
+  (a uniform random argmax) and "same position", a guess that ignores both images and picks the
+  reference cell at the sketch cell's own place: the protocol's warp is mild, so this guess is
+  hard to beat on it, and a model only shows that it matches content where it beats it.
 - Palette transfer, with a reference from another image: X of image i coloured with the plain,
   unwarped image i + 1 (cyclically) as R'. Score: the intersection sum_k min(p_k, q_k) of the
   normalised a*b* histograms (CIELAB via kornia.color.rgb_to_lab, 16 x 16 bins over [-128, 128]^2)
@@ -122,10 +124,18 @@ def correspondence_hits(
         )
     index, valid = tps_correspondence(grid, query_size, key_size)
     guess = attention.argmax(dim=-1)
-    dr = (guess // wk - index // wk).abs()
-    dc = (guess % wk - index % wk).abs()
-    exact = (guess == index) & valid
-    near = (torch.maximum(dr, dc) <= 1) & valid
+
+    def hits(guess: Tensor) -> tuple[Tensor, Tensor]:
+        dr = (guess // wk - index // wk).abs()
+        dc = (guess % wk - index % wk).abs()
+        return (guess == index) & valid, (torch.maximum(dr, dc) <= 1) & valid
+
+    exact, near = hits(guess)
+    # The same-position guess: the reference cell whose centre is nearest the sketch cell's centre.
+    cells = torch.arange(hq * wq, device=attention.device)
+    same_row = (((cells // wq).double() + 0.5) * hk / hq).floor().long().clamp_max(hk - 1)
+    same_col = (((cells % wq).double() + 0.5) * wk / wq).floor().long().clamp_max(wk - 1)
+    same_exact, same_near = hits((same_row * wk + same_col).expand_as(guess))
     # A uniform guess hits the true cell's 3 x 3 neighbourhood (clipped at the lattice border) with
     # probability (its cell count) / M.
     rows, cols = index // wk, index % wk
@@ -139,6 +149,8 @@ def correspondence_hits(
         "within_one": near.double().sum(1),
         "chance_exact": validf.sum(1) / m,
         "chance_within_one": ((span_r * span_c).double() * validf).sum(1) / m,
+        "same_exact": same_exact.double().sum(1),
+        "same_within_one": same_near.double().sum(1),
     }
 
 
@@ -203,8 +215,8 @@ class SCFTEvaluation:
         return rows
 
     def accuracy(self) -> dict[str, float] | None:
-        """{"exact", "within_one", "chance_exact", "chance_within_one"} as fractions of valid cells,
-        and "valid_cells"; None without attention."""
+        """{"exact", "within_one", "chance_exact", "chance_within_one", "same_exact", "same_within_one"}
+        as fractions of valid cells, and "valid_cells"; None without attention."""
         c = self.correspondence
         if c is None:
             return None
@@ -214,6 +226,8 @@ class SCFTEvaluation:
             "within_one": c["within_one"] / n,
             "chance_exact": c["chance_exact"] / n,
             "chance_within_one": c["chance_within_one"] / n,
+            "same_exact": c.get("same_exact", math.nan) / n,
+            "same_within_one": c.get("same_within_one", math.nan) / n,
             "valid_cells": c["valid"],
         }
 
@@ -337,10 +351,11 @@ def markdown_table(result: SCFTEvaluation) -> str:
     if acc is not None:
         lines += [
             "",
-            "| attention correspondence | model | chance |",
-            "|---|---:|---:|",
-            f"| top-1 exact | {acc['exact']:.1%} | {acc['chance_exact']:.1%} |",
-            f"| within one cell | {acc['within_one']:.1%} | {acc['chance_within_one']:.1%} |",
+            "| attention correspondence | model | chance | same position |",
+            "|---|---:|---:|---:|",
+            f"| top-1 exact | {acc['exact']:.1%} | {acc['chance_exact']:.1%} | {acc['same_exact']:.1%} |",
+            f"| within one cell | {acc['within_one']:.1%} | {acc['chance_within_one']:.1%} "
+            f"| {acc['same_within_one']:.1%} |",
         ]
     return "\n".join(lines)
 
@@ -358,18 +373,17 @@ def write_csv(result: SCFTEvaluation, path: str | os.PathLike) -> None:
         acc = result.accuracy()
         if acc is not None:
             writer.writerow([])
-            writer.writerow(["correspondence", "model", "chance", "valid_cells"])
-            writer.writerow(
-                ["top1_exact", f"{acc['exact']:.4f}", f"{acc['chance_exact']:.4f}", int(acc["valid_cells"])]
-            )
-            writer.writerow(
-                [
-                    "within_one_cell",
-                    f"{acc['within_one']:.4f}",
-                    f"{acc['chance_within_one']:.4f}",
-                    int(acc["valid_cells"]),
-                ]
-            )
+            writer.writerow(["correspondence", "model", "chance", "same_position", "valid_cells"])
+            for name, key in (("top1_exact", "exact"), ("within_one_cell", "within_one")):
+                writer.writerow(
+                    [
+                        name,
+                        f"{acc[key]:.4f}",
+                        f"{acc['chance_' + key]:.4f}",
+                        f"{acc['same_' + key]:.4f}",
+                        int(acc["valid_cells"]),
+                    ]
+                )
 
 
 def write_markdown(result: SCFTEvaluation, path: str | os.PathLike, title: str) -> None:
@@ -411,14 +425,13 @@ def plot_results(result: SCFTEvaluation, path: str | os.PathLike, title: str) ->
         ax = axes[next_ax]
         next_ax += 1
         x = range(2)
-        ax.bar([i - 0.2 for i in x], [acc["exact"], acc["within_one"]], width=0.4, label="attention", color="tab:blue")
-        ax.bar(
-            [i + 0.2 for i in x],
-            [acc["chance_exact"], acc["chance_within_one"]],
-            width=0.4,
-            label="chance",
-            color="tab:gray",
-        )
+        for offset, prefix, label, colour in (
+            (-0.27, "", "attention", "tab:blue"),
+            (0.0, "same_", "same position", "tab:green"),
+            (0.27, "chance_", "chance", "tab:gray"),
+        ):
+            values = [acc[prefix + "exact"], acc[prefix + "within_one"]]
+            ax.bar([i + offset for i in x], values, width=0.27, label=label, color=colour)
         ax.set_xticks(list(x), ["top-1 exact", "within one cell"])
         ax.set_ylim(0, 1)
         ax.set_ylabel("fraction of valid cells")
