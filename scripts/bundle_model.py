@@ -109,6 +109,7 @@ def bundle(run: Path, kind: str, output: Path) -> dict:
         metadata["step"] = str(step)
     config = describe(kind, model.config)  # type: ignore[arg-type]  # both kinds' models carry .config
     save_weights(output, to_float16(model), config, metadata=metadata)  # atomic (refcolor.atomic_files)
+    output.chmod(0o644)  # the atomic write's temporary file was private (0600); package data is for everyone
     worst = check_round_trip(output, kind, model)
     parameters = sum(p.numel() for p in model.parameters())
     return {
