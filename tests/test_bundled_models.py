@@ -200,6 +200,19 @@ def test_pyproject_packages_the_bundled_weights_and_cards():
         assert any(fnmatch(f"models/pretrained/{name}", p) for p in patterns), name
 
 
+def test_every_model_kind_has_a_card_with_the_template_s_sections(monkeypatch):
+    monkeypatch.delenv(PRETRAINED_DIR_ENV, raising=False)
+    for kind in ("scft", "guide"):
+        card = bundled_card_path(kind).read_text(encoding="utf-8")
+        assert card.startswith(f"# {kind}: "), kind
+        for heading in ("## Training", "## Evaluation (held-out split", "## Limits", "## Licence"):
+            assert f"\n{heading}" in card, (kind, heading)
+        for field in ("- Paper:", "- Weights: `", "- Reproduce: `", "- Data:", "- Resolution:", "- Hardware and time:"):
+            assert f"\n{field}" in card, (kind, field)
+        assert f"refcolor evaluate --model {kind} " in card, kind
+        assert f"scripts/bundle_model.py runs/bundled_{kind} {kind}" in card, kind
+
+
 def test_pretrained_loads_the_bundled_files(bundled, runs):
     colorizer = refcolor.Colorizer.pretrained(size=48, keep_lines=False)
     assert colorizer.size == 48 and colorizer.keep_lines is False
@@ -286,7 +299,8 @@ def _check_real_file(kind: str) -> None:
     path = bundled_weights_path(kind)
     assert path == PACKAGE_PRETRAINED / f"{kind}.safetensors"
     with safe_open(path, framework="pt") as f:
-        assert f.metadata()["stored_dtype"] == "float16"
+        stored = f.metadata().get("stored_dtype")
+    assert stored == "float16", f"{path.name} stored as {stored!r}: write it with scripts/bundle_model.py"
     card = bundled_card_path(kind).read_text(encoding="utf-8")
     assert "<<FIGURES" not in card, f"{kind}.md still has placeholders"
     assert re.search(r"sha256 ([0-9a-f]{64})", card).group(1) == hashlib.sha256(path.read_bytes()).hexdigest()
