@@ -58,7 +58,7 @@ class GuideTask(Task):
             "smoothness": smoothness_loss(out["logits"].float()),
         }
         if self.weights["usage"] > 0:
-            terms["usage"] = region_usage_loss(out["segments"], self.config.usage_regions)
+            terms["usage"] = region_usage_loss(out["logits"], self.config.usage_regions)
         return terms
 
     @torch.no_grad()
