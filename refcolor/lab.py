@@ -57,11 +57,13 @@ def rgb_to_normalized_lab(rgb: Tensor) -> tuple[Tensor, Tensor]:
 def normalized_lab_to_rgb(luminance: Tensor, ab: Tensor) -> Tensor:
     """(L_n (B, 1, H, W), ab_n (B, 2, H, W)) -> sRGB (B, 3, H, W) in [0, 1]."""
     if luminance.dim() != 4 or luminance.shape[1] != 1:
-        raise ValueError(f"normalized_lab_to_rgb: argument 'luminance' must be (B, 1, H, W), got {tuple(luminance.shape)}")
+        raise ValueError(
+            f"normalized_lab_to_rgb: argument 'luminance' must be (B, 1, H, W), got {tuple(luminance.shape)}"
+        )
     if ab.dim() != 4 or ab.shape[1] != 2 or ab.shape[0] != luminance.shape[0] or ab.shape[-2:] != luminance.shape[-2:]:
         raise ValueError(
-            f"normalized_lab_to_rgb: argument 'ab' must be (B, 2, H, W) = {(luminance.shape[0], 2, *luminance.shape[-2:])}, "
-            f"got {tuple(ab.shape)}"
+            f"normalized_lab_to_rgb: argument 'ab' must be (B, 2, H, W) = "
+            f"{(luminance.shape[0], 2, *luminance.shape[-2:])}, got {tuple(ab.shape)}"
         )
     lab = torch.cat([luminance * L_SCALE + L_CENTER, ab * AB_SCALE], dim=1)
     return lab_to_rgb(lab)

@@ -52,7 +52,7 @@ class Fake(torch.nn.Module):
             ab = E.reinhard_ab(luminance, zero, exemplar)
         else:
             lum, ab_all = rgb_to_normalized_lab(self.targets)
-            index = [int((lum - l).abs().flatten(1).mean(1).argmin()) for l in luminance]
+            index = [int((lum - one).abs().flatten(1).mean(1).argmin()) for one in luminance]
             ab = ab_all[index]
         return ExemplarOutput(ab, TransferOutput(ab, [], []), None)
 
@@ -62,7 +62,9 @@ def test_known_models_score_their_baselines(images):
     model, transfer, reinhard, plain = (gray.psnr[:, j] for j in range(4))
     assert torch.equal(model, plain) and torch.equal(transfer, plain)
     assert (reinhard != plain).any()
-    assert (gray.palette[:, 0] == 0).all() and (gray.colourfulness[:, 0] < 0.05).all()  # no colour (0.005: D65 rounding)
+    assert (gray.palette[:, 0] == 0).all() and (
+        gray.colourfulness[:, 0] < 0.05
+    ).all()  # no colour (0.005: D65 rounding)
     again = E.evaluate_exemplar(Fake(images, "reinhard"), images, batch_size=2, timing_sizes=())
     torch.testing.assert_close(again.psnr[:, 0], again.psnr[:, 2])
     torch.testing.assert_close(again.palette[:, 0], again.palette[:, 2])
@@ -91,9 +93,13 @@ def test_colourfulness_of_known_images():
 
 def test_timing_and_report_files(images, tmp_path):
     torch.manual_seed(0)
-    model = ExemplarColorizer(ExemplarColorizerConfig(image_size=SIZE, decoder_widths=(8, 8, 8, 8), unet_widths=(8, 16)))
+    model = ExemplarColorizer(
+        ExemplarColorizerConfig(image_size=SIZE, decoder_widths=(8, 8, 8, 8), unet_widths=(8, 16))
+    )
     result = E.evaluate_exemplar(model, images, max_images=2, timing_sizes=(16, 24), timing_runs=1)
-    assert result.num_images == 2 and set(result.timing_ms) == {16, 24} and all(v > 0 for v in result.timing_ms.values())
+    assert (
+        result.num_images == 2 and set(result.timing_ms) == {16, 24} and all(v > 0 for v in result.timing_ms.values())
+    )
     paths = E.write_report(result, tmp_path / "report")
     rows = list(csv.reader(open(paths["csv"], encoding="utf-8")))
     assert [r[0] for r in rows[1:6]] == [*E.METHODS, "exemplar"]
@@ -121,4 +127,19 @@ def test_evaluate_cli(tmp_path, images, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "| transfer_only |" in out and "| 24 x 24 |" in out
     assert (tmp_path / "eval" / "exemplar_eval.csv").is_file() and (tmp_path / "eval" / "exemplar_eval.md").is_file()
-    assert cli.main(["evaluate", "--model", "exemplar", "--checkpoint", str(tmp_path / "nope"), "--data", str(images), "--out", "o"]) != 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--model",
+                "exemplar",
+                "--checkpoint",
+                str(tmp_path / "nope"),
+                "--data",
+                str(images),
+                "--out",
+                "o",
+            ]
+        )
+        != 0
+    )

@@ -81,7 +81,9 @@ def test_working_size_and_device_options(weights):
         refcolor.ExemplarColorizer.from_checkpoint(weights, size=4)
 
 
-def test_pretrained_is_a_clear_error_without_bundled_weights_and_loads_them_when_present(weights, monkeypatch, tmp_path):
+def test_pretrained_is_a_clear_error_without_bundled_weights_and_loads_them_when_present(
+    weights, monkeypatch, tmp_path
+):
     monkeypatch.setattr(exemplar_module, "PRETRAINED_WEIGHTS", tmp_path / "exemplar.safetensors")
     with pytest.raises(FileNotFoundError, match="no bundled exemplar model at .*exemplar.safetensors"):
         refcolor.ExemplarColorizer.pretrained()
@@ -125,6 +127,13 @@ def test_cli_errors_are_one_line(weights, images, tmp_path, capsys, monkeypatch)
     assert "no bundled exemplar model" in err and len(err.splitlines()) == 1
     assert main(["colorize", str(images / "gray.png"), "--reference", str(images / "exemplar.jpg"), "-o", "x.png"]) != 0
     assert "--checkpoint is required for --model scft" in capsys.readouterr().err
-    missing = ["colorize", "--model", "exemplar", str(tmp_path / "nope.png"), "--reference", str(images / "exemplar.jpg")]
+    missing = [
+        "colorize",
+        "--model",
+        "exemplar",
+        str(tmp_path / "nope.png"),
+        "--reference",
+        str(images / "exemplar.jpg"),
+    ]
     assert main([*missing, "--checkpoint", str(weights), "-o", "x.png"]) != 0
     assert "image not found" in capsys.readouterr().err

@@ -31,7 +31,9 @@ def test_adain_gives_the_content_the_style_statistics(dtype, atol):
     torch.testing.assert_close(out_std, style_std, atol=atol, rtol=atol)
     # The normalised content is kept: AdaIN is an affine map per channel.
     content_mean, content_std = channel_stats(content, eps=0.0)
-    torch.testing.assert_close((out - out_mean) / out_std, (content - content_mean) / content_std, atol=atol * 10, rtol=0)
+    torch.testing.assert_close(
+        (out - out_mean) / out_std, (content - content_mean) / content_std, atol=atol * 10, rtol=0
+    )
 
 
 def test_adain_bad_shapes_are_one_line_errors():

@@ -22,7 +22,9 @@ def _to_tensor(array: np.ndarray) -> torch.Tensor:
 
 def _photos() -> list[np.ndarray]:
     # scikit-image's bundled colour photos, float64 in [0, 1], cropped to keep the test fast.
-    return [getattr(skimage_data, name)()[:96, :128].astype(np.float64) / 255 for name in ("astronaut", "chelsea", "coffee")]
+    return [
+        getattr(skimage_data, name)()[:96, :128].astype(np.float64) / 255 for name in ("astronaut", "chelsea", "coffee")
+    ]
 
 
 def _cube_edges(steps: int = 9) -> np.ndarray:
@@ -47,7 +49,9 @@ def test_rgb_to_lab_matches_scikit_image_on_photos_and_cube_edges(dtype, atol):
 
 
 def test_lab_to_rgb_matches_scikit_image_inside_and_outside_the_gamut():
-    L, a, b = np.meshgrid(np.linspace(0, 100, 11), np.linspace(-120, 120, 13), np.linspace(-120, 120, 13), indexing="ij")
+    L, a, b = np.meshgrid(
+        np.linspace(0, 100, 11), np.linspace(-120, 120, 13), np.linspace(-120, 120, 13), indexing="ij"
+    )
     grid = np.stack([L.ravel(), a.ravel(), b.ravel()], axis=-1)[None]  # many of these are out of gamut
     with warnings.catch_warnings():
         # scikit-image warns about the negative Z values it clips (out-of-gamut colours, as we clip them).
@@ -99,7 +103,9 @@ def test_gradients_are_finite_at_black_white_and_the_gamut_edges():
 
 
 def test_bad_inputs_are_one_line_errors():
-    with pytest.raises(ValueError, match=r"rgb_to_lab: argument 'rgb' must have shape \(B, 3, H, W\), got \(1, 4, 2, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"rgb_to_lab: argument 'rgb' must have shape \(B, 3, H, W\), got \(1, 4, 2, 2\)"
+    ):
         lab.rgb_to_lab(torch.zeros(1, 4, 2, 2))
     with pytest.raises(TypeError, match="floating-point"):
         lab.rgb_to_lab(torch.zeros(1, 3, 2, 2, dtype=torch.uint8))

@@ -117,12 +117,14 @@ class ExemplarEvaluation:
                 "ssim_mean": float(self.ssim[:, j].mean()),
                 "ssim_std": float(self.ssim[:, j].std(correction=0)),
                 "palette_mean": math.nan if self.palette is None else float(self.palette[:, j].mean()),
-                "colourfulness_mean": math.nan if self.colourfulness is None else float(self.colourfulness[:, j].mean()),
+                "colourfulness_mean": math.nan
+                if self.colourfulness is None
+                else float(self.colourfulness[:, j].mean()),
             }
             rows.append(row)
         if self.exemplar_colourfulness is not None:
             rows.append(
-                {"method": "exemplar", **{k: math.nan for k in ("psnr_mean", "psnr_std", "ssim_mean", "ssim_std")}}
+                {"method": "exemplar", **dict.fromkeys(("psnr_mean", "psnr_std", "ssim_mean", "ssim_std"), math.nan)}
                 | {"palette_mean": 1.0, "colourfulness_mean": float(self.exemplar_colourfulness.mean())}
             )
         return rows
@@ -295,7 +297,9 @@ def plot_results(result: ExemplarEvaluation, path: str | os.PathLike, title: str
     plt.close(fig)
 
 
-def write_report(result: ExemplarEvaluation, out_dir: str | os.PathLike, *, title: str | None = None) -> dict[str, Path]:
+def write_report(
+    result: ExemplarEvaluation, out_dir: str | os.PathLike, *, title: str | None = None
+) -> dict[str, Path]:
     """exemplar_eval.csv and .md under out_dir, and exemplar_eval.png with matplotlib."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

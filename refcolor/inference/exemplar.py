@@ -48,7 +48,9 @@ class ExemplarColorizer:
 
     def __init__(self, model: ExemplarModel, *, device: str | torch.device = "cpu", size: int | None = None):
         if not isinstance(model, ExemplarModel):
-            raise TypeError(f"{OP}: argument 'model' must be a refcolor.models.ExemplarColorizer, got {type(model).__name__}")
+            raise TypeError(
+                f"{OP}: argument 'model' must be a refcolor.models.ExemplarColorizer, got {type(model).__name__}"
+            )
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 8):
             raise ValueError(f"{OP}: argument 'size' must be an int >= 8 or None, got {size!r}")
         self.device = resolve_device(device)
@@ -56,7 +58,9 @@ class ExemplarColorizer:
         self.size = size or model.config.image_size
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, *, device: str | torch.device = "cpu", **kwargs) -> ExemplarColorizer:
+    def from_checkpoint(
+        cls, path: str | os.PathLike, *, device: str | torch.device = "cpu", **kwargs
+    ) -> ExemplarColorizer:
         """From a run directory, a training checkpoint (.pt) or weights (.safetensors) of an exemplar model."""
         model = cast(ExemplarModel, load_model(path, expected_kind="exemplar", device=resolve_device(device)).model)
         return cls(model, device=device, **kwargs)
@@ -80,7 +84,8 @@ class ExemplarColorizer:
         exemplars = im.to_tensor(exemplar, "exemplar", op=OP)
         if exemplars.shape[0] not in (1, images.shape[0]):
             raise ValueError(
-                f"{OP}: argument 'exemplar' must hold 1 image or one per image ({images.shape[0]}), got {exemplars.shape[0]}"
+                f"{OP}: argument 'exemplar' must hold 1 image or one per image ({images.shape[0]}), "
+                f"got {exemplars.shape[0]}"
             )
         outputs = []
         for b in range(images.shape[0]):

@@ -142,7 +142,9 @@ class ExemplarColorizerConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"ExemplarColorizerConfig.from_dict: unknown keys {unknown}; expected some of {sorted(known)}")
+            raise ValueError(
+                f"ExemplarColorizerConfig.from_dict: unknown keys {unknown}; expected some of {sorted(known)}"
+            )
         return cls(**data)
 
     @classmethod
@@ -190,7 +192,9 @@ class ColorizationSubNet(nn.Module):
         self.down = nn.ModuleList(
             _block(4 if i == 0 else widths[i - 1], w, 1 if i == 0 else 2) for i, w in enumerate(widths)
         )
-        self.up = nn.ModuleList(_block(widths[i + 1] + widths[i], widths[i], 1) for i in reversed(range(len(widths) - 1)))
+        self.up = nn.ModuleList(
+            _block(widths[i + 1] + widths[i], widths[i], 1) for i in reversed(range(len(widths) - 1))
+        )
         self.out = nn.Conv2d(widths[0], 2, 3, padding=1)
 
     def forward(self, inputs: Tensor) -> Tensor:

@@ -5,7 +5,7 @@ exemplar's colours, coarsely.
     gray image --E_1--> AdaIN(., s_1) --E_2--> AdaIN(., s_2) --E_3--> AdaIN(., s_3) --E_4--> AdaIN(., s_4)
                             |  t_1                 |  t_2                 |  t_3                 |  t_4
     exemplar   --E-->  s_1, s_2, s_3, s_4 (its features at the same levels)                       v
-                                                                  decoder: t_4 -> (+t_3) -> (+t_2) -> (+t_1) -> (+L) -> a*b*
+                                           decoder: t_4 -> (+t_3) -> (+t_2) -> (+t_1) -> (+L) -> a*b*
 
 E is refcolor.models.exemplar_encoder.ExemplarEncoder (frozen, pretrained; levels E_1..E_4). The
 stylisation is progressive: each level's AdaIN output t_i is what the next level encodes, so the
@@ -68,7 +68,9 @@ class TransferNet(nn.Module):
             stages.append(_conv_stack(previous + channels[level], width, convs_per_level))
             previous = width
         self.decoder = nn.ModuleList(stages)
-        self.head = nn.Sequential(_conv_stack(previous + 1, decoder_widths[-1], 1), nn.Conv2d(decoder_widths[-1], 2, 3, padding=1))
+        self.head = nn.Sequential(
+            _conv_stack(previous + 1, decoder_widths[-1], 1), nn.Conv2d(decoder_widths[-1], 2, 3, padding=1)
+        )
 
     def stylise(self, luminance: Tensor, exemplar: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """(t_1..t_4, s_1..s_4): the progressive AdaIN of the gray image's features to the exemplar's."""

@@ -45,9 +45,13 @@ class ExemplarTask(Task):
                 f"(the losses use the model's own frozen encoder), got {config.feature_network!r}"
             )
         try:
-            self.model.transfer.encoder.load_pretrained(vgg_weights=config.vgg_weights, download_vgg=config.download_vgg)
+            self.model.transfer.encoder.load_pretrained(
+                vgg_weights=config.vgg_weights, download_vgg=config.download_vgg
+            )
         except WeightsUnavailableError as err:
-            raise ValueError(f"train config: the exemplar encoder {encoder!r} needs its ImageNet weights: {err}") from None
+            raise ValueError(
+                f"train config: the exemplar encoder {encoder!r} needs its ImageNet weights: {err}"
+            ) from None
         self.model.transfer.encoder.to(device)
         self.augment = AugmentedSelfReference(backend=config.backend)
 
@@ -109,7 +113,9 @@ class ExemplarTask(Task):
                 )
             )
         if stage != "transfer":
-            terms["colorization"] = weighted_smooth_l1(result.ab, data["ab"], result.mask, self.model_config.hint_lambda)
+            terms["colorization"] = weighted_smooth_l1(
+                result.ab, data["ab"], result.mask, self.model_config.hint_lambda
+            )
         return terms
 
     @torch.no_grad()
