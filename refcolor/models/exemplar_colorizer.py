@@ -58,7 +58,7 @@ class ExemplarColorizerConfig:
     encoder: str = "efficientnet-lite0"
     decoder_widths: tuple[int, ...] = (64, 48, 32, 32)
     decoder_convs: int = 1
-    unet_widths: tuple[int, ...] = (32, 64, 128, 128)
+    unet_widths: tuple[int, ...] = (16, 32, 64, 128)
     mask_probability: float = 0.99
     hint_lambda: float = 10.0
     inference_hints: str = "lattice"
