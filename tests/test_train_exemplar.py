@@ -111,9 +111,11 @@ def test_cli_run_writes_weights_samples_and_loads_back(tmp_path, capsys):
     assert any(k.startswith("transfer.encoder.") for k in from_checkpoint)
 
 
-def test_feature_network_must_match_the_encoder(tmp_path):
+def test_feature_network_must_match_the_encoder_and_lr_generator_is_refused(tmp_path):
     with pytest.raises(ValueError, match="feature_network must be 'auto' or the exemplar encoder 'efficientnet-lite0'"):
         _trainer(_config(tmp_path, feature_network="vgg19"))
+    with pytest.raises(ValueError, match="'lr_generator' does not apply to model 'exemplar' .* got 0.001"):
+        _trainer(_config(tmp_path, lr_generator=1e-3))
 
 
 def test_missing_encoder_weights_are_a_clear_error(tmp_path, monkeypatch):

@@ -28,6 +28,7 @@ from refcolor.lab import gray_rgb, normalized_lab_to_rgb, rgb_to_normalized_lab
 from refcolor.models.exemplar_colorizer import ExemplarColorizer
 from refcolor.models.exemplar_masking import random_hint_mask
 from refcolor.models.vgg import WeightsUnavailableError
+from refcolor.train.config import TrainConfig
 from refcolor.train.tasks.base import Task
 
 
@@ -39,6 +40,12 @@ class ExemplarTask(Task):
     def __init__(self, config, device):
         super().__init__(config, device)
         encoder = self.model_config.encoder
+        default_lr = TrainConfig.__dataclass_fields__["lr_generator"].default
+        if config.lr_generator != default_lr:  # a --lr-g that would silently do nothing
+            raise ValueError(
+                "train config: 'lr_generator' does not apply to model 'exemplar' (its stages' rates are the "
+                f"model_overrides lr_transfer, lr_colorization, lr_end_to_end), got {config.lr_generator!r}"
+            )
         if config.feature_network not in ("auto", encoder):
             raise ValueError(
                 f"train config: feature_network must be 'auto' or the exemplar encoder {encoder!r} "
