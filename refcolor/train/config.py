@@ -74,10 +74,10 @@ class TrainConfig:
     triplet_negatives: int = 1
     vgg_weights: str | None = None  # torchvision vgg19 file or URL; None: $REFCOLOR_VGG19_WEIGHTS / hub cache
     download_vgg: bool = False  # allow fetching the VGG19 weights from download.pytorch.org
-    # (exemplar: its model config's frozen encoder serves the losses; this must be "auto" or name it.)
     # network of the perceptual and style losses: "vgg19", "efficientnet-lite0" (the extra
     # refcolor[features]) or "auto" (VGG19 when its weights are found, else EfficientNet-Lite0 when
     # installed, else both terms off with one warning); config.json's "resolved" says which ran.
+    # exemplar: its model config's frozen encoder serves the losses; this must be "auto" or name it.
     feature_network: str = "auto"
     amp: str = "auto"  # mixed precision: "auto" (on for CUDA), "on", "off"
     device: str = "auto"  # "auto": cuda (the local rank's GPU under torchrun) when available, else cpu
