@@ -1,4 +1,4 @@
-"""`refcolor train`: train a colorizer (scft or guide) on a folder of colour images.
+"""`refcolor train`: train a colorizer (scft, guide or exemplar) on a folder of colour images.
 
 Settings come from TrainConfig's defaults, then --config FILE (JSON or TOML, TrainConfig's keys),
 then the options given here. With --resume the run's saved config is the base instead, and only
