@@ -108,7 +108,10 @@ def test_cli_run_writes_weights_samples_and_loads_back(tmp_path, capsys):
     assert from_checkpoint.keys() == loaded.model.state_dict().keys()
     assert all(torch.equal(v, from_checkpoint[k]) for k, v in loaded.model.state_dict().items())
     # The frozen encoder is stored too (a weights file alone rebuilds the model), with ImageNet weights.
-    assert any(k.startswith("transfer.encoder.") for k in from_checkpoint)
+    from refcolor.models.efficientnet_lite import EfficientNetLite0
+
+    imagenet = EfficientNetLite0.from_pretrained()._conv_stem.weight
+    assert torch.equal(from_checkpoint["transfer.encoder._conv_stem.weight"], imagenet)
 
 
 def test_feature_network_must_match_the_encoder_and_lr_generator_is_refused(tmp_path):
