@@ -8,10 +8,23 @@ from refcolor import losses, nn, ops  # noqa: E402
 from refcolor.backends import available_backends  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["Colorizer", "GuidedColorizer", "available_backends", "losses", "nn", "ops", "__version__"]
+__all__ = [
+    "Colorizer",
+    "ExemplarColorizer",
+    "GuidedColorizer",
+    "available_backends",
+    "losses",
+    "nn",
+    "ops",
+    "__version__",
+]
 
 # The inference API loads on first use, so `import refcolor` stays light.
-_LAZY = {"Colorizer": "refcolor.inference.colorizer", "GuidedColorizer": "refcolor.inference.guided"}
+_LAZY = {
+    "Colorizer": "refcolor.inference.colorizer",
+    "ExemplarColorizer": "refcolor.inference.exemplar",
+    "GuidedColorizer": "refcolor.inference.guided",
+}
 
 
 def __getattr__(name: str):

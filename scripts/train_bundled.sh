@@ -26,12 +26,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODEL=${1:?usage: scripts/train_bundled.sh scft|guide [refcolor train options]}
+MODEL=${1:?usage: scripts/train_bundled.sh scft|guide|exemplar [refcolor train options]}
 shift
 case "$MODEL" in
     scft) REPORT=scft_eval.md ;;
     guide) REPORT=psnr_vs_hints.md ;;
-    *) echo "scripts/train_bundled.sh: MODEL must be scft or guide, got '$MODEL'" >&2; exit 2 ;;
+    exemplar) REPORT=exemplar_eval.md ;;
+    *) echo "scripts/train_bundled.sh: MODEL must be scft, guide or exemplar, got '$MODEL'" >&2; exit 2 ;;
 esac
 CONFIG=configs/bundled_$MODEL.toml
 DATA=${DATA:-data/openclipart128}

@@ -2,7 +2,11 @@
 with a trained scft model, by default the one bundled with refcolor
 (refcolor/models/pretrained/scft.safetensors). SKETCH is a line drawing or a colour image (its
 outline is extracted), or a folder of them (OUT is then a folder; unreadable files are skipped and
-counted)."""
+counted).
+
+`refcolor colorize --model exemplar IMAGE --reference EXEMPLAR [--checkpoint RUN] -o OUT`: exemplar
+colorization of a gray or colour image (its luminance is kept at full resolution, the colours come
+from the exemplar); without --checkpoint the bundled exemplar model."""
 
 from __future__ import annotations
 
@@ -17,14 +21,20 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("sketch", metavar="SKETCH", help="line drawing or colour image, or a folder of them")
-    p.add_argument("--reference", "-r", required=True, metavar="REF", help="colour reference image")
+    p.add_argument("--reference", "-r", required=True, metavar="REF", help="colour reference (exemplar) image")
+    p.add_argument(
+        "--model",
+        choices=("scft", "exemplar"),
+        default="scft",
+        help="scft: colour a sketch (default); exemplar: colour a gray or colour image like the exemplar",
+    )
     p.add_argument(
         "--checkpoint",
         "-c",
         default=None,
         metavar="RUN_DIR_OR_WEIGHTS",
-        help="training run directory, checkpoint .pt or weights .safetensors of an scft model "
-        "(default: the bundled scft model, refcolor/models/pretrained/scft.safetensors)",
+        help="training run directory, checkpoint .pt or weights .safetensors of a model of --model's kind "
+        "(default: the bundled model, refcolor/models/pretrained/KIND.safetensors)",
     )
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image (a folder for a folder SKETCH)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
@@ -35,13 +45,13 @@ def add_parser(sub) -> None:
         "--extract",
         choices=("auto", "always", "never"),
         default="auto",
-        help="outline extraction: auto (colour images only, default), always, never",
+        help="scft: outline extraction: auto (colour images only, default), always, never",
     )
     p.add_argument(
         "--no-keep-lines",
         dest="keep_lines",
         action="store_false",
-        help="the model's output resized alone, without the sketch's full-resolution lines over it",
+        help="scft: the model's output resized alone, without the sketch's full-resolution lines over it",
     )
     p.set_defaults(run=run)
 
@@ -53,19 +63,27 @@ def run(args) -> int:
     from refcolor import images as im
     from refcolor.commands import CommandError
     from refcolor.inference.colorizer import Colorizer
+    from refcolor.inference.exemplar import ExemplarColorizer
     from refcolor.models.bundled import checkpoint_or_bundled
 
     sketch = Path(args.sketch)
     if not sketch.exists():
-        raise FileNotFoundError(f"sketch not found: {sketch}")
+        raise FileNotFoundError(f"{'image' if args.model == 'exemplar' else 'sketch'} not found: {sketch}")
     reference = im.read_image(args.reference)  # fail on a bad reference before loading the model
-    colorizer = Colorizer.from_checkpoint(
-        checkpoint_or_bundled(args.checkpoint, "scft"),
-        device=args.device,
-        size=args.size,
-        extract=args.extract,
-        keep_lines=args.keep_lines,
-    )
+    colorizer: Colorizer | ExemplarColorizer
+    if args.model == "exemplar":
+        if args.checkpoint is None:
+            colorizer = ExemplarColorizer.pretrained(device=args.device, size=args.size)
+        else:
+            colorizer = ExemplarColorizer.from_checkpoint(args.checkpoint, device=args.device, size=args.size)
+    else:
+        colorizer = Colorizer.from_checkpoint(
+            checkpoint_or_bundled(args.checkpoint, "scft"),
+            device=args.device,
+            size=args.size,
+            extract=args.extract,
+            keep_lines=args.keep_lines,
+        )
     if sketch.is_file():
         out = colorizer.colorize_file(sketch, reference, args.output)
         print(f"wrote {out}")

@@ -10,6 +10,12 @@
         match with another image's reference, see refcolor.evaluation.scft_eval; writes
         DIR/scft_eval.csv, .md and (with matplotlib, the extra refcolor[plot]) .png.
 
+    refcolor evaluate --model exemplar --checkpoint RUN --data DIR [--max-images N] [--batch-size B] --out DIR
+        The exemplar colorizer on augmented-self pairs: PSNR and SSIM against the jittered target beside
+        the gray image, global Lab mean/std transfer (Reinhard et al. 2001) and T_ab alone; with other
+        images' exemplars the palette match and colourfulness; ms per image at 256 and 512 px, see
+        refcolor.evaluation.exemplar_eval; writes DIR/exemplar_eval.csv, .md and (with matplotlib) .png.
+
 --data is required and should hold images the model was not trained on; the report names it.
 Without --checkpoint, the model of that kind bundled with refcolor (refcolor/models/pretrained/KIND.safetensors).
 """
@@ -22,13 +28,14 @@ import warnings
 
 from refcolor.commands import CommandError
 
-MODELS = ("guide", "scft")  # model kinds with an evaluation protocol
+MODELS = ("exemplar", "guide", "scft")  # model kinds with an evaluation protocol
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="evaluate a trained model (guide: PSNR vs hints; scft: augmented-self figures); writes CSV, Markdown, PNG",
+        help="evaluate a trained model (guide: PSNR vs hints; scft, exemplar: augmented-self figures); "
+        "writes CSV, Markdown, PNG",
         description=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -115,9 +122,24 @@ def _evaluate_scft(args, model, dataset, device) -> int:
     return 0
 
 
+def _evaluate_exemplar(args, model, dataset, device) -> int:
+    from refcolor.evaluation import exemplar_eval
+
+    result = exemplar_eval.evaluate_exemplar(
+        model, dataset, max_images=args.max_images, batch_size=args.batch_size, device=device
+    )
+    paths = exemplar_eval.write_report(result, args.out)
+    print(exemplar_eval.markdown_table(result))
+    if "png" not in paths:
+        print("no plot: matplotlib is not installed (pip install refcolor[plot])")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 # --model kind -> its protocol, run on the held-out dataset inside run()'s warning handling;
 # MODELS lists the same kinds
 EVALUATIONS = {
+    "exemplar": _evaluate_exemplar,
     "guide": _evaluate_guide,
     "scft": _evaluate_scft,
 }

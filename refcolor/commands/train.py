@@ -1,4 +1,4 @@
-"""`refcolor train`: train a colorizer (scft or guide) on a folder of colour images.
+"""`refcolor train`: train a colorizer (scft, guide or exemplar) on a folder of colour images.
 
 Settings come from TrainConfig's defaults, then --config FILE (JSON or TOML, TrainConfig's keys),
 then the options given here. With --resume the run's saved config is the base instead, and only
@@ -38,12 +38,14 @@ OPTIONS = {
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train a colorizer (scft or guide) on a folder of colour images",
+        help="train a colorizer (scft, guide or exemplar) on a folder of colour images",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--model", choices=("scft", "guide"), help="scft (reference-based) or guide (GuidingPainter); default scft"
+        "--model",
+        choices=("scft", "guide", "exemplar"),
+        help="scft (reference-based), guide (GuidingPainter) or exemplar (AdaIN exemplar colorization); default scft",
     )
     p.add_argument("--data", metavar="DIR", help="folder of colour images (default: the bundled sample set)")
     p.add_argument("--preset", choices=("small", "paper"), help="model size (default small: trains on a CPU)")

@@ -1,8 +1,9 @@
-"""Networks of refcolor: the colorizers (SCFT, GuidingPainter), the loss networks (VGG19,
+"""Networks of refcolor: the colorizers (SCFT, GuidingPainter, exemplar), the loss networks (VGG19,
 EfficientNet-Lite0) and the PatchGAN discriminators."""
 
 from refcolor.models.discriminator import ConditionalPatchDiscriminator, PatchDiscriminator
 from refcolor.models.efficientnet_lite import EfficientNetLite0, EfficientNetLite0Features
+from refcolor.models.exemplar_colorizer import ExemplarColorizer, ExemplarColorizerConfig, ExemplarOutput
 from refcolor.models.guiding_painter import (
     ColorizationUNet,
     GuidingPainter,
@@ -24,6 +25,9 @@ __all__ = [
     "ConditionalPatchDiscriminator",
     "EfficientNetLite0",
     "EfficientNetLite0Features",
+    "ExemplarColorizer",
+    "ExemplarColorizerConfig",
+    "ExemplarOutput",
     "GuidingPainter",
     "GuidingPainterConfig",
     "GuidingPainterOutput",

@@ -7,14 +7,17 @@ from typing import Any
 
 from torch import nn
 
+from refcolor.models.exemplar_colorizer import ExemplarColorizer, ExemplarColorizerConfig
 from refcolor.models.guiding_painter import GuidingPainter, GuidingPainterConfig
 from refcolor.models.scft_colorizer import SCFTColorizer, SCFTColorizerConfig
 
 # kind -> (model class, config class). "scft": reference-based (Lee et al. 2020); "guide":
-# GuidingPainter (Cho et al. 2022).
-MODELS: dict[str, tuple[type[nn.Module], type[SCFTColorizerConfig] | type[GuidingPainterConfig]]] = {
+# GuidingPainter (Cho et al. 2022); "exemplar": stylisation-based exemplar colorization (Xu et al. 2020).
+ConfigClass = type[SCFTColorizerConfig] | type[GuidingPainterConfig] | type[ExemplarColorizerConfig]
+MODELS: dict[str, tuple[type[nn.Module], ConfigClass]] = {
     "scft": (SCFTColorizer, SCFTColorizerConfig),
     "guide": (GuidingPainter, GuidingPainterConfig),
+    "exemplar": (ExemplarColorizer, ExemplarColorizerConfig),
 }
 
 

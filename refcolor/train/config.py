@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import tomllib
 
-MODELS = ("scft", "guide")
+MODELS = ("scft", "guide", "exemplar")
 PRESETS = ("small", "paper")
 GAN_MODES = ("lsgan", "hinge", "bce")
 FEATURE_NETWORKS = ("auto", "vgg19", "efficientnet-lite0")  # refcolor.losses.FEATURE_NETWORK_CHOICES
@@ -47,7 +47,9 @@ class TrainConfig:
     `loss_weights` take the model's published defaults (refcolor.losses.SCFTLossWeights,
     GuidingPainterLossWeights); `model_overrides` sets fields of the model config on top of the preset."""
 
-    model: str = "scft"  # "scft" (Lee et al. 2020) or "guide" (GuidingPainter, Cho et al. 2022)
+    # "scft" (Lee et al. 2020), "guide" (GuidingPainter, Cho et al. 2022) or "exemplar" (Xu et al.
+    # 2020; its stages and their learning rates are in ExemplarColorizerConfig, not lr_generator)
+    model: str = "scft"
     preset: str = "small"  # model preset: "small" (CPU) or "paper"
     image_size: int | None = None  # training resolution; None: the preset's
     model_overrides: dict = field(default_factory=dict)
@@ -78,6 +80,7 @@ class TrainConfig:
     # network of the perceptual and style losses: "vgg19", "efficientnet-lite0" (the extra
     # refcolor[features]) or "auto" (VGG19 when its weights are found, else EfficientNet-Lite0 when
     # installed, else both terms off with one warning); config.json's "resolved" says which ran.
+    # exemplar: its model config's frozen encoder serves the losses; this must be "auto" or name it.
     feature_network: str = "auto"
     amp: str = "auto"  # mixed precision: "auto" (on for CUDA), "on", "off"
     device: str = "auto"  # "auto": cuda (the local rank's GPU under torchrun) when available, else cpu

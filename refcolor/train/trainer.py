@@ -120,7 +120,8 @@ class Trainer:
         self.d_train: torch.nn.Module
         if self.info.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.g_train = DistributedDataParallel(g, device_ids=ids)
+            unused = self.task.find_unused_parameters
+            self.g_train = DistributedDataParallel(g, device_ids=ids, find_unused_parameters=unused)
             self.d_train = DistributedDataParallel(d, device_ids=ids)
         else:
             self.g_train, self.d_train = g, d
@@ -163,22 +164,27 @@ class Trainer:
             out = task.forward(self.g_train, data, step, self._rng)
         fake, target, sketch = out["fake"], data["target"], data["sketch"]
 
-        # Discriminator: real and fake in one forward.
-        task.discriminator.requires_grad_(True)
-        self.opt_d.zero_grad(set_to_none=True)
-        with self._autocast():
-            logits = self.d_train(torch.cat([target, fake.detach().to(target.dtype)]), torch.cat([sketch, sketch]))
-            real_logits, fake_logits = logits.float().chunk(2)
-            d_loss = 0.5 * (gan_loss(real_logits, True, cfg.gan_mode) + gan_loss(fake_logits, False, cfg.gan_mode))
-        self.scaler.scale(d_loss).backward()
-        self.scaler.step(self.opt_d)
+        # Discriminator: real and fake in one forward; skipped when the generator does not use it.
+        adversarial = task.weights["adversarial"] > 0
+        d_loss = torch.zeros((), device=self.device)
+        if adversarial:
+            task.discriminator.requires_grad_(True)
+            self.opt_d.zero_grad(set_to_none=True)
+            with self._autocast():
+                logits = self.d_train(torch.cat([target, fake.detach().to(target.dtype)]), torch.cat([sketch, sketch]))
+                real_logits, fake_logits = logits.float().chunk(2)
+                d_loss = 0.5 * (gan_loss(real_logits, True, cfg.gan_mode) + gan_loss(fake_logits, False, cfg.gan_mode))
+            self.scaler.scale(d_loss).backward()
+            self.scaler.step(self.opt_d)
 
         # Generator: D frozen and unwrapped (its gradients are neither needed nor synchronised).
         task.discriminator.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
+        for group in self.opt_g.param_groups:
+            group["lr"] = task.generator_lr(step)
         with self._autocast():
             terms = task.losses(data, out, self._rng)
-            if task.weights["adversarial"] > 0:
+            if adversarial:
                 g_logits = task.discriminator(fake, sketch).float()
                 terms["adversarial"] = gan_loss(g_logits, True, cfg.gan_mode, for_discriminator=False)
             g_loss = sum(task.weights[name] * value for name, value in terms.items() if task.weights[name] > 0)

@@ -29,6 +29,7 @@ class Task:
 
     kind: str = ""
     loss_defaults: Any = None
+    find_unused_parameters = False  # DDP: True when some steps leave generator parameters unused
 
     def __init__(self, config: TrainConfig, device: torch.device):
         self.config, self.device = config, device
@@ -57,6 +58,10 @@ class Task:
 
     def set_backend(self, backend: str) -> None:
         """Backend of the fused ops at run time (not stored in the model config: inference picks its own)."""
+
+    def generator_lr(self, step: int) -> float:
+        """The generator's learning rate at `step` (a task with stages may change it)."""
+        return self.config.lr_generator
 
     def run_record(self) -> dict:
         """What the task resolved at construction, recorded in the run's config.json (not a setting)."""
