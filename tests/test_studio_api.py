@@ -268,7 +268,7 @@ def test_body_cap_cuts_a_streamed_body_on_a_real_server(colorizers):
         headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
         try:
             response = httpx.post(f"{url}/api/regions", content=body(), headers=headers, timeout=30)
-            _error(response, 413, "request body too large", "more than")
+            _error(response, 413, "request body too large: at least", "the limit is 65536 bytes")
         except httpx.TransportError:
             pass  # the server may close the connection while the client still sends: also a refusal
         assert httpx.get(f"{url}/api/health", timeout=30).status_code == 200
@@ -427,3 +427,32 @@ def test_serve_is_a_listed_command(capsys):
 def test_import_refcolor_does_not_import_the_studio_extra():
     code = "import sys, refcolor; refcolor.GuidedColorizer; assert not {'starlette', 'uvicorn'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_refcolor_serve_starts_and_answers(tiny_paths):
+    """The command itself: loads the checkpoints, prints the URL and serves on loopback."""
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "refcolor", "serve", "--port", str(port)]
+    command += ["--checkpoint", f"guide={tiny_paths['guide']}", "--checkpoint", f"scft={tiny_paths['scft']}"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, server.communicate()
+                time.sleep(0.2)
+        assert health.json()["models"]["guide"]["source"] == str(tiny_paths["guide"])
+        refused = httpx.get(f"http://127.0.0.1:{port}/", headers={"host": "attacker.test"}, timeout=10)
+        assert refused.status_code == 403
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert f"open http://127.0.0.1:{port}/" in out and "warning" not in err

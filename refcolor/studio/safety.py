@@ -73,7 +73,8 @@ def bind_warning(host: str) -> str | None:
         return None
     return (
         f"refcolor serve: warning: listening on {host}, not only on this machine: anyone who can reach this "
-        "address can use the models (there is no authentication); bind 127.0.0.1 unless you need that"
+        "address can use the models (there is no authentication); bind 127.0.0.1 unless you need that "
+        "(other machines must use this address or a name given with --allow-host)"
     )
 
 
@@ -159,7 +160,7 @@ class Guard:
 
 
 def body_too_large(size: int, cap: int, *, at_least: bool = False) -> str:
-    more = "more than " if at_least else ""
+    more = "at least " if at_least else ""
     return f"request body too large: {more}{size} bytes, the limit is {cap} bytes"
 
 
