@@ -245,3 +245,66 @@ def test_exemplar_tab_says_it_has_no_model(browser, server, artifacts):
     assert not d.find_element(By.ID, "exemplar-image").is_enabled()
     assert not d.find_element(By.ID, "exemplar-update").is_enabled()
     d.save_screenshot(str(artifacts / "studio_exemplar.png"))
+
+
+JS_IMAGE_FILE = """
+// A File holding a PNG drawn here: `arguments[0]` x `arguments[1]`, white with a dark line.
+async function pngFile(width, height, name, fill) {
+  const c = document.createElement('canvas'); c.width = width; c.height = height;
+  const ctx = c.getContext('2d'); ctx.fillStyle = fill; ctx.fillRect(0, 0, width, height);
+  ctx.strokeStyle = '#000'; ctx.lineWidth = 2; ctx.strokeRect(5, 5, width - 10, height - 10);
+  const blob = await new Promise((resolve) => c.toBlob(resolve, 'image/png'));
+  return new File([blob], name, { type: 'image/png' });
+}
+"""
+
+
+def test_paste_drop_import_and_eyedropper(browser, server, files):
+    d = browser
+    d.get(server)
+    wait(d, lambda d: d.find_element(By.ID, "server-status").get_attribute("data-ready") == "true", what="health")
+    # Paste a sketch (a clipboard image), then drop another one on the drop zone.
+    d.execute_script(
+        JS_IMAGE_FILE
+        + """pngFile(100, 80, 'pasted.png', '#fff').then((file) => {
+            const data = new DataTransfer(); data.items.add(file);
+            document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data }));
+        });"""
+    )
+    wait(d, lambda d: d.find_element(By.ID, "guide-progress").get_attribute("data-state") == "done", what="pasted")
+    wait(d, lambda d: shown_colors(d) == [], what="pasted sketch colorized")
+    assert d.execute_script("return document.querySelector('#guide-compare img.after').naturalWidth") == 100
+    d.execute_script(
+        JS_IMAGE_FILE
+        + """pngFile(120, 90, 'dropped.png', '#fff').then((file) => {
+            const data = new DataTransfer(); data.items.add(file);
+            document.getElementById('guide-drop').dispatchEvent(new DragEvent('drop', { dataTransfer: data }));
+        });"""
+    )
+    wait(
+        d,
+        lambda d: d.execute_script("return document.querySelector('#guide-compare img.after').naturalWidth") == 120,
+        what="dropped sketch colorized",
+    )
+
+    # Import colours in the `refcolor guide --colors` format ("#rgb" and [r, g, b] entries).
+    (files / "colors.json").write_text(json.dumps(["#f00", [0, 0, 255]]))
+    d.find_element(By.ID, "guide-import").send_keys(str(files / "colors.json"))
+    wait_colors(d, ["#ff0000", "#0000ff"])
+    assert close(result_pixel(d, "guide", 100, 45), (255, 0, 0))
+    (files / "bad_colors.json").write_text(json.dumps(["red"]))
+    d.find_element(By.ID, "guide-import").send_keys(str(files / "bad_colors.json"))
+    wait(d, lambda d: "colors[0]" in d.find_element(By.ID, "guide-message").text, what="import error")
+
+    # Eyedropper: a reference image; a click on it colours the selected region (3, the next).
+    colour_image(60, 40).save(files / "eyedropper.png")
+    d.find_element(By.ID, "guide-eyedropper-file").send_keys(str(files / "eyedropper.png"))
+    swatches = "#guide-swatches .swatch-button"
+    wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, swatches)) > 16, what="eyedropper image and its colours")
+    canvas = d.find_element(By.ID, "guide-eyedropper")
+    ActionChains(d).move_to_element(canvas).click().perform()  # its centre
+    picked = d.find_element(By.ID, "guide-hex").get_attribute("value")
+    assert picked.startswith("#") and len(picked) == 7
+    wait_colors(d, ["#ff0000", "#0000ff", picked])
+    expected = tuple(int(picked[i : i + 2], 16) for i in (1, 3, 5))
+    assert close(result_pixel(d, "guide", 20, 15), expected)  # region 3: top-left quarter

@@ -458,6 +458,8 @@ class GuidedTab {
         throw new Error(`${file.name}: ${colors.length} colours but the sketch has ${this.regions.length} regions`);
       }
       this.setColors(colors, "import");
+      this.selected = Math.min(colors.length + 1, Math.max(1, this.regions.length)); // the next region
+      this.render();
       this.message(`Imported ${colors.length} colours.`);
     } catch (err) {
       this.message(err.message, true);
