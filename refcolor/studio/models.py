@@ -16,7 +16,11 @@ LOADABLE = ("guide", "scft")  # no exemplar colorizer exists in refcolor yet
 
 @dataclass
 class Colorizers:
-    """The loaded models; None where a kind is not served (its API mode answers 503 / 501)."""
+    """The loaded models; None where a kind is not served (its API mode answers 503 / 501).
+
+    guide: a GuidedColorizer (.regions(sketch), .colorize(sketch, colors)); scft: a Colorizer,
+    called as scft(sketch, reference); exemplar: once refcolor has one, called the same way as
+    exemplar(image, reference) -> PIL image (the app and the page's Exemplar tab are ready for it)."""
 
     guide: Any = None
     scft: Any = None

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import torch
+
 T = TypeVar("T")
 
 
@@ -40,7 +42,8 @@ class InferenceQueue:
 
         def timed() -> T:
             started.append(time.perf_counter())
-            return fn()
+            with torch.inference_mode():  # no autograd bookkeeping, whatever the model code does
+                return fn()
 
         def finished(_) -> None:  # when the job really ends (or is cancelled before it starts)
             loop.call_soon_threadsafe(self._finished)
