@@ -363,6 +363,9 @@ class GuidingPainterLossWeights:
     adversarial: float = 0.2
     hint: float = 5.0
     smoothness: float = 1.0
+    # Not in the paper: refcolor.models.guiding_painter.region_usage_loss, off unless set (the
+    # bundled model's config sets it: its segmentation collapsed onto 4-5 regions without it).
+    usage: float = 0.0
 
 
 __all__ += [

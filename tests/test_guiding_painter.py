@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 
 import pytest
 import torch
@@ -406,3 +407,33 @@ def test_coordinate_channels_let_the_segmentation_tell_flat_areas_apart():
         assert (difference > 1e-4) == coords, (coords, difference)
     with pytest.raises(ValueError, match="coordinate_channels must be a bool"):
         GuidingPainterConfig.preset("small", coordinate_channels="yes")
+
+
+def test_region_usage_loss_is_a_hinge_on_the_effective_number_of_regions():
+    from refcolor.models.guiding_painter import USAGE_EPS, region_usage_loss
+
+    nc = 8
+    # The argmax gives four channels a quarter of the image each: 4 effective regions (up to the
+    # smoothing), whatever the softmax's spread.
+    channel = torch.arange(4).repeat_interleave(16).view(1, 8, 8)
+    one_hot = torch.nn.functional.one_hot(channel, nc).permute(0, 3, 1, 2).float()
+    shares = (torch.tensor([0.25] * 4 + [0.0] * 4) + USAGE_EPS) / (1 + nc * USAGE_EPS)
+    entropy = float(-(shares * shares.log()).sum())
+    assert entropy == pytest.approx(math.log(4), abs=0.05)
+    for scale in (0.5, 2, 50):
+        assert region_usage_loss(one_hot * scale, 2).item() == 0  # more regions than asked for: no push
+        assert region_usage_loss(one_hot * scale, 6).item() == pytest.approx(math.log(6) - entropy, abs=1e-5)
+    # The gradient (through the softmax) raises the empty channels' logits and lowers the used ones'.
+    logits = (one_hot * 2).requires_grad_()
+    region_usage_loss(logits, 8).backward()
+    assert (logits.grad[:, 4:] < 0).all() and (logits.grad[one_hot.bool()] > 0).all()
+    # Pixels hesitating over all channels still count as one region each: the argmax's.
+    hesitating = torch.zeros(2, nc, 4, 4)
+    hesitating[:, 0] = 1e-3
+    shares = (torch.tensor([1.0] + [0.0] * (nc - 1)) + USAGE_EPS) / (1 + nc * USAGE_EPS)
+    expected = math.log(nc) + float((shares * shares.log()).sum())
+    assert region_usage_loss(hesitating, nc).item() == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(ValueError, match=r"argument 'min_regions' must be an int in \[1, 8\] \(Nc\), got 9"):
+        region_usage_loss(one_hot, 9)
+    with pytest.raises(ValueError, match="argument 'logits' must be a floating-point"):
+        region_usage_loss(torch.zeros(2, 8, 4), 2)

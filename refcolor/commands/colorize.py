@@ -1,6 +1,8 @@
-"""`refcolor colorize SKETCH --reference REF --checkpoint RUN -o OUT`: reference-based colorization
-with a trained scft model. SKETCH is a line drawing or a colour image (its outline is extracted),
-or a folder of them (OUT is then a folder; unreadable files are skipped and counted)."""
+"""`refcolor colorize SKETCH --reference REF [--checkpoint RUN] -o OUT`: reference-based colorization
+with a trained scft model, by default the one bundled with refcolor
+(refcolor/models/pretrained/scft.safetensors). SKETCH is a line drawing or a colour image (its
+outline is extracted), or a folder of them (OUT is then a folder; unreadable files are skipped and
+counted)."""
 
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--checkpoint",
         "-c",
-        required=True,
+        default=None,
         metavar="RUN_DIR_OR_WEIGHTS",
-        help="training run directory, checkpoint .pt or weights .safetensors of an scft model",
+        help="training run directory, checkpoint .pt or weights .safetensors of an scft model "
+        "(default: the bundled scft model, refcolor/models/pretrained/scft.safetensors)",
     )
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image (a folder for a folder SKETCH)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
@@ -50,13 +53,18 @@ def run(args) -> int:
     from refcolor import images as im
     from refcolor.commands import CommandError
     from refcolor.inference.colorizer import Colorizer
+    from refcolor.models.bundled import checkpoint_or_bundled
 
     sketch = Path(args.sketch)
     if not sketch.exists():
         raise FileNotFoundError(f"sketch not found: {sketch}")
     reference = im.read_image(args.reference)  # fail on a bad reference before loading the model
     colorizer = Colorizer.from_checkpoint(
-        args.checkpoint, device=args.device, size=args.size, extract=args.extract, keep_lines=args.keep_lines
+        checkpoint_or_bundled(args.checkpoint, "scft"),
+        device=args.device,
+        size=args.size,
+        extract=args.extract,
+        keep_lines=args.keep_lines,
     )
     if sketch.is_file():
         out = colorizer.colorize_file(sketch, reference, args.output)

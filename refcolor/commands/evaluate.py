@@ -11,6 +11,7 @@
         DIR/scft_eval.csv, .md and (with matplotlib, the extra refcolor[plot]) .png.
 
 --data is required and should hold images the model was not trained on; the report names it.
+Without --checkpoint, the model of that kind bundled with refcolor (refcolor/models/pretrained/KIND.safetensors).
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--model", choices=MODELS, default="guide", help="model kind (default: %(default)s)")
     parser.add_argument(
-        "--checkpoint", required=True, metavar="RUN", help="run directory, .safetensors weights or .pt checkpoint"
+        "--checkpoint",
+        default=None,
+        metavar="RUN",
+        help="run directory, .safetensors weights or .pt checkpoint (default: the bundled model of --model, "
+        "refcolor/models/pretrained/KIND.safetensors)",
     )
     parser.add_argument(
         "--data",
@@ -65,6 +70,7 @@ def _show_warning(default, category):
 
 def run(args) -> int:
     from refcolor.data import ImageFolder, UnreadableImageWarning
+    from refcolor.models.bundled import checkpoint_or_bundled
     from refcolor.models.loading import load_model, resolve_device
 
     for name in ("max_images", "batch_size"):
@@ -72,7 +78,7 @@ def run(args) -> int:
         if value is not None and value < 1:
             raise CommandError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     device = resolve_device(args.device)
-    loaded = load_model(args.checkpoint, expected_kind=args.model, device=device)
+    loaded = load_model(checkpoint_or_bundled(args.checkpoint, args.model), expected_kind=args.model, device=device)
     model = loaded.model
     image_size: int = model.config.image_size  # type: ignore[union-attr,assignment]  # both kinds' configs have it (load_model checked the kind)
     with warnings.catch_warnings():  # unreadable files: one line each on stderr, not a warning dump

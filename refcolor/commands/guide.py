@@ -1,11 +1,13 @@
 """`refcolor guide`: GuidingPainter's interactive loop on the command line.
 
-refcolor guide SKETCH --checkpoint RUN --out DIR
+refcolor guide SKETCH [--checkpoint RUN] --out DIR
     DIR/<stem>_regions.png (numbered overlay) and DIR/<stem>_regions.json (per region: rank,
     channel, pixels, bbox [x0, y0, x1, y1] inclusive, anchor [x, y]).
-refcolor guide SKETCH --checkpoint RUN --colors COLORS.json -o OUT.png [--out DIR]
+refcolor guide SKETCH [--checkpoint RUN] --colors COLORS.json -o OUT.png [--out DIR]
     the colorized sketch at SKETCH's size; COLORS.json is a list whose entry i ("#rrggbb",
     "#rgb" or [r, g, b]) is the colour of region i + 1. With --out the overlay is written too.
+
+Without --checkpoint, the guide model bundled with refcolor (refcolor/models/pretrained/guide.safetensors).
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("sketch", metavar="SKETCH", help="line drawing (or colour image: its outline is extracted)")
     parser.add_argument(
         "--checkpoint",
-        required=True,
+        default=None,
         metavar="RUN",
-        help="a 'guide' run directory, .safetensors weights or .pt checkpoint",
+        help="a 'guide' run directory, .safetensors weights or .pt checkpoint "
+        "(default: the bundled guide model, refcolor/models/pretrained/guide.safetensors)",
     )
     parser.add_argument(
         "--out",
@@ -72,6 +75,7 @@ def run(args) -> int:
 
     from refcolor.images import read_image
     from refcolor.inference.guided import GuidedColorizer, read_colors
+    from refcolor.models.bundled import checkpoint_or_bundled
 
     if args.output is not None and args.colors is None:
         raise CommandError("-o/--output needs --colors COLORS.json (the region colours to paint with)")
@@ -90,7 +94,8 @@ def run(args) -> int:
         raise CommandError(f"-o/--output: unknown image format {output.suffix or '(no extension)'!r} of {output}")
 
     image = read_image(args.sketch)
-    painter = GuidedColorizer.from_checkpoint(args.checkpoint, device=args.device, keep_lines=args.keep_lines)
+    checkpoint = checkpoint_or_bundled(args.checkpoint, "guide")
+    painter = GuidedColorizer.from_checkpoint(checkpoint, device=args.device, keep_lines=args.keep_lines)
     regions = painter.regions(image)
     (w, h), (wh, ww) = regions.size, regions.working_size
     print(f"{args.sketch}: {w}x{h}, {len(regions)} regions (model at {ww}x{wh}, {painter.source})")

@@ -1,6 +1,7 @@
 """Colorizer: reference-based colorization with a trained SCFTColorizer.
 
     colorizer = refcolor.Colorizer.from_checkpoint("runs/scft")     # run dir, .pt or .safetensors
+    colorizer = refcolor.Colorizer.pretrained()                     # the bundled scft model
     image = colorizer("sketch.png", "reference.jpg")               # PIL image of the sketch's size
 
 Inputs are paths, PIL images, tensors or numpy arrays (refcolor.images.to_tensor:
@@ -34,6 +35,7 @@ from refcolor.data.sketch_preparation import (
     scaled_size,
 )
 from refcolor.inference.full_resolution import lay_lines
+from refcolor.models.bundled import bundled_weights_path
 from refcolor.models.loading import load_model, resolve_device
 from refcolor.models.scft_colorizer import SCFTColorizer
 
@@ -79,6 +81,12 @@ class Colorizer:
         # load_model checked the kind and __init__ checks the type.
         model = cast(SCFTColorizer, load_model(path, expected_kind="scft", device=resolve_device(device)).model)
         return cls(model, device=device, **kwargs)
+
+    @classmethod
+    def pretrained(cls, *, device: str | torch.device = "cpu", **kwargs) -> Colorizer:
+        """The scft model bundled with refcolor (refcolor/models/pretrained/scft.safetensors, its card
+        scft.md); options as from_checkpoint. FileNotFoundError when this build bundles none."""
+        return cls.from_checkpoint(bundled_weights_path("scft"), device=device, **kwargs)
 
     # ------------------------------------------------------------------ inputs
     def prepare_sketch(self, sketch: Tensor) -> tuple[Tensor, tuple[int, int, int, int]]:

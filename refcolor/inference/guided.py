@@ -1,7 +1,7 @@
 """Interactive GuidingPainter (Cho et al. 2022): show the user the regions the model split a sketch
 into, numbered in the order it asks for colours, then paint from one colour per region number.
 
-    painter = GuidedColorizer.from_checkpoint("runs/guide")
+    painter = GuidedColorizer.from_checkpoint("runs/guide")   # or GuidedColorizer.pretrained(): the bundled model
     regions = painter.regions("sketch.png")         # RegionMap: labels 1..R, per-region stats
     regions.overlay().save("regions.png")           # numbered overlay for the user
     painter.colorize("sketch.png", ["#d04030", [40, 90, 200]]).save("out.png")  # regions 1 and 2
@@ -37,6 +37,7 @@ from refcolor import images
 from refcolor.data.sketch_preparation import crop, pad_to_multiple, prepare_sketch, scaled_size
 from refcolor.images import region_palette
 from refcolor.inference.full_resolution import lay_lines
+from refcolor.models.bundled import bundled_weights_path
 from refcolor.models.guiding_painter import GuidingPainter
 from refcolor.models.loading import load_model, resolve_device
 
@@ -281,6 +282,12 @@ class GuidedColorizer:
         # load_model checked the kind and __init__ checks the type.
         model = cast(GuidingPainter, loaded.model)
         return cls(model, device=device, source=loaded.source, keep_lines=keep_lines)
+
+    @classmethod
+    def pretrained(cls, device: str | torch.device = "cpu", *, keep_lines: bool = True) -> GuidedColorizer:
+        """The guide model bundled with refcolor (refcolor/models/pretrained/guide.safetensors, its card
+        guide.md); options as from_checkpoint. FileNotFoundError when this build bundles none."""
+        return cls.from_checkpoint(bundled_weights_path("guide"), device=device, keep_lines=keep_lines)
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """The size the model runs at for a height x width sketch: the shorter side at the training

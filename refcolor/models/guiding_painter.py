@@ -33,6 +33,7 @@ from refcolor.ops.segment_hint_colors import segment_hint_colors
 
 NORMS = ("batch", "instance", "group", "none")
 TEMPERATURE_SCHEDULES = ("exponential", "linear")
+USAGE_EPS = 1e-3  # region_usage_loss's smoothing of the channel shares
 
 
 # --------------------------------------------------------------------------- Gumbel softmax
@@ -464,6 +465,44 @@ def hint_consistency_loss(segments: Tensor, target: Tensor, *, backend: str = "a
     return F.mse_loss(hints, target.to(hints.dtype))
 
 
+def region_usage_loss(logits: Tensor, min_regions: int) -> Tensor:
+    """Hinge on the number of regions a segmentation proposes (not in the paper; refcolor's).
+
+    logits: (B, Nc, H, W) segmentation logits. The regions counted are the argmax's, what inference
+    shows the user, through a straight-through estimator: the forward pass uses the argmax one-hot,
+    the backward pass the gradient of softmax(logits). For each image u_k, channel k's share of the
+    image (smoothed by USAGE_EPS so that an empty channel's log stays finite), gives exp(H(u)) (H
+    the entropy), the effective number of regions. The loss is the mean over images of
+    max(0, log(min_regions) - H(u)): zero for an image with at least min_regions effective regions,
+    so it does not compete with the hint-consistency and smoothness terms once the segmentation is
+    rich enough; below that its gradient raises the logits of the channels used least.
+    Why the argmax and not the training pass's Gumbel sample: while the temperature is high the
+    Gumbel noise alone spreads pixels over many channels, so a hinge on the sample stays at zero
+    while the argmax keeps 3 or 4 regions (the bundled run's first 580 steps with it); and not
+    softmax(logits) itself, which is satisfied by every pixel hesitating between many channels.
+    Why at all: the segmentation only hears about a channel through the pixels assigned to it, so
+    an empty channel gets little gradient and stays empty; in the few thousand steps of a 2-core
+    CPU the bundled runs without this term settled on 3-5 regions per sketch (docs/training_log.md).
+    """
+    if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() != 4:
+        raise ValueError(
+            f"region_usage_loss: argument 'logits' must be a floating-point (B, Nc, H, W) tensor, got "
+            f"{tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__}"
+        )
+    nc = logits.shape[1]
+    if isinstance(min_regions, bool) or not isinstance(min_regions, int) or not 1 <= min_regions <= nc:
+        raise ValueError(
+            f"region_usage_loss: argument 'min_regions' must be an int in [1, {nc}] (Nc), got {min_regions!r}"
+        )
+    soft = logits.float().softmax(dim=1)
+    hard = F.one_hot(soft.argmax(dim=1), nc).permute(0, 3, 1, 2).to(soft.dtype)
+    segments = hard + soft - soft.detach()  # straight through: argmax forward, softmax backward
+    usage = segments.mean(dim=(2, 3))  # (B, Nc)
+    usage = (usage + USAGE_EPS) / (usage.sum(dim=1, keepdim=True) + nc * USAGE_EPS)
+    entropy = -(usage * usage.log()).sum(dim=1)
+    return (math.log(min_regions) - entropy).clamp_min(0).mean()
+
+
 def smoothness_loss(logits: Tensor) -> Tensor:
     """8-neighbour L1 smoothness of segmentation logits (B, Nc, H, W) (official weight 1).
 
@@ -497,6 +536,7 @@ __all__ = [
     "UNet",
     "gumbel_temperature",
     "hint_consistency_loss",
+    "region_usage_loss",
     "smoothness_loss",
     "straight_through_gumbel_softmax",
 ]

@@ -302,7 +302,7 @@ class SCFTDecoder(nn.Module):
                 x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
             inputs = [x, skip]
             if warped is not None:
-                size = skip.shape[-2:]
+                size = (int(skip.shape[-2]), int(skip.shape[-1]))
                 inputs.append(warped if warped.shape[-2:] == size else F.adaptive_avg_pool2d(warped, size))
             x = level(torch.cat(inputs, dim=1))
         return torch.tanh(self.to_rgb(x))

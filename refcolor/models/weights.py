@@ -3,7 +3,9 @@
 Loading reads a JSON header and raw tensor bytes only: nothing is unpickled, so a weights file from
 anywhere cannot run code. The model is rebuilt from the stored config by a caller-supplied
 build_model(config), so one file is all inference needs. Tied (shared) tensors are stored once by
-safetensors' save_model and re-tied by loading into the freshly built model.
+safetensors' save_model and re-tied by loading into the freshly built model. Floating-point
+tensors stored in a narrower dtype (the bundled models are float16: scripts/bundle_model.py) load
+into the model's own float32 parameters: load_state_dict copies, and the copy casts.
 """
 
 from __future__ import annotations

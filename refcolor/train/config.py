@@ -70,6 +70,9 @@ class TrainConfig:
     loss_weights: dict = field(default_factory=dict)
     triplet_margin: float = 12.0
     triplet_negatives: int = 1
+    # guide: the region-usage loss (weight loss_weights.usage, 0 by default) acts on images whose
+    # segmentation spreads over fewer than this many regions (refcolor.models.guiding_painter).
+    usage_regions: int = 12
     vgg_weights: str | None = None  # torchvision vgg19 file or URL; None: $REFCOLOR_VGG19_WEIGHTS / hub cache
     download_vgg: bool = False  # allow fetching the VGG19 weights from download.pytorch.org
     # network of the perceptual and style losses: "vgg19", "efficientnet-lite0" (the extra
@@ -112,6 +115,7 @@ class TrainConfig:
             positive_int(name)
         positive_int("num_samples", 0)
         positive_int("triplet_negatives")
+        positive_int("usage_regions")
         if self.discriminator_channels is not None:
             positive_int("discriminator_channels")
         if self.temperature_steps is not None:

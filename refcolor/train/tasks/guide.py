@@ -14,7 +14,12 @@ from refcolor.data.sketch import SketchExtractor
 from refcolor.data.sketch_preparation import prepare_sketch
 from refcolor.images import from_model_range, region_palette
 from refcolor.losses import GuidingPainterLossWeights
-from refcolor.models.guiding_painter import GuidingPainter, hint_consistency_loss, smoothness_loss
+from refcolor.models.guiding_painter import (
+    GuidingPainter,
+    hint_consistency_loss,
+    region_usage_loss,
+    smoothness_loss,
+)
 from refcolor.train.tasks.base import Task
 
 
@@ -47,11 +52,14 @@ class GuideTask(Task):
 
     def losses(self, data: dict, out: dict, rng: torch.Generator) -> dict[str, Tensor]:
         target = data["target"].float()
-        return {
+        terms = {
             "l1": F.l1_loss(out["fake"].float(), target),
             "hint": hint_consistency_loss(out["segments"].float(), target, backend=self.backend),
             "smoothness": smoothness_loss(out["logits"].float()),
         }
+        if self.weights["usage"] > 0:
+            terms["usage"] = region_usage_loss(out["logits"], self.config.usage_regions)
+        return terms
 
     @torch.no_grad()
     def sample_columns(self, generator: nn.Module, data: dict) -> list[tuple[str, Tensor]]:
