@@ -82,7 +82,10 @@ def load_colorizers(checkpoints: Mapping[str, str | os.PathLike], device: str = 
             model = cls.from_checkpoint(path, device=device)
             loaded.sources[kind] = str(path)
         elif callable(getattr(cls, "pretrained", None)):
-            model = cls.pretrained(device=device)
+            try:
+                model = cls.pretrained(device=device)
+            except FileNotFoundError as err:  # this build ships without that model
+                raise FileNotFoundError(f"{err} (refcolor serve: --checkpoint {kind}=PATH)") from None
             loaded.sources[kind] = "bundled"
         else:
             raise ValueError(
