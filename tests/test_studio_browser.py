@@ -308,3 +308,25 @@ def test_paste_drop_import_and_eyedropper(browser, server, files):
     wait_colors(d, ["#ff0000", "#0000ff", picked])
     expected = tuple(int(picked[i : i + 2], 16) for i in (1, 3, 5))
     assert close(result_pixel(d, "guide", 20, 15), expected)  # region 3: top-left quarter
+
+
+def test_a_large_sketch_is_drawn_reduced_and_clicks_map_to_full_size(browser, server, files):
+    d = browser
+    d.get(server)
+    wait(d, lambda d: d.find_element(By.ID, "server-status").get_attribute("data-ready") == "true", what="health")
+    sketch_image(1600, 1200).save(files / "large.png")
+    d.find_element(By.ID, "guide-sketch").send_keys(str(files / "large.png"))
+    wait_colors(d, [])
+    stage = d.find_element(By.ID, "guide-stage")
+    assert (stage.get_attribute("width"), stage.get_attribute("height")) == ("1024", "768")
+    assert d.execute_script("return document.querySelector('#guide-compare img.after').naturalWidth") == 1600
+    d.find_element(By.CSS_SELECTOR, '#guide-swatches [data-color="#e03c31"]').click()  # region 1
+    wait_colors(d, ["#e03c31"])
+    rect = d.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];", stage)
+    # Regions 1 (right half), 3 (top-left: refused, 2 comes first) and 2 (bottom-left).
+    for (x, y), current in (((1200, 600), "1"), ((400, 300), "1"), ((400, 900), "2")):
+        offset = (int(x * rect[0] / 1600 - rect[0] / 2), int(y * rect[1] / 1200 - rect[1] / 2))
+        ActionChains(d).move_to_element_with_offset(stage, *offset).click().perform()
+        assert d.find_element(By.ID, "guide-current").text == current
+        if (x, y) == (400, 300):
+            assert "region 2 is next" in d.find_element(By.ID, "guide-message").text

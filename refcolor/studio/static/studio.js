@@ -5,6 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp"];
 const DEBOUNCE_MS = 120;
+const STAGE_SIDE = 1024; // the region view's longest side, in canvas pixels
 
 // ------------------------------------------------------------------ colours
 
@@ -309,8 +310,11 @@ class GuidedTab {
       this.regions = data.regions;
       this.overlay = overlay;
       this.labels = imageData(labels);
-      this.stage.width = overlay.naturalWidth;
-      this.stage.height = overlay.naturalHeight;
+      // The stage is drawn at most STAGE_SIDE px wide or high: a 4096 px sketch would otherwise
+      // cost 16 M pixels of JavaScript per redraw. Clicks map back to the full-size label map.
+      const scale = Math.min(1, STAGE_SIDE / Math.max(overlay.naturalWidth, overlay.naturalHeight));
+      this.stage.width = Math.max(1, Math.round(overlay.naturalWidth * scale));
+      this.stage.height = Math.max(1, Math.round(overlay.naturalHeight * scale));
       $("guide-empty").hidden = true;
       this.history = [[]];
       this.index = 0;
@@ -335,9 +339,10 @@ class GuidedTab {
   clickStage(e) {
     if (!this.labels) return;
     const rect = this.stage.getBoundingClientRect();
-    const x = Math.floor(((e.clientX - rect.left) * this.stage.width) / rect.width);
-    const y = Math.floor(((e.clientY - rect.top) * this.stage.height) / rect.height);
-    if (x < 0 || y < 0 || x >= this.stage.width || y >= this.stage.height) return;
+    const { width, height } = this.labels;
+    const x = Math.floor(((e.clientX - rect.left) * width) / rect.width);
+    const y = Math.floor(((e.clientY - rect.top) * height) / rect.height);
+    if (x < 0 || y < 0 || x >= width || y >= height) return;
     const region = this.regionAt(x, y);
     if (region) this.select(region);
   }
@@ -600,26 +605,36 @@ class GuidedTab {
   renderStage() {
     if (!this.overlay) return;
     const ctx = this.stage.getContext("2d");
-    ctx.drawImage(this.overlay, 0, 0);
-    const { width, height, data } = this.labels;
-    const tint = ctx.getImageData(0, 0, width, height);
+    const W = this.stage.width;
+    const H = this.stage.height;
+    ctx.drawImage(this.overlay, 0, 0, W, H);
+    const labels = this.labels;
+    // The region number under each stage pixel (nearest sample of the full-size label map).
+    const region = new Int32Array(W * H);
+    for (let y = 0; y < H; y++) {
+      const row = Math.min(labels.height - 1, Math.floor(((y + 0.5) * labels.height) / H)) * labels.width;
+      for (let x = 0; x < W; x++) {
+        const i = 4 * (row + Math.min(labels.width - 1, Math.floor(((x + 0.5) * labels.width) / W)));
+        region[y * W + x] = labels.data[i] + 256 * labels.data[i + 1];
+      }
+    }
+    const tint = ctx.getImageData(0, 0, W, H);
     const px = tint.data;
     const colors = this.colors.map(hexToRgb);
     const selected = this.selected;
-    for (let y = 0; y < height; y++) {
-      for (let x = 0; x < width; x++) {
-        const i = 4 * (y * width + x);
-        const region = data[i] + 256 * data[i + 1];
-        const c = colors[region - 1];
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) {
+        const p = y * W + x;
+        const i = 4 * p;
+        const r = region[p];
+        const c = colors[r - 1];
         if (c) {
           for (let k = 0; k < 3; k++) px[i + k] = Math.round(0.45 * px[i + k] + 0.55 * c[k] * (px[i + k] / 255));
         }
-        if (region === selected) {
+        if (r === selected) {
           const edge =
-            x === 0 || y === 0 || x === width - 1 || y === height - 1 ||
-            data[i - 4] + 256 * data[i - 3] !== region || data[i + 4] + 256 * data[i + 5] !== region ||
-            data[i - 4 * width] + 256 * data[i - 4 * width + 1] !== region ||
-            data[i + 4 * width] + 256 * data[i + 4 * width + 1] !== region;
+            x === 0 || y === 0 || x === W - 1 || y === H - 1 ||
+            region[p - 1] !== r || region[p + 1] !== r || region[p - W] !== r || region[p + W] !== r;
           if (edge) {
             px[i] = 255; px[i + 1] = 0; px[i + 2] = 200;
           } else if (!c) {
