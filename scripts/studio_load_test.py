@@ -12,8 +12,9 @@ subprocess, so the clients (one asyncio loop here) do not share the server's int
 
 Each request sends its own sketch: a distinct size (width 200 + i) and file name, so an answer
 shows whose it is: /api/regions must echo the request's name and size, /api/colorize must answer a
-PNG of the request's size. Refusals (503 Busy from a full queue) are counted, never retried; any
-other status, a transport failure or a mismatch fails the run (exit 1).
+PNG of the request's size. Meanwhile /api/health is polled every 0.2 s: its worst latency shows
+whether the event loop stays free while inference runs. Refusals (503 Busy from a full queue) are
+counted, never retried; any other status, a transport failure or a mismatch fails the run (exit 1).
 """
 
 from __future__ import annotations
@@ -153,9 +154,24 @@ async def run_endpoint(url: str, endpoint: str, requests: int, clients: int, hei
                 i = queue.get_nowait()
                 results.append(await one_request(client, endpoint, i, height, reference))
 
+        health: list[float] = []  # /api/health latency while the load runs: is the server responsive?
+        running = True
+
+        async def poll_health():
+            async with httpx.AsyncClient(base_url=url, timeout=60) as probe:
+                while running:
+                    t = time.perf_counter()
+                    response = await probe.get("/api/health")
+                    assert response.status_code == 200, response.text
+                    health.append(time.perf_counter() - t)
+                    await asyncio.sleep(0.2)
+
         started = time.perf_counter()
+        poller = asyncio.ensure_future(poll_health())
         await asyncio.gather(*(worker() for _ in range(clients)))
         elapsed = time.perf_counter() - started
+        running = False
+        await poller
     ok = [r["seconds"] for r in results if r["outcome"] == "ok"]
     quantiles = statistics.quantiles(ok, n=20, method="inclusive") if len(ok) >= 2 else [float("nan")] * 19
     return {
@@ -170,6 +186,7 @@ async def run_endpoint(url: str, endpoint: str, requests: int, clients: int, hei
         "ok_per_second": len(ok) / elapsed,
         "p50": statistics.median(ok) if ok else float("nan"),
         "p95": quantiles[18],
+        "health_max": max(health) if health else float("nan"),
     }
 
 
@@ -203,14 +220,15 @@ def main() -> int:
             health = httpx.get(f"{url}/api/health", timeout=10).json()
             print(f"server {url}: models {json.dumps(health['models'])}, queue {health['queue']['capacity']}")
             print(f"cpu count {os.cpu_count()}, clients {args.clients}, sketch height {args.height} px")
-            header = ("endpoint", "ok", "503", "fail", "mixed", "req/s", "p50 s", "p95 s")
-            print(f"{header[0]:<20} " + " ".join(f"{h:>5}" if i < 4 else f"{h:>7}" for i, h in enumerate(header[1:])))
+            counts = " ".join(f"{h:>5}" for h in ("ok", "503", "fail", "mixed"))
+            times = " ".join(f"{h:>7}" for h in ("req/s", "p50 s", "p95 s"))
+            print(f"{'endpoint':<20} {counts} {times} health max s")
             bad = False
             for endpoint in args.endpoints.split(","):
                 r = asyncio.run(run_endpoint(url, endpoint, args.requests, args.clients, args.height))
                 print(
                     f"{endpoint:<20} {r['ok']:>5} {r['busy_503']:>5} {len(r['failed']):>5} {len(r['mixed_up']):>5} "
-                    f"{r['ok_per_second']:>7.2f} {r['p50']:>7.3f} {r['p95']:>7.3f}"
+                    f"{r['ok_per_second']:>7.2f} {r['p50']:>7.3f} {r['p95']:>7.3f} {r['health_max']:>7.3f}"
                 )
                 for why in (r["failed"] + r["mixed_up"])[:5]:
                     print(f"  {why}")
