@@ -330,3 +330,36 @@ def test_a_large_sketch_is_drawn_reduced_and_clicks_map_to_full_size(browser, se
         assert d.find_element(By.ID, "guide-current").text == current
         if (x, y) == (400, 300):
             assert "region 2 is next" in d.find_element(By.ID, "guide-message").text
+
+
+def test_exemplar_tab_is_wired_for_an_exemplar_colorizer(browser, files):
+    """refcolor has no exemplar colorizer yet; this stand-in of its interface (exemplar(image,
+    reference) -> PIL image; here: the reference's mean colour, multiplied by the image's gray) shows
+    the tab and the API mode work as soon as one is served. It is a test double, not a model."""
+    from refcolor.studio.models import Colorizers
+
+    def stand_in(image, reference):
+        mean = reference.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+        gray = image.convert("L")
+        return Image.merge("RGB", [gray.point(lambda v, c=c: v * c // 255) for c in mean])
+
+    with running_server(create_app(Colorizers(guide=oracle_painter(), exemplar=stand_in))) as url:
+        d = browser
+        d.get(url)
+        wait(d, lambda d: d.find_element(By.ID, "server-status").get_attribute("data-ready") == "true", what="health")
+        d.find_element(By.ID, "tab-exemplar").click()
+        assert not d.find_element(By.ID, "exemplar-unavailable").is_displayed()
+        Image.new("RGB", (90, 70), (255, 255, 255)).save(files / "white.png")
+        Image.new("RGB", (20, 20), (200, 40, 120)).save(files / "exemplar.png")
+        d.find_element(By.ID, "exemplar-image").send_keys(str(files / "white.png"))
+        d.find_element(By.ID, "exemplar-reference").send_keys(str(files / "exemplar.png"))
+        wait(d, lambda d: d.find_element(By.ID, "exemplar-progress").get_attribute("data-state") == "done", what="done")
+        assert close(result_pixel(d, "exemplar", 45, 35), (200, 40, 120))
+        assert d.execute_script("return document.querySelector('#exemplar-compare img.after').naturalWidth") == 90
+        # The before / after slider moves the split.
+        d.execute_script(
+            "const s = document.querySelector('#exemplar-compare .compare-slider'); s.value = 20;"
+            "s.dispatchEvent(new Event('input'));"
+        )
+        split = d.execute_script("return document.getElementById('exemplar-compare').style.getPropertyValue('--split')")
+        assert split == "20%"

@@ -38,7 +38,7 @@ class Colorizers:
             if model is None:
                 out[kind] = None
             else:
-                config = getattr(model, "config", None) or getattr(model.model, "config", None)
+                config = getattr(model, "config", None) or getattr(getattr(model, "model", None), "config", None)
                 out[kind] = {
                     "source": self.sources.get(kind, "given"),
                     "image_size": getattr(config, "image_size", None),
