@@ -81,10 +81,25 @@ def browser(files):
     options.add_experimental_option(
         "prefs", {"download.default_directory": str(files / "downloads"), "download.prompt_for_download": False}
     )
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, for js_errors()
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
     yield driver
     driver.quit()
+
+
+def js_errors(driver) -> list[str]:
+    """Uncaught exceptions and Content-Security-Policy violations in the page's console since the
+    last call (failed requests the page reports itself, such as a 4xx, are not errors here)."""
+    entries = driver.get_log("browser")
+    return [e["message"] for e in entries if "Uncaught" in e["message"] or "Content Security Policy" in e["message"]]
+
+
+@pytest.fixture(autouse=True)
+def no_js_errors(browser):
+    browser.get_log("browser")  # start clean
+    yield
+    assert js_errors(browser) == []
 
 
 def wait(driver, condition, timeout: float = 40, what: str = ""):
