@@ -239,6 +239,7 @@ def test_host_and_origin_are_checked(client):
     evil = {"origin": "http://evil.example"}
     _error(client.post("/api/regions", files=files, headers=evil), 403, "cross-origin request refused")
     _error(client.post("/api/regions", files=files, headers={"origin": "null"}), 403)
+    _error(client.post("/api/regions", files=files, headers={"origin": "http://[::1"}), 403, "malformed Origin")
     other_port = {"origin": "http://127.0.0.1:9999"}
     _error(client.post("/api/regions", files=files, headers=other_port), 403)
     assert client.post("/api/regions", files=files, headers={"origin": BASE}).status_code == 200

@@ -105,7 +105,10 @@ def check_host_and_origin(headers: dict[str, str], hosts: frozenset[str]) -> Non
     origin = headers.get("origin")
     if origin is None:
         return
-    parts = urlsplit(origin)
+    try:
+        parts = urlsplit(origin)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise ApiError(403, f"cross-origin request refused: malformed Origin {origin!r}") from None
     if parts.scheme not in ("http", "https") or (parts.netloc.lower() != host.lower()):
         raise ApiError(403, f"cross-origin request refused: Origin {origin!r} is not this server ({host})")
 
