@@ -222,6 +222,28 @@ def test_bad_requests_get_one_line_json_errors(client, case):
     assert client.get("/api/health").status_code == 200  # still serving
 
 
+MALFORMED_MULTIPART = {
+    "no boundary": (b"abc", "multipart/form-data", "Missing boundary"),
+    "wrong boundary": (b'--x\r\nContent-Disposition: form-data; name="mode"\r\n\r\nguide\r\n', "boundary=y", "Invalid"),
+    "no part name": (b"--x\r\nContent-Disposition: form-data\r\n\r\nguide\r\n--x--\r\n", "boundary=x", "name"),
+    "noise": (bytes(range(256)) * 20, "boundary=x", "Invalid multipart"),
+    "field over 1 MiB": (
+        b'--x\r\nContent-Disposition: form-data; name="colors"\r\n\r\n[' + b"1," * 600_000 + b"1]\r\n--x--\r\n",
+        "boundary=x",
+        "exceeded maximum size",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_MULTIPART, ids=list(MALFORMED_MULTIPART))
+def test_malformed_multipart_bodies_are_clean_400s(client, case):
+    body, content_type, words = MALFORMED_MULTIPART[case]
+    if not content_type.startswith("multipart"):
+        content_type = f"multipart/form-data; {content_type}"
+    for path in ("/api/regions", "/api/colorize"):
+        _error(client.post(path, content=body, headers={"content-type": content_type}), 400, words)
+
+
 def test_regions_errors_and_methods(client):
     _error(client.post("/api/regions", files={"sketch": ("s.png", b"junk")}), 415, "sketch")
     _error(client.post("/api/regions", content=b"{}", headers={"content-type": "application/json"}), 415, "multipart")
