@@ -168,7 +168,7 @@ def body_too_large(size: int, cap: int, *, at_least: bool = False) -> str:
 
 
 async def send_json_error(send, err: ApiError, extra_headers=()) -> None:
-    body = json.dumps({"error": err.message}).encode()
+    body = json.dumps({"error": err.message}, separators=(",", ":")).encode()  # as JSONResponse writes it
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers.extend(extra_headers)
     if err.status == 413:
