@@ -1,5 +1,5 @@
 """The `refcolor` command (also `python -m refcolor`). Subcommands: `demo`, `sketch`, and those of
-refcolor.commands (`train`, `colorize`, `guide`, `evaluate`)."""
+refcolor.commands (`train`, `colorize`, `guide`, `evaluate`, `serve`)."""
 
 from __future__ import annotations
 

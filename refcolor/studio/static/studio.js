@@ -1,0 +1,815 @@
+// refcolor studio: the page's logic, hand-written, no dependencies. It talks to the server only
+// through the documented API (/api/health, /api/regions, /api/colorize).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp"];
+const DEBOUNCE_MS = 120;
+const STAGE_SIDE = 1024; // the region view's longest side, in canvas pixels
+
+// ------------------------------------------------------------------ colours
+
+const HEX = /^#?([0-9a-f]{3}|[0-9a-f]{6})$/i;
+
+function parseHex(text) {
+  const m = HEX.exec(text.trim());
+  if (!m) return null;
+  let d = m[1];
+  if (d.length === 3) d = d.split("").map((c) => c + c).join("");
+  return "#" + d.toLowerCase();
+}
+
+function hexToRgb(hex) {
+  return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+}
+
+function rgbToHex(rgb) {
+  return "#" + rgb.map((v) => Math.max(0, Math.min(255, Math.round(v))).toString(16).padStart(2, "0")).join("");
+}
+
+// An entry of a colours file, as `refcolor guide --colors` reads it: "#rrggbb", "#rgb" or [r, g, b].
+function parseColorEntry(value, index) {
+  if (typeof value === "string") {
+    const hex = parseHex(value);
+    if (hex && value.trim().startsWith("#")) return hex;
+  } else if (Array.isArray(value) && value.length === 3 && value.every((v) => Number.isInteger(v) && v >= 0 && v <= 255)) {
+    return rgbToHex(value);
+  }
+  throw new Error(`colors[${index}]: expected "#rrggbb", "#rgb" or [r, g, b] with integers 0..255, got ${JSON.stringify(value)}`);
+}
+
+// An artist's starting palette; the eyedropper image adds its own main colours.
+const BASE_SWATCHES = [
+  "#e03c31", "#f28c28", "#f6d155", "#7bc043", "#2a9d8f", "#2a5bd7", "#6a4c93", "#d85e9f",
+  "#f5d0b0", "#c68642", "#8d5524", "#3b2f2f", "#f4f1ea", "#9e9e9e", "#4a4a4a", "#141414",
+];
+
+// ------------------------------------------------------------------ helpers
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function post(path, form, signal) {
+  const response = await fetch(path, { method: "POST", body: form, signal });
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      message = (await response.json()).error || message;
+    } catch (_) { /* not JSON */ }
+    throw new ApiError(response.status, message);
+  }
+  return response;
+}
+
+function loadImage(url) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("the browser cannot display this image"));
+    img.src = url;
+  });
+}
+
+function imageData(img) {
+  const canvas = document.createElement("canvas");
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(img, 0, 0);
+  return ctx.getImageData(0, 0, canvas.width, canvas.height);
+}
+
+function checkImageFile(file) {
+  if (!file) return null;
+  if (!IMAGE_TYPES.includes(file.type)) throw new Error(`${file.name || "file"}: not a PNG, JPEG or WebP image`);
+  return file;
+}
+
+function stem(name) {
+  return (name || "image").replace(/\.[^.]*$/, "").replace(/[^\w.-]+/g, "_") || "image";
+}
+
+function saveBlob(blob, name) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
+// Drop and choose: `onFile` gets the first image file.
+function fileTarget(dropZone, input, onFile, onError) {
+  const take = (file) => {
+    try {
+      if (file) onFile(checkImageFile(file));
+    } catch (err) {
+      onError(err.message);
+    }
+  };
+  input.addEventListener("change", () => {
+    take(input.files[0]);
+    input.value = "";
+  });
+  dropZone.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    dropZone.classList.add("over");
+  });
+  dropZone.addEventListener("dragleave", () => dropZone.classList.remove("over"));
+  dropZone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    dropZone.classList.remove("over");
+    take(e.dataTransfer.files[0]);
+  });
+}
+
+// ------------------------------------------------------------------ shared widgets
+
+// Before/after: the result over the input, cut at the slider.
+class Compare {
+  constructor(root) {
+    this.root = root;
+    this.before = document.createElement("img");
+    this.before.className = "before";
+    this.before.alt = "input";
+    this.after = document.createElement("img");
+    this.after.className = "after";
+    this.after.alt = "result";
+    this.slider = document.createElement("input");
+    this.slider.type = "range";
+    this.slider.min = "0";
+    this.slider.max = "100";
+    this.slider.value = "50";
+    this.slider.className = "compare-slider";
+    this.slider.setAttribute("aria-label", "Before / after");
+    root.append(this.before, this.after, this.slider);
+    this.slider.addEventListener("input", () => this.split(this.slider.value));
+    this.split(50);
+  }
+  split(percent) {
+    this.root.style.setProperty("--split", `${percent}%`);
+  }
+  setBefore(url) {
+    this.before.src = url;
+    this.root.classList.add("has-before");
+  }
+  setAfter(url) {
+    if (url) this.after.src = url;
+    else this.after.removeAttribute("src");
+    this.root.classList.toggle("has-after", Boolean(url));
+  }
+}
+
+class Progress {
+  constructor(root) {
+    this.root = root;
+    this.text = root.querySelector(".text");
+  }
+  busy(text) {
+    this.root.dataset.state = "busy";
+    this.text.textContent = text;
+    this.started = performance.now();
+  }
+  done(response, what) {
+    const server = parseFloat(response.headers.get("x-refcolor-seconds") || "NaN");
+    const queue = parseFloat(response.headers.get("x-refcolor-queue-seconds") || "0");
+    const total = (performance.now() - this.started) / 1000;
+    this.root.dataset.state = "done";
+    this.root.dataset.seconds = String(server);
+    this.text.textContent = `${what}: ${server.toFixed(2)} s on the server (queue ${queue.toFixed(2)} s), ${total.toFixed(2)} s in all`;
+  }
+  stale(text) {
+    this.root.dataset.state = "stale";
+    this.text.textContent = text;
+  }
+  fail(text) {
+    this.root.dataset.state = "error";
+    this.text.textContent = text;
+  }
+}
+
+// One request at a time per tab: a newer one aborts the older, and only the newest is shown.
+class Runner {
+  constructor() {
+    this.controller = null;
+    this.latest = 0;
+  }
+  async run(path, form) {
+    if (this.controller) this.controller.abort();
+    const controller = new AbortController();
+    this.controller = controller;
+    const id = ++this.latest;
+    const response = await post(path, form, controller.signal);
+    const blob = await response.blob();
+    if (id !== this.latest) return null; // superseded while it ran
+    this.controller = null;
+    return { response, blob };
+  }
+}
+
+function setDownload(link, blob, name) {
+  if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(blob);
+  link.download = name;
+  link.classList.remove("disabled");
+  link.setAttribute("aria-disabled", "false");
+  return link.href;
+}
+
+// ------------------------------------------------------------------ Guided tab
+
+class GuidedTab {
+  constructor() {
+    this.sketch = null; // the uploaded File, sent with every request
+    this.regions = []; // the server's regions, priority order
+    this.labels = null; // ImageData: red + 256 * green = region number of each pixel
+    this.overlay = null;
+    this.colors = []; // entry i: "#rrggbb" of region i + 1 (the `refcolor guide --colors` format)
+    this.history = [[]];
+    this.index = 0;
+    this.selected = 1;
+    this.runner = new Runner();
+    this.timer = null;
+    this.compare = new Compare($("guide-compare"));
+    this.progress = new Progress($("guide-progress"));
+    this.stage = $("guide-stage");
+    this.bind();
+    this.renderSwatches([]);
+    this.renderControls();
+  }
+
+  bind() {
+    fileTarget($("guide-drop"), $("guide-sketch"), (f) => this.loadSketch(f), (m) => this.message(m, true));
+    this.stage.addEventListener("click", (e) => this.clickStage(e));
+    $("guide-picker").addEventListener("input", () => this.showColor($("guide-picker").value));
+    $("guide-picker").addEventListener("change", () => this.apply($("guide-picker").value));
+    $("guide-hex").addEventListener("keydown", (e) => {
+      if (e.key === "Enter") this.applyHexField();
+    });
+    for (const id of ["guide-r", "guide-g", "guide-b"]) {
+      $(id).addEventListener("keydown", (e) => {
+        if (e.key === "Enter") this.applyRgbFields();
+      });
+      $(id).addEventListener("input", () => this.syncFromRgb());
+    }
+    $("guide-hex").addEventListener("input", () => {
+      const hex = parseHex($("guide-hex").value);
+      if (hex) this.showColor(hex, { keepHex: true });
+    });
+    $("guide-apply").addEventListener("click", () => this.applyHexField());
+    $("guide-undo").addEventListener("click", () => this.undo());
+    $("guide-redo").addEventListener("click", () => this.redo());
+    $("guide-reset").addEventListener("click", () => this.setColors([], "reset"));
+    $("guide-update").addEventListener("click", () => this.update());
+    $("guide-auto").addEventListener("change", () => {
+      if ($("guide-auto").checked) this.schedule();
+    });
+    $("guide-export").addEventListener("click", () => this.exportColors());
+    $("guide-import").addEventListener("change", () => {
+      const file = $("guide-import").files[0];
+      $("guide-import").value = "";
+      if (file) this.importColors(file);
+    });
+    fileTarget($("guide-eyedropper-box"), $("guide-eyedropper-file"), (f) => this.loadEyedropper(f), (m) => this.message(m, true));
+    $("guide-eyedropper").addEventListener("click", (e) => this.pickFromEyedropper(e));
+  }
+
+  message(text, isError = false) {
+    const el = $("guide-message");
+    el.textContent = text;
+    el.classList.toggle("error", isError);
+  }
+
+  paste(file) {
+    this.loadSketch(file);
+  }
+
+  // ---- sketch and regions
+  // The new sketch replaces the current one only once its regions arrived: a failed upload
+  // leaves the work in progress as it was.
+  async loadSketch(file) {
+    this.pending = file;
+    this.message("");
+    this.progress.busy("Finding the regions…");
+    const form = new FormData();
+    form.append("sketch", file, file.name || "sketch.png");
+    try {
+      const response = await post("/api/regions", form);
+      const data = await response.json();
+      if (this.pending !== file) return; // another sketch came meanwhile
+      const [overlay, labels] = await Promise.all([loadImage(data.overlay), loadImage(data.labels)]);
+      if (this.pending !== file) return;
+      this.sketch = file;
+      this.compare.setBefore(URL.createObjectURL(file));
+      this.compare.setAfter(null);
+      this.regions = data.regions;
+      this.overlay = overlay;
+      this.labels = imageData(labels);
+      // The stage is drawn at most STAGE_SIDE px wide or high: a 4096 px sketch would otherwise
+      // cost 16 M pixels of JavaScript per redraw. Clicks map back to the full-size label map.
+      const scale = Math.min(1, STAGE_SIDE / Math.max(overlay.naturalWidth, overlay.naturalHeight));
+      this.stage.width = Math.max(1, Math.round(overlay.naturalWidth * scale));
+      this.stage.height = Math.max(1, Math.round(overlay.naturalHeight * scale));
+      $("guide-empty").hidden = true;
+      this.history = [[]];
+      this.index = 0;
+      this.colors = [];
+      this.selected = 1;
+      this.progress.done(response, `${data.regions.length} regions`);
+      this.render();
+      this.schedule(0);
+    } catch (err) {
+      if (this.pending !== file) return;
+      this.progress.fail(err.message);
+      this.message(err.message, true);
+    }
+  }
+
+  regionAt(x, y) {
+    if (!this.labels) return 0;
+    const i = 4 * (y * this.labels.width + x);
+    return this.labels.data[i] + 256 * this.labels.data[i + 1];
+  }
+
+  clickStage(e) {
+    if (!this.labels) return;
+    const rect = this.stage.getBoundingClientRect();
+    const { width, height } = this.labels;
+    const x = Math.floor(((e.clientX - rect.left) * width) / rect.width);
+    const y = Math.floor(((e.clientY - rect.top) * height) / rect.height);
+    if (x < 0 || y < 0 || x >= width || y >= height) return;
+    const region = this.regionAt(x, y);
+    if (region) this.select(region);
+  }
+
+  // Regions are coloured in the model's priority order: 1..(coloured + 1) may be chosen.
+  select(region) {
+    if (region < 1 || region > this.regions.length) return false;
+    const next = this.colors.length + 1;
+    if (region > next) {
+      this.message(`Region ${region} comes later: GuidingPainter asks for colours in order, region ${next} is next.`, true);
+      return false;
+    }
+    this.selected = region;
+    this.message("");
+    this.render();
+    return true;
+  }
+
+  // ---- colour entry
+  showColor(hex, { keepHex = false } = {}) {
+    $("guide-picker").value = hex;
+    if (!keepHex) $("guide-hex").value = hex;
+    const [r, g, b] = hexToRgb(hex);
+    $("guide-r").value = r;
+    $("guide-g").value = g;
+    $("guide-b").value = b;
+  }
+
+  syncFromRgb() {
+    const values = ["guide-r", "guide-g", "guide-b"].map((id) => Number($(id).value));
+    if (values.every((v) => Number.isInteger(v) && v >= 0 && v <= 255)) {
+      const hex = rgbToHex(values);
+      $("guide-picker").value = hex;
+      $("guide-hex").value = hex;
+    }
+  }
+
+  applyHexField() {
+    const hex = parseHex($("guide-hex").value);
+    if (!hex) {
+      this.message(`HEX: expected #rrggbb or #rgb, got "${$("guide-hex").value}"`, true);
+      return;
+    }
+    this.apply(hex);
+  }
+
+  applyRgbFields() {
+    const values = ["guide-r", "guide-g", "guide-b"].map((id) => Number($(id).value));
+    if (!values.every((v) => Number.isInteger(v) && v >= 0 && v <= 255)) {
+      this.message("RGB: expected three integers 0..255", true);
+      return;
+    }
+    this.apply(rgbToHex(values));
+  }
+
+  apply(hex) {
+    if (!this.regions.length) {
+      this.message("Load a sketch first.", true);
+      return;
+    }
+    const region = this.selected;
+    if (region > this.colors.length + 1) return;
+    const colors = this.colors.slice();
+    colors[region - 1] = hex;
+    this.setColors(colors, `region ${region}`);
+    if (region === this.colors.length && region < this.regions.length) this.selected = region + 1;
+    this.render();
+  }
+
+  // ---- history: every change of the colour list is one step
+  setColors(colors, _why) {
+    if (JSON.stringify(colors) === JSON.stringify(this.colors)) return;
+    this.history = this.history.slice(0, this.index + 1);
+    this.history.push(colors);
+    this.index = this.history.length - 1;
+    this.colors = colors;
+    this.selected = Math.min(this.selected, this.colors.length + 1, Math.max(1, this.regions.length));
+    this.render();
+    this.schedule();
+  }
+
+  undo() {
+    if (this.index === 0) return;
+    this.index -= 1;
+    this.restore();
+  }
+
+  redo() {
+    if (this.index >= this.history.length - 1) return;
+    this.index += 1;
+    this.restore();
+  }
+
+  restore() {
+    this.colors = this.history[this.index].slice();
+    this.selected = Math.min(this.colors.length + 1, Math.max(1, this.regions.length));
+    this.render();
+    this.schedule();
+  }
+
+  // ---- import / export in the `refcolor guide --colors` format
+  exportColors() {
+    const blob = new Blob([JSON.stringify(this.colors) + "\n"], { type: "application/json" });
+    saveBlob(blob, `${stem(this.sketch && this.sketch.name)}_colors.json`);
+  }
+
+  async importColors(file) {
+    try {
+      let data;
+      try {
+        data = JSON.parse(await file.text());
+      } catch (err) {
+        throw new Error(`${file.name}: not valid JSON`);
+      }
+      if (!Array.isArray(data)) throw new Error(`${file.name}: expected a JSON list of colours`);
+      const colors = data.map(parseColorEntry);
+      if (this.regions.length && colors.length > this.regions.length) {
+        throw new Error(`${file.name}: ${colors.length} colours but the sketch has ${this.regions.length} regions`);
+      }
+      this.setColors(colors, "import");
+      this.selected = Math.min(colors.length + 1, Math.max(1, this.regions.length)); // the next region
+      this.render();
+      this.message(`Imported ${colors.length} colours.`);
+    } catch (err) {
+      this.message(err.message, true);
+    }
+  }
+
+  // ---- eyedropper
+  async loadEyedropper(file) {
+    try {
+      const img = await loadImage(URL.createObjectURL(file));
+      const canvas = $("guide-eyedropper");
+      const scale = Math.min(1, 512 / Math.max(img.naturalWidth, img.naturalHeight));
+      canvas.width = Math.max(1, Math.round(img.naturalWidth * scale));
+      canvas.height = Math.max(1, Math.round(img.naturalHeight * scale));
+      const ctx = canvas.getContext("2d", { willReadFrequently: true });
+      ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+      this.renderSwatches(mainColors(ctx.getImageData(0, 0, canvas.width, canvas.height), 8));
+      $("guide-eyedropper-box").open = true;
+    } catch (err) {
+      this.message(err.message, true);
+    }
+  }
+
+  pickFromEyedropper(e) {
+    const canvas = $("guide-eyedropper");
+    const rect = canvas.getBoundingClientRect();
+    const x = Math.floor(((e.clientX - rect.left) * canvas.width) / rect.width);
+    const y = Math.floor(((e.clientY - rect.top) * canvas.height) / rect.height);
+    const p = canvas.getContext("2d").getImageData(x, y, 1, 1).data;
+    const hex = rgbToHex([p[0], p[1], p[2]]);
+    this.showColor(hex);
+    this.apply(hex);
+  }
+
+  // ---- server
+  schedule(delay = DEBOUNCE_MS) {
+    if (!this.sketch || !this.regions.length) return;
+    if (!$("guide-auto").checked) {
+      this.progress.stale("Colours changed: press Update.");
+      return;
+    }
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.update(), delay);
+  }
+
+  async update() {
+    if (!this.sketch) {
+      this.message("Load a sketch first.", true);
+      return;
+    }
+    clearTimeout(this.timer);
+    const form = new FormData();
+    form.append("mode", "guide");
+    form.append("sketch", this.sketch, this.sketch.name || "sketch.png");
+    form.append("colors", JSON.stringify(this.colors));
+    const count = this.colors.length;
+    this.progress.busy(`Colorizing with ${count} colour${count === 1 ? "" : "s"}…`);
+    try {
+      const result = await this.runner.run("/api/colorize", form);
+      if (!result) return;
+      const url = setDownload($("guide-download"), result.blob, `${stem(this.sketch.name)}_colorized.png`);
+      this.compare.setAfter(url);
+      $("guide-compare").dataset.colors = JSON.stringify(this.colors.slice(0, count));
+      this.progress.done(result.response, `${count} colour${count === 1 ? "" : "s"}`);
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      this.progress.fail(err.message);
+    }
+  }
+
+  // ---- drawing
+  render() {
+    this.renderStage();
+    this.renderList();
+    this.renderControls();
+  }
+
+  renderControls() {
+    const next = this.colors.length + 1;
+    $("guide-current").textContent = this.regions.length ? String(this.selected) : "–";
+    $("guide-next").textContent = this.regions.length
+      ? next <= this.regions.length
+        ? `(next: ${next} of ${this.regions.length})`
+        : `(all ${this.regions.length} coloured)`
+      : "";
+    const hex = this.colors[this.selected - 1];
+    if (hex) this.showColor(hex);
+    $("guide-undo").disabled = this.index === 0;
+    $("guide-redo").disabled = this.index >= this.history.length - 1;
+    $("guide-reset").disabled = this.colors.length === 0;
+  }
+
+  renderList() {
+    const list = $("guide-regions");
+    list.replaceChildren();
+    const next = this.colors.length + 1;
+    for (const region of this.regions) {
+      const n = region.rank;
+      const item = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "region";
+      button.dataset.region = String(n);
+      button.disabled = n > next;
+      button.classList.toggle("selected", n === this.selected);
+      button.classList.toggle("next", n === next);
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      if (this.colors[n - 1]) swatch.style.setProperty("background", this.colors[n - 1]);
+      else swatch.classList.add("none");
+      button.append(String(n), swatch);
+      button.title = `region ${n}: ${region.pixels} pixels` + (this.colors[n - 1] ? `, ${this.colors[n - 1]}` : "");
+      button.addEventListener("click", () => this.select(n));
+      item.append(button);
+      list.append(item);
+    }
+  }
+
+  renderSwatches(extra) {
+    const box = $("guide-swatches");
+    box.replaceChildren();
+    for (const hex of [...extra, ...BASE_SWATCHES]) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "swatch-button";
+      b.title = hex;
+      b.dataset.color = hex;
+      b.style.setProperty("background", hex);
+      b.addEventListener("click", () => {
+        this.showColor(hex);
+        this.apply(hex);
+      });
+      box.append(b);
+    }
+  }
+
+  // The overlay, each coloured region tinted with its colour, the selected one outlined.
+  renderStage() {
+    if (!this.overlay) return;
+    const ctx = this.stage.getContext("2d");
+    const W = this.stage.width;
+    const H = this.stage.height;
+    ctx.drawImage(this.overlay, 0, 0, W, H);
+    const labels = this.labels;
+    // The region number under each stage pixel (nearest sample of the full-size label map).
+    const region = new Int32Array(W * H);
+    for (let y = 0; y < H; y++) {
+      const row = Math.min(labels.height - 1, Math.floor(((y + 0.5) * labels.height) / H)) * labels.width;
+      for (let x = 0; x < W; x++) {
+        const i = 4 * (row + Math.min(labels.width - 1, Math.floor(((x + 0.5) * labels.width) / W)));
+        region[y * W + x] = labels.data[i] + 256 * labels.data[i + 1];
+      }
+    }
+    const tint = ctx.getImageData(0, 0, W, H);
+    const px = tint.data;
+    const colors = this.colors.map(hexToRgb);
+    const selected = this.selected;
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) {
+        const p = y * W + x;
+        const i = 4 * p;
+        const r = region[p];
+        const c = colors[r - 1];
+        if (c) {
+          for (let k = 0; k < 3; k++) px[i + k] = Math.round(0.45 * px[i + k] + 0.55 * c[k] * (px[i + k] / 255));
+        }
+        if (r === selected) {
+          const edge =
+            x === 0 || y === 0 || x === W - 1 || y === H - 1 ||
+            region[p - 1] !== r || region[p + 1] !== r || region[p - W] !== r || region[p + W] !== r;
+          if (edge) {
+            px[i] = 255; px[i + 1] = 0; px[i + 2] = 200;
+          } else if (!c) {
+            px[i] = Math.round(0.7 * px[i] + 0.3 * 255); px[i + 1] = Math.round(0.7 * px[i + 1] + 0.3 * 230); px[i + 2] = Math.round(0.7 * px[i + 2]);
+          }
+        }
+      }
+    }
+    ctx.putImageData(tint, 0, 0);
+  }
+
+  key(e) {
+    if (e.target instanceof HTMLInputElement && e.target.type !== "checkbox" && e.target.type !== "range") return;
+    const mod = e.ctrlKey || e.metaKey;
+    if (mod && (e.key === "z" || e.key === "Z")) {
+      e.preventDefault();
+      if (e.shiftKey) this.redo();
+      else this.undo();
+    } else if (mod && (e.key === "y" || e.key === "Y")) {
+      e.preventDefault();
+      this.redo();
+    } else if (!mod && /^[1-9]$/.test(e.key)) {
+      this.select(Number(e.key));
+    }
+  }
+}
+
+// Up to `count` frequent colours of an image (4 bits per channel buckets, near-white skipped).
+function mainColors(image, count) {
+  const buckets = new Map();
+  const d = image.data;
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i + 3] < 128 || (d[i] > 235 && d[i + 1] > 235 && d[i + 2] > 235)) continue;
+    const key = ((d[i] >> 4) << 8) | ((d[i + 1] >> 4) << 4) | (d[i + 2] >> 4);
+    const b = buckets.get(key) || [0, 0, 0, 0];
+    b[0] += d[i]; b[1] += d[i + 1]; b[2] += d[i + 2]; b[3] += 1;
+    buckets.set(key, b);
+  }
+  return [...buckets.values()]
+    .sort((a, b) => b[3] - a[3])
+    .slice(0, count)
+    .map((b) => rgbToHex([b[0] / b[3], b[1] / b[3], b[2] / b[3]]));
+}
+
+// ------------------------------------------------------------------ Reference and Exemplar tabs
+
+// Two images in, one colorization out. fields: [[form field, element id prefix], ...].
+class PairTab {
+  constructor(name, mode, fields) {
+    this.name = name;
+    this.mode = mode;
+    this.fields = fields;
+    this.files = {};
+    this.runner = new Runner();
+    this.compare = new Compare($(`${name}-compare`));
+    this.progress = new Progress($(`${name}-progress`));
+    for (const field of fields) {
+      fileTarget($(`${name}-drop-${field}`), $(`${name}-${field}`), (f) => this.setFile(field, f), (m) => this.message(m, true));
+    }
+    $(`${name}-update`).addEventListener("click", () => this.update());
+  }
+
+  message(text, isError = false) {
+    const el = $(`${this.name}-message`);
+    el.textContent = text;
+    el.classList.toggle("error", isError);
+  }
+
+  enable(available, reason) {
+    this.available = available;
+    $(`panel-${this.name}`).classList.toggle("unavailable", !available);
+    for (const field of this.fields) $(`${this.name}-${field}`).disabled = !available;
+    $(`${this.name}-update`).disabled = !available;
+    if (!available && reason) this.message(reason);
+  }
+
+  paste(file) {
+    const missing = this.fields.find((f) => !this.files[f]);
+    this.setFile(missing || this.fields[0], file);
+  }
+
+  setFile(field, file) {
+    if (this.available === false) return;
+    this.files[field] = file;
+    const url = URL.createObjectURL(file);
+    const thumb = $(`${this.name}-${field}-thumb`);
+    thumb.src = url;
+    thumb.hidden = false;
+    if (field === this.fields[0]) {
+      this.compare.setBefore(url);
+      this.compare.setAfter(null);
+    }
+    this.message("");
+    if ($(`${this.name}-auto`).checked && this.fields.every((f) => this.files[f])) this.update();
+  }
+
+  async update() {
+    const missing = this.fields.filter((f) => !this.files[f]);
+    if (missing.length) {
+      this.message(`Choose the ${missing.join(" and ")} image first.`, true);
+      return;
+    }
+    const form = new FormData();
+    form.append("mode", this.mode);
+    for (const f of this.fields) form.append(f, this.files[f], this.files[f].name || `${f}.png`);
+    this.progress.busy("Colorizing…");
+    try {
+      const result = await this.runner.run("/api/colorize", form);
+      if (!result) return;
+      const main = this.files[this.fields[0]];
+      const url = setDownload($(`${this.name}-download`), result.blob, `${stem(main.name)}_colorized.png`);
+      this.compare.setAfter(url);
+      this.progress.done(result.response, "Colorized");
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      this.progress.fail(err.message);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ page
+
+class Studio {
+  constructor() {
+    this.tabs = {
+      guide: new GuidedTab(),
+      reference: new PairTab("reference", "reference", ["sketch", "reference"]),
+      exemplar: new PairTab("exemplar", "exemplar", ["image", "reference"]),
+    };
+    this.active = "guide";
+    for (const button of document.querySelectorAll("[role=tab]")) {
+      button.addEventListener("click", () => this.show(button.dataset.tab));
+    }
+    document.addEventListener("keydown", (e) => {
+      if (this.active === "guide") this.tabs.guide.key(e);
+    });
+    document.addEventListener("paste", (e) => {
+      const item = [...(e.clipboardData ? e.clipboardData.items : [])].find((i) => IMAGE_TYPES.includes(i.type));
+      if (!item) return;
+      e.preventDefault();
+      this.tabs[this.active].paste(item.getAsFile());
+    });
+    this.health();
+  }
+
+  show(name) {
+    this.active = name;
+    for (const button of document.querySelectorAll("[role=tab]")) {
+      const on = button.dataset.tab === name;
+      button.setAttribute("aria-selected", String(on));
+      $(button.getAttribute("aria-controls")).hidden = !on;
+    }
+  }
+
+  async health() {
+    const status = $("server-status");
+    try {
+      const response = await fetch("/api/health");
+      const health = await response.json();
+      const models = health.models;
+      const names = { guide: "Guided", scft: "Reference", exemplar: "Exemplar" };
+      status.textContent = Object.entries(names)
+        .map(([kind, label]) => `${label} ${models[kind] ? "✓" : "–"}`)
+        .join("  ");
+      status.dataset.ready = "true";
+      this.tabs.reference.enable(Boolean(models.scft), "This server has no reference (SCFT) model loaded.");
+      this.tabs.exemplar.enable(Boolean(models.exemplar), "");
+      $("exemplar-unavailable").hidden = Boolean(models.exemplar);
+      if (!models.guide) this.tabs.guide.message("This server has no guide model loaded.", true);
+    } catch (err) {
+      status.textContent = `server unreachable: ${err.message}`;
+    }
+  }
+}
+
+window.addEventListener("DOMContentLoaded", () => {
+  window.studio = new Studio();
+});

@@ -1,0 +1,126 @@
+"""Screenshots of the studio's three tabs on the bundled demo pair, for the docs:
+docs/figures/studio_guided.png, studio_reference.png, studio_exemplar.png.
+
+    python scripts/studio_screenshots.py [--checkpoint guide=RUN --checkpoint scft=RUN] [--out DIR]
+
+Starts `refcolor serve` (the bundled models unless --checkpoint says otherwise) on a free
+loopback port, drives Debian's headless Chromium through /usr/bin/chromedriver (Selenium), colours
+the first --colors regions of refcolor/assets/demo/sketch.png with the suggested swatches, and
+writes the PNGs (palette-quantised: small files for the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "refcolor" / "assets" / "demo"
+SWATCHES = ["#e03c31", "#2a5bd7", "#f6d155", "#7bc043", "#f5d0b0", "#6a4c93", "#f28c28", "#2a9d8f", "#8d5524"]
+
+
+def start_server(checkpoints: list[str]) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "refcolor", "serve", "--port", str(port)]
+    for text in checkpoints:
+        command += ["--checkpoint", text]
+    server = subprocess.Popen(command)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise SystemExit("the server did not start")
+        time.sleep(0.25)
+
+
+def save_small(png: bytes, path: Path) -> None:
+    import io
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+    print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="KIND=PATH")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "figures"), help="folder (default: docs/figures)")
+    parser.add_argument("--colors", type=int, default=4, help="regions to colour on the Guided tab (default: 4)")
+    args = parser.parse_args()
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    os.environ.setdefault("SE_OFFLINE", "true")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    server, url = start_server(args.checkpoint)
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1360,820", "--hide-scrollbars"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
+
+    def wait(condition, timeout=120):
+        WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition())
+
+    def state(panel):
+        return driver.find_element(By.ID, f"{panel}-progress").get_attribute("data-state")
+
+    try:
+        driver.get(url)
+        wait(lambda: driver.find_element(By.ID, "server-status").get_attribute("data-ready") == "true")
+        driver.find_element(By.ID, "guide-sketch").send_keys(str(DEMO / "sketch.png"))
+        wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#guide-regions .region") and state("guide") == "done")
+        count = min(args.colors, len(driver.find_elements(By.CSS_SELECTOR, "#guide-regions .region")))
+        for i in range(count):
+            driver.find_element(
+                By.CSS_SELECTOR, f'#guide-swatches [data-color="{SWATCHES[i % len(SWATCHES)]}"]'
+            ).click()
+            time.sleep(0.3)
+        expected = json.dumps(SWATCHES[:count], separators=(",", ":"))
+        wait(
+            lambda: (
+                state("guide") == "done"
+                and driver.find_element(By.ID, "guide-compare").get_attribute("data-colors") == expected
+            )
+        )
+        save_small(driver.get_screenshot_as_png(), out / "studio_guided.png")
+
+        driver.find_element(By.ID, "tab-reference").click()
+        driver.find_element(By.ID, "reference-sketch").send_keys(str(DEMO / "sketch.png"))
+        driver.find_element(By.ID, "reference-reference").send_keys(str(DEMO / "reference.png"))
+        wait(lambda: state("reference") == "done")
+        save_small(driver.get_screenshot_as_png(), out / "studio_reference.png")
+
+        driver.find_element(By.ID, "tab-exemplar").click()
+        save_small(driver.get_screenshot_as_png(), out / "studio_exemplar.png")
+    finally:
+        driver.quit()
+        server.terminate()
+        server.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Small deterministic models and a real uvicorn server for the studio tests (refcolor.studio)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import threading
+import time
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+
+from refcolor.inference.guided import GuidedColorizer
+from refcolor.models import GuidingPainter, GuidingPainterConfig, SCFTColorizer, SCFTColorizerConfig
+from refcolor.models.registry import describe
+from refcolor.models.weights import save_weights
+
+# FixedRegions paints these model channels: right half, bottom-left quarter, top-left quarter, so
+# the regions (numbered in channel order) are 1 = right half, 2 = bottom-left, 3 = top-left.
+RIGHT, BOTTOM_LEFT, TOP_LEFT = 2, 5, 7
+
+
+class FixedRegions(torch.nn.Module):
+    """A segmentation net whose regions depend on position only (see the channel constants)."""
+
+    def __init__(self, num_segments: int):
+        super().__init__()
+        self.num_segments = num_segments
+
+    def forward(self, sketch):
+        B, _, H, W = sketch.shape
+        labels = torch.full((B, H, W), RIGHT, dtype=torch.int64)
+        labels[:, :, : W // 2] = BOTTOM_LEFT
+        labels[:, : H // 2, : W // 2] = TOP_LEFT
+        return 10.0 * F.one_hot(labels, self.num_segments).permute(0, 3, 1, 2).float()
+
+
+class HintColors(torch.nn.Module):
+    """An 'oracle' colorization net: outputs the hint colours (gray where a region has no hint)."""
+
+    def forward(self, sketch, hints, segments):
+        return hints[:, :3]
+
+
+def oracle_painter() -> GuidedColorizer:
+    """A GuidedColorizer whose output is exactly the chosen colours: region 1 = right half,
+    2 = bottom-left quarter, 3 = top-left quarter; regions without a colour come out gray (128)."""
+    torch.manual_seed(0)
+    model = GuidingPainter(GuidingPainterConfig.preset("small", image_size=32))
+    model.segmentation = FixedRegions(model.num_segments)
+    model.colorization = HintColors()
+    return GuidedColorizer(model)
+
+
+def save_tiny_models(folder) -> dict[str, object]:
+    """Random tiny scft and guide models saved as .safetensors under `folder` -> {kind: path}."""
+    torch.manual_seed(0)
+    scft_config = SCFTColorizerConfig.preset("small", image_size=32)
+    guide_config = GuidingPainterConfig.preset("small", image_size=32)
+    paths = {"scft": folder / "scft.safetensors", "guide": folder / "guide.safetensors"}
+    save_weights(paths["scft"], SCFTColorizer(scft_config), describe("scft", scft_config))
+    save_weights(paths["guide"], GuidingPainter(guide_config), describe("guide", guide_config))
+    return paths
+
+
+def sketch_image(width: int = 90, height: int = 74, *, seed: int = 0) -> Image.Image:
+    """A white line drawing with an ellipse and a seed-dependent bar (distinct sketches per seed)."""
+    image = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse([6, 6, width - 8, height - 7], outline=0, width=2)
+    x = 10 + seed % max(1, width - 20)
+    draw.line([x, 2, x, height // 3], fill=0, width=1)
+    return image
+
+
+def colour_image(width: int = 50, height: int = 40, *, seed: int = 1) -> Image.Image:
+    g = torch.Generator().manual_seed(seed)
+    array = (torch.rand(height, width, 3, generator=g) * 255).to(torch.uint8).numpy()
+    return Image.fromarray(array, "RGB")
+
+
+def png(image: Image.Image, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=kwargs.pop("format", "PNG"), **kwargs)
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def running_server(app):
+    """Serve `app` with uvicorn on a free loopback port in a thread -> its base URL."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", limit_concurrency=256)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
