@@ -470,6 +470,8 @@ def test_load_colorizers_from_checkpoints(tiny_paths):
     assert isinstance(loaded.exemplar, refcolor.ExemplarColorizer)
     assert loaded.sources == {kind: str(path) for kind, path in tiny_paths.items()} and loaded.missing == {}
     assert loaded.describe()["guide"]["image_size"] == 32 and loaded.describe()["exemplar"]["image_size"] == 32
+    with pytest.raises(ValueError, match=r"scft.safetensors holds a 'scft' model, expected 'exemplar'"):
+        load_colorizers({**tiny_paths, "exemplar": tiny_paths["scft"]})
 
 
 def test_load_colorizers_without_a_checkpoint_or_bundled_model_names_the_option(tiny_paths, monkeypatch):

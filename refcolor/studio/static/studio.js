@@ -806,7 +806,15 @@ class Studio {
       this.tabs.exemplar.enable(Boolean(models.exemplar), "");
       const notice = $("exemplar-unavailable");
       notice.hidden = Boolean(models.exemplar);
-      if (!models.exemplar) notice.textContent = `This server has no exemplar model: ${why("exemplar")}.`;
+      if (!models.exemplar) {
+        // The reason as text, its `--checkpoint KIND=PATH` as <code> (kept on one line).
+        notice.replaceChildren("This server has no exemplar model: ");
+        for (const part of why("exemplar").split(/(--checkpoint \S+)/)) {
+          if (!part.startsWith("--checkpoint")) notice.append(part);
+          else notice.append(Object.assign(document.createElement("code"), { textContent: part }));
+        }
+        notice.append(".");
+      }
       if (!models.guide) this.tabs.guide.message(`This server has no guide model: ${why("guide")}.`, true);
     } catch (err) {
       status.textContent = `server unreachable: ${err.message}`;
