@@ -1,12 +1,14 @@
 """Screenshots of the studio's three tabs on the bundled demo pair, for the docs:
 docs/figures/studio_guided.png, studio_reference.png, studio_exemplar.png.
 
-    python scripts/studio_screenshots.py [--checkpoint guide=RUN --checkpoint scft=RUN] [--out DIR]
+    python scripts/studio_screenshots.py [--checkpoint KIND=RUN ...] [--tabs guided,reference,exemplar] [--out DIR]
 
 Starts `refcolor serve` (the bundled models unless --checkpoint says otherwise) on a free
 loopback port, drives Debian's headless Chromium through /usr/bin/chromedriver (Selenium), colours
-the first --colors regions of refcolor/assets/demo/sketch.png with the suggested swatches, and
-writes the PNGs (palette-quantised: small files for the repository).
+the first --colors regions of refcolor/assets/demo/sketch.png with the suggested swatches, colours
+the demo reference's gray copy like the demo reference on the Exemplar tab (when the server has an
+exemplar model; else the shot shows the tab's notice), and writes the PNGs of --tabs
+(palette-quantised: small files for the repository).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "refcolor" / "assets" / "demo"
+TABS = ("guided", "reference", "exemplar")
 SWATCHES = ["#e03c31", "#2a5bd7", "#f6d155", "#7bc043", "#f5d0b0", "#6a4c93", "#f28c28", "#2a9d8f", "#8d5524"]
 
 
@@ -64,7 +68,13 @@ def main() -> int:
     parser.add_argument("--checkpoint", action="append", default=[], metavar="KIND=PATH")
     parser.add_argument("--out", default=str(ROOT / "docs" / "figures"), help="folder (default: docs/figures)")
     parser.add_argument("--colors", type=int, default=4, help="regions to colour on the Guided tab (default: 4)")
+    parser.add_argument(
+        "--tabs", default=",".join(TABS), help=f"the tabs to shoot, comma-separated (default: {','.join(TABS)})"
+    )
     args = parser.parse_args()
+    tabs = [tab.strip() for tab in args.tabs.split(",") if tab.strip()]
+    if not tabs or set(tabs) - set(TABS):
+        parser.error(f"--tabs: expected some of {', '.join(TABS)}, got {args.tabs!r}")
 
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -90,31 +100,41 @@ def main() -> int:
     try:
         driver.get(url)
         wait(lambda: driver.find_element(By.ID, "server-status").get_attribute("data-ready") == "true")
-        driver.find_element(By.ID, "guide-sketch").send_keys(str(DEMO / "sketch.png"))
-        wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#guide-regions .region") and state("guide") == "done")
-        count = min(args.colors, len(driver.find_elements(By.CSS_SELECTOR, "#guide-regions .region")))
-        for i in range(count):
-            driver.find_element(
-                By.CSS_SELECTOR, f'#guide-swatches [data-color="{SWATCHES[i % len(SWATCHES)]}"]'
-            ).click()
-            time.sleep(0.3)
-        expected = json.dumps(SWATCHES[:count], separators=(",", ":"))
-        wait(
-            lambda: (
-                state("guide") == "done"
-                and driver.find_element(By.ID, "guide-compare").get_attribute("data-colors") == expected
+        if "guided" in tabs:
+            driver.find_element(By.ID, "guide-sketch").send_keys(str(DEMO / "sketch.png"))
+            wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#guide-regions .region") and state("guide") == "done")
+            count = min(args.colors, len(driver.find_elements(By.CSS_SELECTOR, "#guide-regions .region")))
+            for i in range(count):
+                driver.find_element(
+                    By.CSS_SELECTOR, f'#guide-swatches [data-color="{SWATCHES[i % len(SWATCHES)]}"]'
+                ).click()
+                time.sleep(0.3)
+            expected = json.dumps(SWATCHES[:count], separators=(",", ":"))
+            wait(
+                lambda: (
+                    state("guide") == "done"
+                    and driver.find_element(By.ID, "guide-compare").get_attribute("data-colors") == expected
+                )
             )
-        )
-        save_small(driver.get_screenshot_as_png(), out / "studio_guided.png")
+            save_small(driver.get_screenshot_as_png(), out / "studio_guided.png")
 
-        driver.find_element(By.ID, "tab-reference").click()
-        driver.find_element(By.ID, "reference-sketch").send_keys(str(DEMO / "sketch.png"))
-        driver.find_element(By.ID, "reference-reference").send_keys(str(DEMO / "reference.png"))
-        wait(lambda: state("reference") == "done")
-        save_small(driver.get_screenshot_as_png(), out / "studio_reference.png")
+        if "reference" in tabs:
+            driver.find_element(By.ID, "tab-reference").click()
+            driver.find_element(By.ID, "reference-sketch").send_keys(str(DEMO / "sketch.png"))
+            driver.find_element(By.ID, "reference-reference").send_keys(str(DEMO / "reference.png"))
+            wait(lambda: state("reference") == "done")
+            save_small(driver.get_screenshot_as_png(), out / "studio_reference.png")
 
-        driver.find_element(By.ID, "tab-exemplar").click()
-        save_small(driver.get_screenshot_as_png(), out / "studio_exemplar.png")
+        if "exemplar" in tabs:
+            driver.find_element(By.ID, "tab-exemplar").click()
+            if driver.find_element(By.ID, "exemplar-update").is_enabled():  # the server has an exemplar model
+                with tempfile.TemporaryDirectory() as folder:
+                    gray = Path(folder) / "reference_gray.png"
+                    Image.open(DEMO / "reference.png").convert("L").save(gray)
+                    driver.find_element(By.ID, "exemplar-image").send_keys(str(gray))
+                    driver.find_element(By.ID, "exemplar-reference").send_keys(str(DEMO / "reference.png"))
+                    wait(lambda: state("exemplar") == "done")
+            save_small(driver.get_screenshot_as_png(), out / "studio_exemplar.png")
     finally:
         driver.quit()
         server.terminate()

@@ -1,4 +1,4 @@
-"""Small deterministic models and a real uvicorn server for the studio tests (refcolor.studio)."""
+"""Small deterministic (untrained) models and a real uvicorn server for the studio tests (refcolor.studio)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from refcolor.inference.guided import GuidedColorizer
-from refcolor.models import GuidingPainter, GuidingPainterConfig, SCFTColorizer, SCFTColorizerConfig
+from refcolor.models import (
+    ExemplarColorizer,
+    ExemplarColorizerConfig,
+    GuidingPainter,
+    GuidingPainterConfig,
+    SCFTColorizer,
+    SCFTColorizerConfig,
+)
 from refcolor.models.registry import describe
 from refcolor.models.weights import save_weights
 
@@ -54,14 +61,23 @@ def oracle_painter() -> GuidedColorizer:
     return GuidedColorizer(model)
 
 
-def save_tiny_models(folder) -> dict[str, object]:
-    """Random tiny scft and guide models saved as .safetensors under `folder` -> {kind: path}."""
+# A tiny exemplar model (as tests/test_exemplar_colorizer.py builds it): 32 px working size.
+EXEMPLAR_CONFIG = ExemplarColorizerConfig(image_size=32, decoder_widths=(8, 8, 8, 8), unet_widths=(8, 16))
+
+
+def save_tiny_models(folder, kinds=("scft", "guide", "exemplar")) -> dict[str, object]:
+    """Random (untrained) tiny models of `kinds` saved as `folder`/<kind>.safetensors -> {kind: path}."""
     torch.manual_seed(0)
-    scft_config = SCFTColorizerConfig.preset("small", image_size=32)
-    guide_config = GuidingPainterConfig.preset("small", image_size=32)
-    paths = {"scft": folder / "scft.safetensors", "guide": folder / "guide.safetensors"}
-    save_weights(paths["scft"], SCFTColorizer(scft_config), describe("scft", scft_config))
-    save_weights(paths["guide"], GuidingPainter(guide_config), describe("guide", guide_config))
+    configs = {
+        "scft": (SCFTColorizer, SCFTColorizerConfig.preset("small", image_size=32)),
+        "guide": (GuidingPainter, GuidingPainterConfig.preset("small", image_size=32)),
+        "exemplar": (ExemplarColorizer, EXEMPLAR_CONFIG),
+    }
+    paths = {}
+    for kind in kinds:
+        cls, config = configs[kind]
+        paths[kind] = folder / f"{kind}.safetensors"
+        save_weights(paths[kind], cls(config), describe(kind, config))
     return paths
 
 

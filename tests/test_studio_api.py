@@ -53,7 +53,8 @@ def tiny_paths(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def colorizers(tiny_paths):
-    """The scft model loaded from its checkpoint, and the oracle GuidingPainter (exact colours)."""
+    """The scft and exemplar models loaded from their checkpoints, and the oracle GuidingPainter
+    (exact colours)."""
     loaded = load_colorizers(tiny_paths)
     loaded.guide = oracle_painter()
     loaded.sources["guide"] = "oracle"
@@ -94,7 +95,9 @@ def test_health_lists_the_models_queue_and_limits(client):
     assert data["status"] == "ok" and data["version"] == refcolor.__version__
     assert data["models"]["guide"]["source"] == "oracle"
     assert data["models"]["scft"]["image_size"] == 32 and data["models"]["scft"]["source"].endswith("scft.safetensors")
-    assert data["models"]["exemplar"] is None
+    exemplar = data["models"]["exemplar"]
+    assert exemplar["image_size"] == 32 and exemplar["source"].endswith("exemplar.safetensors")
+    assert data["not_served"] == {}
     assert data["queue"]["capacity"] == Limits().max_queue and data["limits"] == Limits().to_json()
 
 
@@ -160,13 +163,69 @@ def test_reference_colorize_matches_the_colorizer(client, colorizers):
     assert np.array_equal(np.asarray(out), np.asarray(expected))
 
 
-def test_exemplar_and_unloaded_kinds_are_clear_errors(colorizers):
+def _gradient(width: int, height: int) -> Image.Image:
+    """A mildly coloured gradient with 1-pixel stripes: its L* varies, and detail finer than any
+    working size would be lost by a resize round trip (so the check sees full-resolution L*)."""
+    x = np.linspace(0, 1, width)[None, :, None]
+    y = np.linspace(0, 1, height)[:, None, None]
+    stripes = 24.0 * (np.arange(width) % 2)[None, :, None]
+    rgb = 30 + 170 * (0.6 * x + 0.4 * y) + stripes + np.array([20.0, 0.0, -20.0]) * (y - 0.5)
+    return Image.fromarray(np.clip(rgb, 0, 255).round().astype(np.uint8), "RGB")
+
+
+def test_exemplar_colorize_keeps_the_images_size_and_luminance(client, colorizers):
+    """mode=exemplar: the ExemplarColorizer's own answer, at the image's full size (larger than the
+    model's 32 px working size), with the image's L* (the model only gives a*b*; refcolor.lab)."""
+    from refcolor.lab import rgb_to_lab
+
+    image, reference = _gradient(120, 84), colour_image(50, 40, seed=3)
+    files = {"image": ("i.png", png(image), "image/png"), "reference": ("r.jpg", png(reference, format="JPEG"))}
+    out = _image(client.post("/api/colorize", data={"mode": "exemplar"}, files=files))
+    assert out.size == (120, 84) and out.mode == "RGB"
+    reference_decoded = Image.open(io.BytesIO(png(reference, format="JPEG"))).convert("RGB")
+    assert np.array_equal(np.asarray(out), np.asarray(colorizers.exemplar(image, reference_decoded)))
+
+    def lightness(picture: Image.Image):
+        import torch
+
+        return rgb_to_lab(torch.from_numpy(np.array(picture)).permute(2, 0, 1)[None].double() / 255)[0, 0]
+
+    difference = (lightness(out) - lightness(image)).abs()
+    # Equal up to 8-bit rounding and the sRGB clipping of out-of-gamut colours (few pixels).
+    assert difference.median() < 0.5 and difference.mean() < 1.0, (difference.median(), difference.mean())
+    assert lightness(image).std() > 10  # the check above compared a varied L*, not a flat one
+
+
+def test_exemplar_is_not_served_without_a_checkpoint_or_bundled_model(tiny_paths, tmp_path, monkeypatch):
+    """guide and scft given, no exemplar checkpoint and no bundled exemplar model: the studio starts
+    without it; health says why, mode=exemplar is a 503 naming --checkpoint exemplar=PATH."""
+    monkeypatch.setenv("REFCOLOR_PRETRAINED_DIR", str(tmp_path))  # an empty folder: nothing bundled
+    loaded = load_colorizers({"guide": tiny_paths["guide"], "scft": tiny_paths["scft"]})
+    assert loaded.exemplar is None and set(loaded.sources) == {"guide", "scft"}
+    assert "no bundled exemplar model" in loaded.missing["exemplar"]
     files = {"image": ("i.png", png(colour_image())), "reference": ("r.png", png(colour_image(seed=2)))}
+    with TestClient(create_app(loaded), base_url=BASE) as c:
+        message = _error(
+            c.post("/api/colorize", data={"mode": "exemplar"}, files=files),
+            503,
+            "mode 'exemplar'",
+            "no bundled exemplar model",
+            "--checkpoint exemplar=PATH",
+        )
+        health = c.get("/api/health").json()
+        assert health["models"]["exemplar"] is None and health["models"]["scft"]["image_size"] == 32
+        assert health["not_served"] == {"exemplar": loaded.missing["exemplar"]}
+        assert loaded.missing["exemplar"] in message
+
+
+def test_unloaded_kinds_are_clear_errors(colorizers):
     with TestClient(create_app(Colorizers(guide=colorizers.guide)), base_url=BASE) as c:
-        _error(c.post("/api/colorize", data={"mode": "exemplar"}, files=files), 501, "exemplar")
         files = {"sketch": ("s.png", png(sketch_image())), "reference": ("r.png", png(colour_image()))}
         _error(c.post("/api/colorize", data={"mode": "reference"}, files=files), 503, "--checkpoint scft=PATH")
-        assert c.get("/api/health").json()["models"]["scft"] is None
+        files = {"image": ("i.png", png(colour_image())), "reference": ("r.png", png(colour_image()))}
+        _error(c.post("/api/colorize", data={"mode": "exemplar"}, files=files), 503, "--checkpoint exemplar=PATH")
+        health = c.get("/api/health").json()
+        assert health["models"]["scft"] is None and set(health["not_served"]) == {"scft", "exemplar"}
 
 
 # --------------------------------------------------------------------------- bad requests
@@ -195,6 +254,32 @@ BAD_REQUESTS = {
     "no mode": ({}, {"sketch": SKETCH}, 400, ["missing field 'mode'"]),
     "no sketch": ({"mode": "guide"}, {"colors": b"[]"}, 400, ["missing field 'sketch'"]),
     "no reference": ({"mode": "reference"}, {"sketch": SKETCH}, 400, ["missing field 'reference'"]),
+    "exemplar, no image": ({"mode": "exemplar"}, {"reference": SKETCH}, 400, ["missing field 'image'"]),
+    "exemplar, no reference": ({"mode": "exemplar"}, {"image": SKETCH}, 400, ["missing field 'reference'"]),
+    "exemplar, sketch not image": (
+        {"mode": "exemplar"},
+        {"sketch": SKETCH, "reference": SKETCH},
+        400,
+        ["missing field 'image'"],
+    ),
+    "exemplar, corrupt image": (
+        {"mode": "exemplar"},
+        {"image": SKETCH[:200], "reference": SKETCH},
+        400,
+        ["image: corrupt or truncated PNG"],
+    ),
+    "exemplar, reference not an image": (
+        {"mode": "exemplar"},
+        {"image": SKETCH, "reference": b"hello"},
+        415,
+        ["reference: not a PNG, JPEG or WebP"],
+    ),
+    "exemplar, image bomb": (
+        {"mode": "exemplar"},
+        {"image": _bomb_png(8000, 8000), "reference": SKETCH},
+        413,
+        ["image: ", "8000x8000 exceeds the limits"],
+    ),
     "unknown field": ({"mode": "guide", "path": "/etc/passwd"}, {"sketch": SKETCH}, 400, ["unknown field 'path'"]),
     "colors not json": ({"mode": "guide", "colors": "[#fff"}, {"sketch": SKETCH}, 400, ["colors: not valid JSON"]),
     "bad colour": ({"mode": "guide", "colors": '["#ggg"]'}, {"sketch": SKETCH}, 400, ["colors[0]", "not a hex"]),
@@ -380,10 +465,13 @@ def test_32_concurrent_clients_get_their_own_answer_or_a_clean_503(colorizers):
 
 
 def test_load_colorizers_from_checkpoints(tiny_paths):
-    loaded = load_colorizers({"guide": tiny_paths["guide"], "scft": tiny_paths["scft"]})
+    loaded = load_colorizers(tiny_paths)
     assert isinstance(loaded.guide, refcolor.GuidedColorizer) and isinstance(loaded.scft, refcolor.Colorizer)
-    assert loaded.sources == {"guide": str(tiny_paths["guide"]), "scft": str(tiny_paths["scft"])}
-    assert loaded.describe()["guide"]["image_size"] == 32
+    assert isinstance(loaded.exemplar, refcolor.ExemplarColorizer)
+    assert loaded.sources == {kind: str(path) for kind, path in tiny_paths.items()} and loaded.missing == {}
+    assert loaded.describe()["guide"]["image_size"] == 32 and loaded.describe()["exemplar"]["image_size"] == 32
+    with pytest.raises(ValueError, match=r"scft.safetensors holds a 'scft' model, expected 'exemplar'"):
+        load_colorizers({**tiny_paths, "exemplar": tiny_paths["scft"]})
 
 
 def test_load_colorizers_without_a_checkpoint_or_bundled_model_names_the_option(tiny_paths, monkeypatch):
@@ -406,10 +494,14 @@ def test_load_colorizers_uses_the_bundled_models_when_present(tiny_paths, tmp_pa
         (tmp_path / f"{kind}.safetensors").write_bytes(path.read_bytes())
     monkeypatch.setenv("REFCOLOR_PRETRAINED_DIR", str(tmp_path))
     loaded = load_colorizers({"guide": tiny_paths["guide"]})
-    assert loaded.sources == {"guide": str(tiny_paths["guide"]), "scft": "bundled"}
-    assert isinstance(loaded.scft, refcolor.Colorizer)
-    assert load_colorizers({}).sources == {"guide": "bundled", "scft": "bundled"}
-    (tmp_path / "scft.safetensors").unlink()
+    assert loaded.sources == {"guide": str(tiny_paths["guide"]), "scft": "bundled", "exemplar": "bundled"}
+    assert isinstance(loaded.scft, refcolor.Colorizer) and isinstance(loaded.exemplar, refcolor.ExemplarColorizer)
+    assert load_colorizers({}).sources == {"guide": "bundled", "scft": "bundled", "exemplar": "bundled"}
+    (tmp_path / "exemplar.safetensors").unlink()  # optional: not served, no error
+    loaded = load_colorizers({})
+    assert loaded.exemplar is None and set(loaded.missing) == {"exemplar"}
+    assert load_colorizers({"exemplar": tiny_paths["exemplar"]}).sources["exemplar"] == str(tiny_paths["exemplar"])
+    (tmp_path / "scft.safetensors").unlink()  # required: a one-line error
     with pytest.raises(
         FileNotFoundError, match=r"no bundled 'scft' model: .*\(refcolor serve: --checkpoint scft=PATH\)"
     ):
@@ -420,8 +512,9 @@ def test_load_colorizers_uses_the_bundled_models_when_present(tiny_paths, tmp_pa
     ("text", "words"),
     [
         ("scft", "expected KIND=PATH"),
-        ("paint=run", "KIND must be one of guide, scft, got 'paint'"),
-        ("exemplar=run", "no exemplar colorizer yet"),
+        ("=run", "KIND must be one of guide, scft, exemplar, got ''"),
+        ("exemplar=", "expected KIND=PATH with KIND one of guide, scft, exemplar"),
+        ("paint=run", "KIND must be one of guide, scft, exemplar, got 'paint'"),
     ],
 )
 def test_checkpoint_option_errors(text, words, capsys):
@@ -438,12 +531,15 @@ def test_serve_is_a_listed_command(capsys):
     out = capsys.readouterr().out
     assert "--checkpoint KIND=PATH" in out and "--host" in out
     assert parse_checkpoint_option("guide=runs/g") == ("guide", __import__("pathlib").Path("runs/g"))
+    assert parse_checkpoint_option("Exemplar=runs/e") == ("exemplar", __import__("pathlib").Path("runs/e"))
 
 
-def test_refcolor_serve_starts_and_answers(tiny_paths):
+def test_refcolor_serve_starts_and_answers(tiny_paths, tmp_path):
     """The command in a fresh interpreter: `import refcolor` there has not imported the studio's
-    extra (starlette, uvicorn); then `refcolor serve` loads the checkpoints, prints the URL and
-    serves on loopback. (One subprocess for both: starting torch is the slow part.)"""
+    extra (starlette, uvicorn); then `refcolor serve` loads the guide and scft checkpoints, starts
+    without an exemplar model (none given, none bundled: it says why in one line), prints the URL
+    and serves on loopback. (One subprocess for all: starting torch is the slow part.)"""
+    import os
     import socket
     import time
 
@@ -458,7 +554,8 @@ def test_refcolor_serve_starts_and_answers(tiny_paths):
         f"from refcolor.cli import main; sys.exit(main({argv!r}))"
     )
     command = [sys.executable, "-c", code]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "REFCOLOR_PRETRAINED_DIR": str(tmp_path)}  # an empty folder: nothing bundled
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -469,9 +566,13 @@ def test_refcolor_serve_starts_and_answers(tiny_paths):
                 assert server.poll() is None and time.monotonic() < deadline, server.communicate()
                 time.sleep(0.2)
         assert health.json()["models"]["guide"]["source"] == str(tiny_paths["guide"])
+        assert health.json()["models"]["exemplar"] is None and set(health.json()["not_served"]) == {"exemplar"}
         refused = httpx.get(f"http://127.0.0.1:{port}/", headers={"host": "attacker.test"}, timeout=10)
         assert refused.status_code == 403
     finally:
         server.terminate()
         out, err = server.communicate(timeout=30)
     assert f"open http://127.0.0.1:{port}/" in out and "warning" not in err
+    [line] = [line for line in out.splitlines() if "exemplar" in line]
+    assert line.startswith("refcolor serve: exemplar not served: no bundled exemplar model"), line
+    assert "--checkpoint exemplar=PATH" in line

@@ -64,8 +64,17 @@ def artifacts(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    colorizers = load_colorizers(save_tiny_models(tmp_path_factory.mktemp("studio_browser_models")))
+def tiny_paths(tmp_path_factory):
+    return save_tiny_models(tmp_path_factory.mktemp("studio_browser_models"))
+
+
+@pytest.fixture(scope="module")
+def server(tiny_paths, tmp_path_factory):
+    """guide (the oracle) and scft served; exemplar not: no checkpoint given and none bundled."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REFCOLOR_PRETRAINED_DIR", str(tmp_path_factory.mktemp("nothing_bundled")))
+        colorizers = load_colorizers({"guide": tiny_paths["guide"], "scft": tiny_paths["scft"]})
+    assert colorizers.exemplar is None
     colorizers.guide = oracle_painter()  # exact colours: the test can check the result's pixels
     with running_server(create_app(colorizers)) as url:
         yield url
@@ -256,7 +265,9 @@ def test_exemplar_tab_says_it_has_no_model(browser, server, artifacts):
     d.get(server)
     wait(d, lambda d: d.find_element(By.ID, "server-status").get_attribute("data-ready") == "true", what="health")
     d.find_element(By.ID, "tab-exemplar").click()
-    assert d.find_element(By.ID, "exemplar-unavailable").is_displayed()
+    notice = d.find_element(By.ID, "exemplar-unavailable")
+    assert notice.is_displayed()
+    assert "no bundled exemplar model" in notice.text and "--checkpoint exemplar=PATH" in notice.text
     assert not d.find_element(By.ID, "exemplar-image").is_enabled()
     assert not d.find_element(By.ID, "exemplar-update").is_enabled()
     d.save_screenshot(str(artifacts / "studio_exemplar.png"))
@@ -347,29 +358,26 @@ def test_a_large_sketch_is_drawn_reduced_and_clicks_map_to_full_size(browser, se
             assert "region 2 is next" in d.find_element(By.ID, "guide-message").text
 
 
-def test_exemplar_tab_is_wired_for_an_exemplar_colorizer(browser, files):
-    """refcolor has no exemplar colorizer yet; this stand-in of its interface (exemplar(image,
-    reference) -> PIL image; here: the reference's mean colour, multiplied by the image's gray) shows
-    the tab and the API mode work as soon as one is served. It is a test double, not a model."""
-    from refcolor.studio.models import Colorizers
-
-    def stand_in(image, reference):
-        mean = reference.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
-        gray = image.convert("L")
-        return Image.merge("RGB", [gray.point(lambda v, c=c: v * c // 255) for c in mean])
-
-    with running_server(create_app(Colorizers(guide=oracle_painter(), exemplar=stand_in))) as url:
+def test_exemplar_tab_colorizes_with_an_exemplar_model(browser, files, tiny_paths):
+    """An (untrained) tiny ExemplarColorizer served from its checkpoint: the tab is on, and its
+    result is the model's own answer at the image's full size."""
+    colorizers = load_colorizers(tiny_paths)
+    colorizers.guide = oracle_painter()
+    with running_server(create_app(colorizers)) as url:
         d = browser
         d.get(url)
         wait(d, lambda d: d.find_element(By.ID, "server-status").get_attribute("data-ready") == "true", what="health")
         d.find_element(By.ID, "tab-exemplar").click()
         assert not d.find_element(By.ID, "exemplar-unavailable").is_displayed()
-        Image.new("RGB", (90, 70), (255, 255, 255)).save(files / "white.png")
-        Image.new("RGB", (20, 20), (200, 40, 120)).save(files / "exemplar.png")
-        d.find_element(By.ID, "exemplar-image").send_keys(str(files / "white.png"))
+        gray, exemplar = Image.new("RGB", (90, 70), (120, 120, 120)), Image.new("RGB", (20, 20), (200, 40, 120))
+        gray.save(files / "gray.png")
+        exemplar.save(files / "exemplar.png")
+        d.find_element(By.ID, "exemplar-image").send_keys(str(files / "gray.png"))
         d.find_element(By.ID, "exemplar-reference").send_keys(str(files / "exemplar.png"))
         wait(d, lambda d: d.find_element(By.ID, "exemplar-progress").get_attribute("data-state") == "done", what="done")
-        assert close(result_pixel(d, "exemplar", 45, 35), (200, 40, 120))
+        expected = colorizers.exemplar(gray, exemplar).getpixel((45, 35))
+        assert not close(expected, (120, 120, 120))  # the model colours it: the check below means something
+        assert close(result_pixel(d, "exemplar", 45, 35), expected)
         assert d.execute_script("return document.querySelector('#exemplar-compare img.after').naturalWidth") == 90
         # The before / after slider moves the split.
         d.execute_script(

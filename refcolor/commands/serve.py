@@ -2,8 +2,10 @@
 
 refcolor serve [--host 127.0.0.1] [--port 7860] [--device cpu] [--checkpoint KIND=PATH ...]
     serves http://HOST:PORT/ : the page (Guided, Reference and Exemplar tabs) and its HTTP API
-    (GET /api/health, POST /api/regions, POST /api/colorize). KIND is guide or scft; a kind
-    without --checkpoint uses the bundled model. Needs the `studio` extra:
+    (GET /api/health, POST /api/regions, POST /api/colorize). KIND is guide, scft or exemplar; a
+    kind without --checkpoint uses the bundled model. guide and scft must be found; without an
+    exemplar checkpoint or bundled exemplar model the Exemplar tab is not served (the server says
+    so at start). Needs the `studio` extra:
     pip install --no-build-isolation -e ".[studio]"
 """
 
@@ -32,7 +34,7 @@ def add_parser(subparsers) -> None:
         action="append",
         default=[],
         metavar="KIND=PATH",
-        help="model of a kind (guide or scft): run directory, .safetensors or .pt; repeat per kind",
+        help="model of a kind (guide, scft or exemplar): run directory, .safetensors or .pt; repeat per kind",
     )
     parser.add_argument(
         "--allow-host",
@@ -85,6 +87,8 @@ def run(args) -> int:
         print(warning, file=sys.stderr)
     for kind, source in colorizers.sources.items():
         print(f"refcolor serve: {kind} model from {source}")
+    for kind, reason in colorizers.missing.items():
+        print(f"refcolor serve: {kind} not served: {reason}")
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"refcolor serve: open http://{host}:{args.port}/ (Ctrl-C stops)")
     # limit_concurrency: beyond that many open connections uvicorn answers 503 itself.

@@ -1,7 +1,7 @@
 """refcolor studio: a local web app (Starlette + uvicorn) over the colorizers, started by
 `refcolor serve`. One hand-written page (static/, every asset vendored) and the HTTP API it uses:
 
-    GET  /api/health     models loaded, queue, limits
+    GET  /api/health     models served (and why a kind is not), queue, limits
     POST /api/regions    multipart `sketch` -> GuidingPainter's numbered regions (JSON + overlay)
     POST /api/colorize   multipart `mode` (guide | reference | exemplar) + images + `colors` -> PNG
 

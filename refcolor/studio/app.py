@@ -178,10 +178,8 @@ def create_app(
 
     def model(kind: str, mode: str):
         found = colorizers.get(kind)
-        if found is None:
-            if kind == "exemplar":
-                raise ApiError(501, "mode 'exemplar': this refcolor has no exemplar colorizer yet")
-            raise ApiError(503, f"mode {mode!r}: no {kind} model loaded (start with --checkpoint {kind}=PATH)")
+        if found is None:  # 503: this server does not serve that kind (another one may)
+            raise ApiError(503, f"mode {mode!r}: {colorizers.reason(kind)}")
         return found
 
     async def index(request: Request):
@@ -194,6 +192,7 @@ def create_app(
                 "status": "ok",
                 "version": refcolor.__version__,
                 "models": colorizers.describe(),
+                "not_served": colorizers.not_served(),
                 "queue": {"pending": queue.pending, "capacity": queue.capacity, "served": queue.served},
                 "limits": limits.to_json(),
             }

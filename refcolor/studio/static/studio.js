@@ -800,10 +800,22 @@ class Studio {
         .map(([kind, label]) => `${label} ${models[kind] ? "✓" : "–"}`)
         .join("  ");
       status.dataset.ready = "true";
-      this.tabs.reference.enable(Boolean(models.scft), "This server has no reference (SCFT) model loaded.");
+      // Why a kind is not served, in the server's words (it names the --checkpoint to give).
+      const why = (kind) => (health.not_served && health.not_served[kind]) || `no ${kind} model loaded`;
+      this.tabs.reference.enable(Boolean(models.scft), `This server has no reference (SCFT) model: ${why("scft")}.`);
       this.tabs.exemplar.enable(Boolean(models.exemplar), "");
-      $("exemplar-unavailable").hidden = Boolean(models.exemplar);
-      if (!models.guide) this.tabs.guide.message("This server has no guide model loaded.", true);
+      const notice = $("exemplar-unavailable");
+      notice.hidden = Boolean(models.exemplar);
+      if (!models.exemplar) {
+        // The reason as text, its `--checkpoint KIND=PATH` as <code> (kept on one line).
+        notice.replaceChildren("This server has no exemplar model: ");
+        for (const part of why("exemplar").split(/(--checkpoint \S+)/)) {
+          if (!part.startsWith("--checkpoint")) notice.append(part);
+          else notice.append(Object.assign(document.createElement("code"), { textContent: part }));
+        }
+        notice.append(".");
+      }
+      if (!models.guide) this.tabs.guide.message(`This server has no guide model: ${why("guide")}.`, true);
     } catch (err) {
       status.textContent = `server unreachable: ${err.message}`;
     }
