@@ -11,8 +11,6 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <algorithm>
-
 #include "scft_attention/cuda/scft_attention_kernel.h"
 #include "scft_attention/scft_attention_host.h"
 #include "scft_attention/scft_attention_math.h"
@@ -75,7 +73,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(const at::Tensor& g
   const bool split = block < N, half = q.scalar_type() == at::kHalf || q.scalar_type() == at::kBFloat16;
   at::Tensor dk_acc = split && half ? at::empty({z.batch, M, z.dim}, k.options().dtype(at::kFloat)) : grad_k;
   for (int64_t row0 = 0; row0 < N; row0 += block) {
-    const int64_t rows = std::min(block, N - row0);
+    const int64_t rows = backward_block_rows_at(row0, block, N);
     // dP, then dS over it: a contiguous (B, rows, M) view of the scratch, the layout the kernel reads.
     at::Tensor ds = scratch.narrow(0, 0, z.batch * rows * M).view({z.batch, rows, M});
     at::bmm_out(ds, grad_out.narrow(1, row0, rows), vt);

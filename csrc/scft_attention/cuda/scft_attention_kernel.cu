@@ -2,7 +2,9 @@
 // thread block per row. The softmax sweeps its row three times (max, sum, write) and the gradient
 // twice (rowsum(P dP), write dS over dP); a row is at most tens of KB, so the later sweeps hit L1/L2 and DRAM
 // sees one read and one write. Math in float32 for float16/bfloat16/float32 storage (float64 for
-// float64). No torch headers.
+// float64). The per-thread work (row of a block, the elements of a thread, tail guards, the
+// backward's row mapping) is in scft_attention_math.h, which a host emulation shares
+// (tests/test_scft_attention_cuda_emulation.py). No torch headers.
 #include <cmath>
 
 #include "cuda_scalar.cuh"
@@ -13,73 +15,61 @@ namespace refcolor {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;  // 8 warps: enough loads in flight per row for rows of 256 to 8192
-constexpr int kWarps = kThreads / 32;
-
-__device__ __forceinline__ float device_exp(float x) {
-  return expf(x);
-}
-__device__ __forceinline__ double device_exp(double x) {
-  return exp(x);
-}
-
-struct Max {
-  template <typename A>
-  __device__ __forceinline__ A operator()(A a, A b) const {
-    return a > b ? a : b;
+struct DeviceLoad {
+  template <typename T>
+  __device__ __forceinline__ auto operator()(const T* p) const {
+    return load(p);
   }
 };
-struct Sum {
-  template <typename A>
-  __device__ __forceinline__ A operator()(A a, A b) const {
-    return a + b;
+struct DeviceStore {
+  template <typename T, typename acc_t>
+  __device__ __forceinline__ void operator()(T* p, acc_t v) const {
+    store(p, v);
   }
 };
+struct DeviceExp {
+  __device__ __forceinline__ float operator()(float x) const { return expf(x); }
+  __device__ __forceinline__ double operator()(double x) const { return exp(x); }
+};
 
-// Every thread of the block gets op over all threads' values.
+// Every thread of the block gets op over all threads' values: a butterfly within each warp, then
+// the warps' results in warp order (combine_warp_totals; the host emulation replays both).
 template <typename A, typename Op>
 __device__ __forceinline__ A block_reduce(A value, Op op, A* shared) {
-  for (int offset = 16; offset > 0; offset /= 2) value = op(value, __shfl_xor_sync(0xffffffffu, value, offset));
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int offset = kScftWarpSize / 2; offset > 0; offset /= 2)
+    value = op(value, __shfl_xor_sync(0xffffffffu, value, offset));
+  const int warp = threadIdx.x / kScftWarpSize, lane = threadIdx.x % kScftWarpSize;
   __syncthreads();  // `shared` may still be read by a previous reduction
   if (lane == 0) shared[warp] = value;
   __syncthreads();
-  value = shared[0];
-  for (int w = 1; w < kWarps; ++w) value = op(value, shared[w]);
-  return value;
+  return combine_warp_totals(shared, op);
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kScftThreads)
     softmax_rows_kernel(T* __restrict__ probs, int64_t M, typename Acc<T>::type scale) {
   using acc_t = typename Acc<T>::type;
-  __shared__ acc_t shared[kWarps];
-  T* row = probs + static_cast<int64_t>(blockIdx.x) * M;
-  // INFINITY (a float constant) rather than std::numeric_limits, whose constexpr host function needs
-  // nvcc's --expt-relaxed-constexpr in device code; the cast keeps it infinite for a double acc_t.
-  acc_t shift = -static_cast<acc_t>(INFINITY);
-  for (int64_t j = threadIdx.x; j < M; j += kThreads) shift = Max()(shift, scale * load(row + j));
-  shift = block_reduce(shift, Max(), shared);
-  acc_t total = 0;
-  for (int64_t j = threadIdx.x; j < M; j += kThreads) total += device_exp(scale * load(row + j) - shift);
-  const acc_t inv = acc_t(1) / block_reduce(total, Sum(), shared);
-  for (int64_t j = threadIdx.x; j < M; j += kThreads) store(row + j, device_exp(scale * load(row + j) - shift) * inv);
+  __shared__ acc_t shared[kScftWarps];
+  T* row = probs + softmax_row_offset(blockIdx.x, M);
+  const int t = threadIdx.x;
+  const acc_t shift = block_reduce(softmax_thread_max(row, M, t, scale, DeviceLoad()), ScftMax(), shared);
+  const acc_t total = softmax_thread_sum(row, M, t, scale, shift, DeviceLoad(), DeviceExp());
+  const acc_t inv = acc_t(1) / block_reduce(total, ScftSum(), shared);
+  softmax_thread_write(row, M, t, scale, shift, inv, DeviceLoad(), DeviceStore(), DeviceExp());
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kScftThreads)
     softmax_grad_rows_kernel(const T* __restrict__ probs, T* __restrict__ grad_probs, int64_t block_rows, int64_t row0,
                              int64_t N, int64_t M, typename Acc<T>::type scale) {
   using acc_t = typename Acc<T>::type;
-  __shared__ acc_t shared[kWarps];
-  const int64_t i = blockIdx.x;
-  const T* p = probs + block_row_to_prob_row(i, block_rows, row0, N) * M;
-  T* dp = grad_probs + i * M;
-  acc_t delta = 0;
-  for (int64_t j = threadIdx.x; j < M; j += kThreads) delta += load(p + j) * load(dp + j);
-  delta = block_reduce(delta, Sum(), shared);
-  for (int64_t j = threadIdx.x; j < M; j += kThreads)
-    store(dp + j, softmax_grad_element(load(p + j), load(dp + j), delta, scale));
+  __shared__ acc_t shared[kScftWarps];
+  const ScftGradRowOffsets at = softmax_grad_row_offsets(blockIdx.x, block_rows, row0, N, M);
+  const T* p = probs + at.probs;
+  T* dp = grad_probs + at.grad;
+  const int t = threadIdx.x;
+  const acc_t delta = block_reduce(softmax_grad_thread_dot<acc_t>(p, dp, M, t, DeviceLoad()), ScftSum(), shared);
+  softmax_grad_thread_write(p, dp, M, t, delta, scale, DeviceLoad(), DeviceStore());
 }
 
 constexpr int64_t kMaxGrid = 2147483647;  // gridDim.x
@@ -89,7 +79,7 @@ cudaError_t launch_softmax(void* probs, int64_t rows, int64_t M, double scale, c
   using acc_t = typename Acc<T>::type;
   if (rows > kMaxGrid) return cudaErrorInvalidConfiguration;
   softmax_rows_kernel<T>
-      <<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(static_cast<T*>(probs), M, static_cast<acc_t>(scale));
+      <<<static_cast<unsigned>(rows), kScftThreads, 0, stream>>>(static_cast<T*>(probs), M, static_cast<acc_t>(scale));
   return cudaGetLastError();
 }
 
@@ -99,7 +89,7 @@ cudaError_t launch_softmax_grad(const void* probs, void* grad_probs, int64_t bat
   using acc_t = typename Acc<T>::type;
   const int64_t rows = batch * block_rows;
   if (rows > kMaxGrid) return cudaErrorInvalidConfiguration;
-  softmax_grad_rows_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
+  softmax_grad_rows_kernel<T><<<static_cast<unsigned>(rows), kScftThreads, 0, stream>>>(
       static_cast<const T*>(probs), static_cast<T*>(grad_probs), block_rows, row0, N, M, static_cast<acc_t>(scale));
   return cudaGetLastError();
 }
