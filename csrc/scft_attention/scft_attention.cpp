@@ -15,4 +15,11 @@ TORCH_LIBRARY_FRAGMENT(refcolor, m) {
   m.def(
       "scft_attention_backward_kernel(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor probs,"
       " float scale) -> (Tensor, Tensor, Tensor)");
+  // Test-only: the CUDA row kernels' per-thread logic run on the host
+  // (cpu/scft_attention_cuda_emulation.cpp). logits and grad_probs (B, N, M); returns the forward's
+  // P = softmax(scale logits) and the backward's dS, the latter in the glue's row blocks for a
+  // scratch of scratch_elements elements.
+  m.def(
+      "scft_attention_cuda_emulation(Tensor logits, Tensor grad_probs, float scale, int scratch_elements)"
+      " -> (Tensor, Tensor)");
 }
