@@ -18,7 +18,7 @@ import torch
 from tests.helpers import usable
 
 # (B, N, M, scale, backward rows per block or None for the glue's 2^23-element scratch, transposed
-# inputs). The block heights make the row blocks 3 + 3 + 1, 4 + 4 + 2, 1 each, 3 + 1.
+# inputs). Row blocks of the backward: 2 + 2 + 1 (m1), 3 + 3 + 1, 3 + 1, 4 + 4 + 2, 1 each, and one.
 CASES = {
     "m1": (2, 5, 1, 0.7, 2, False),
     "one_token": (1, 1, 1, 0.7, None, False),
