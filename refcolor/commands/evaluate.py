@@ -108,32 +108,27 @@ def _evaluate_guide(args, model, dataset, device) -> int:
     return 0
 
 
-def _evaluate_scft(args, model, dataset, device) -> int:
-    from refcolor.evaluation import scft_eval
-
-    result = scft_eval.evaluate_scft(
-        model, dataset, max_images=args.max_images, batch_size=args.batch_size, device=device
-    )
-    paths = scft_eval.write_report(result, args.out)
-    print(scft_eval.markdown_table(result))
+def _evaluate_with_report(module, evaluate, args, model, dataset, device) -> int:
+    """The scft and exemplar protocols: evaluate, write the report, print its table."""
+    result = evaluate(model, dataset, max_images=args.max_images, batch_size=args.batch_size, device=device)
+    paths = module.write_report(result, args.out)
+    print(module.markdown_table(result))
     if "png" not in paths:
         print("no plot: matplotlib is not installed (pip install refcolor[plot])")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def _evaluate_scft(args, model, dataset, device) -> int:
+    from refcolor.evaluation import scft_eval
+
+    return _evaluate_with_report(scft_eval, scft_eval.evaluate_scft, args, model, dataset, device)
 
 
 def _evaluate_exemplar(args, model, dataset, device) -> int:
     from refcolor.evaluation import exemplar_eval
 
-    result = exemplar_eval.evaluate_exemplar(
-        model, dataset, max_images=args.max_images, batch_size=args.batch_size, device=device
-    )
-    paths = exemplar_eval.write_report(result, args.out)
-    print(exemplar_eval.markdown_table(result))
-    if "png" not in paths:
-        print("no plot: matplotlib is not installed (pip install refcolor[plot])")
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return 0
+    return _evaluate_with_report(exemplar_eval, exemplar_eval.evaluate_exemplar, args, model, dataset, device)
 
 
 # --model kind -> its protocol, run on the held-out dataset inside run()'s warning handling;

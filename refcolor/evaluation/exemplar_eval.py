@@ -37,7 +37,7 @@ from torch import Tensor
 from refcolor.data.augmented_self_reference import AugmentedSelfReference
 from refcolor.data.image_folder import ImageFolder
 from refcolor.evaluation.guide_psnr import describe_data
-from refcolor.evaluation.scft_eval import palette_intersection, plotting_available, psnr, ssim
+from refcolor.evaluation.scft_eval import palette_intersection, psnr, ssim, write_report_files
 from refcolor.lab import gray_rgb, normalized_lab_to_rgb, rgb_to_normalized_lab
 from refcolor.models.adain import channel_stats
 
@@ -301,16 +301,8 @@ def write_report(
     result: ExemplarEvaluation, out_dir: str | os.PathLike, *, title: str | None = None
 ) -> dict[str, Path]:
     """exemplar_eval.csv and .md under out_dir, and exemplar_eval.png with matplotlib."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     title = title or "Exemplar colorization: held-out evaluation"
-    paths = {"csv": out_dir / f"{REPORT_NAME}.csv", "md": out_dir / f"{REPORT_NAME}.md"}
-    write_csv(result, paths["csv"])
-    write_markdown(result, paths["md"], title)
-    if plotting_available():
-        paths["png"] = out_dir / f"{REPORT_NAME}.png"
-        plot_results(result, paths["png"], title)
-    return paths
+    return write_report_files(result, out_dir, REPORT_NAME, title, write_csv, write_markdown, plot_results)
 
 
 __all__ = [

@@ -458,19 +458,28 @@ def plotting_available() -> bool:
     return True
 
 
-def write_report(result: SCFTEvaluation, out_dir: str | os.PathLike, *, title: str | None = None) -> dict[str, Path]:
-    """scft_eval.csv and .md under out_dir (created), and scft_eval.png when matplotlib is installed;
-    -> {"csv": path, "md": path[, "png": path]}."""
+def write_report_files(
+    result, out_dir: str | os.PathLike, name: str, title: str, write_csv, write_markdown, plot_results
+) -> dict[str, Path]:
+    """An evaluation's report under out_dir (created): name.csv and name.md, and name.png when
+    matplotlib is installed; -> {"csv": path, "md": path[, "png": path]}. Shared by the scft and
+    exemplar evaluations, which differ only in what they write."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    title = title or "SCFT: augmented-self evaluation"
-    paths = {"csv": out_dir / f"{REPORT_NAME}.csv", "md": out_dir / f"{REPORT_NAME}.md"}
+    paths = {"csv": out_dir / f"{name}.csv", "md": out_dir / f"{name}.md"}
     write_csv(result, paths["csv"])
     write_markdown(result, paths["md"], title)
     if plotting_available():
-        paths["png"] = out_dir / f"{REPORT_NAME}.png"
+        paths["png"] = out_dir / f"{name}.png"
         plot_results(result, paths["png"], title)
     return paths
+
+
+def write_report(result: SCFTEvaluation, out_dir: str | os.PathLike, *, title: str | None = None) -> dict[str, Path]:
+    """scft_eval.csv and .md under out_dir (created), and scft_eval.png when matplotlib is installed;
+    -> {"csv": path, "md": path[, "png": path]}."""
+    title = title or "SCFT: augmented-self evaluation"
+    return write_report_files(result, out_dir, REPORT_NAME, title, write_csv, write_markdown, plot_results)
 
 
 __all__ = [
@@ -493,4 +502,5 @@ __all__ = [
     "write_csv",
     "write_markdown",
     "write_report",
+    "write_report_files",
 ]
