@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def devices() -> list[str]:
@@ -68,3 +69,31 @@ def kernel_backend_params():
     import pytest
 
     return [pytest.param(b, d, id=f"{b}-{d}") for d in devices() for b in KERNEL_BACKENDS[d]]
+
+
+# Deterministic GuidingPainter parts for the guided colorizer and studio tests. FixedRegions paints
+# these model channels: right half, bottom-left quarter, top-left quarter, so the regions
+# (numbered in channel order) are 1 = right half, 2 = bottom-left, 3 = top-left.
+RIGHT, BOTTOM_LEFT, TOP_LEFT = 2, 5, 7
+
+
+class FixedRegions(torch.nn.Module):
+    """A segmentation net whose regions depend on position only (see the channel constants)."""
+
+    def __init__(self, num_segments: int):
+        super().__init__()
+        self.num_segments = num_segments
+
+    def forward(self, sketch):
+        B, _, H, W = sketch.shape
+        labels = torch.full((B, H, W), RIGHT, dtype=torch.int64)
+        labels[:, :, : W // 2] = BOTTOM_LEFT
+        labels[:, : H // 2, : W // 2] = TOP_LEFT
+        return 10.0 * F.one_hot(labels, self.num_segments).permute(0, 3, 1, 2).float()
+
+
+class HintColors(torch.nn.Module):
+    """An 'oracle' colorization net: outputs the hint colours (gray where a region has no hint)."""
+
+    def forward(self, sketch, hints, segments):
+        return hints[:, :3]

@@ -9,7 +9,6 @@ import threading
 import time
 
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from refcolor.inference.guided import GuidedColorizer
@@ -23,32 +22,7 @@ from refcolor.models import (
 )
 from refcolor.models.registry import describe
 from refcolor.models.weights import save_weights
-
-# FixedRegions paints these model channels: right half, bottom-left quarter, top-left quarter, so
-# the regions (numbered in channel order) are 1 = right half, 2 = bottom-left, 3 = top-left.
-RIGHT, BOTTOM_LEFT, TOP_LEFT = 2, 5, 7
-
-
-class FixedRegions(torch.nn.Module):
-    """A segmentation net whose regions depend on position only (see the channel constants)."""
-
-    def __init__(self, num_segments: int):
-        super().__init__()
-        self.num_segments = num_segments
-
-    def forward(self, sketch):
-        B, _, H, W = sketch.shape
-        labels = torch.full((B, H, W), RIGHT, dtype=torch.int64)
-        labels[:, :, : W // 2] = BOTTOM_LEFT
-        labels[:, : H // 2, : W // 2] = TOP_LEFT
-        return 10.0 * F.one_hot(labels, self.num_segments).permute(0, 3, 1, 2).float()
-
-
-class HintColors(torch.nn.Module):
-    """An 'oracle' colorization net: outputs the hint colours (gray where a region has no hint)."""
-
-    def forward(self, sketch, hints, segments):
-        return hints[:, :3]
+from tests.helpers import FixedRegions, HintColors
 
 
 def oracle_painter() -> GuidedColorizer:

@@ -17,6 +17,7 @@ from refcolor.evaluation import evaluate_guide_psnr, hinted_outputs, write_repor
 from refcolor.models.guiding_painter import GuidingPainter, GuidingPainterConfig
 from refcolor.models.registry import describe
 from refcolor.models.weights import save_weights
+from tests.helpers import HintColors
 
 NC = 8  # few regions keep the (Nc + 1)-point curve cheap
 
@@ -36,13 +37,6 @@ def images(tmp_path_factory):
 def _model() -> GuidingPainter:
     torch.manual_seed(0)
     return GuidingPainter(GuidingPainterConfig.preset("small", image_size=32, num_segments=NC))
-
-
-class HintColors(torch.nn.Module):
-    """An 'oracle' colorization net: the hint colours themselves (0, mid gray, where unhinted)."""
-
-    def forward(self, sketch, hints, segments):
-        return hints[:, :3]
 
 
 def test_batched_counts_match_forward_in_eval_mode():

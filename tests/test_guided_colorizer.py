@@ -7,41 +7,15 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from refcolor.inference.guided import GuidedColorizer, parse_colors, read_colors
 from refcolor.models.guiding_painter import GuidingPainter, GuidingPainterConfig
 from refcolor.models.registry import describe
 from refcolor.models.weights import save_weights
-
-# FixedRegions paints these channels: right half, bottom-left quarter, top-left quarter.
-RIGHT, BOTTOM_LEFT, TOP_LEFT = 2, 5, 7
-
+from tests.helpers import BOTTOM_LEFT, RIGHT, TOP_LEFT, FixedRegions, HintColors
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class FixedRegions(torch.nn.Module):
-    """A segmentation net whose regions depend on position only (see the channel constants)."""
-
-    def __init__(self, num_segments: int):
-        super().__init__()
-        self.num_segments = num_segments
-
-    def forward(self, sketch):
-        B, _, H, W = sketch.shape
-        labels = torch.full((B, H, W), RIGHT, dtype=torch.int64)
-        labels[:, :, : W // 2] = BOTTOM_LEFT
-        labels[:, : H // 2, : W // 2] = TOP_LEFT
-        return 10.0 * F.one_hot(labels, self.num_segments).permute(0, 3, 1, 2).float()
-
-
-class HintColors(torch.nn.Module):
-    """An 'oracle' colorization net that outputs the hint colours (gray where there is no hint)."""
-
-    def forward(self, sketch, hints, segments):
-        return hints[:, :3]
 
 
 def _model(**overrides) -> GuidingPainter:
