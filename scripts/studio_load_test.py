@@ -24,9 +24,7 @@ import asyncio
 import io
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,7 @@ from pathlib import Path
 import httpx
 import tomllib
 from PIL import Image, ImageDraw
+from studio_server import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,32 +78,6 @@ def save_bundled_architectures(folder: Path) -> dict[str, Path]:
         paths[kind] = folder / f"{kind}.safetensors"
         save_weights(paths[kind], cls(config), describe(kind, config))
     return paths
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(checkpoints: dict[str, Path], queue_size: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    command = [sys.executable, "-m", "refcolor", "serve", "--port", str(port), "--queue-size", str(queue_size)]
-    for kind, path in checkpoints.items():
-        command += ["--checkpoint", f"{kind}={path}"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
-                return server, url
-        except httpx.TransportError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            raise SystemExit(f"the server did not start ({' '.join(command)})")
-        time.sleep(0.25)
 
 
 async def one_request(client: httpx.AsyncClient, endpoint: str, index: int, height: int, reference: bytes) -> dict:
@@ -215,7 +188,10 @@ def main() -> int:
                 checkpoints = {k: Path(p) for k, _, p in (c.partition("=") for c in args.checkpoint)}
             else:
                 checkpoints = save_bundled_architectures(Path(tmp))
-            server, url = start_server(checkpoints, args.queue_size or args.clients)
+            serve_args = ["--queue-size", str(args.queue_size or args.clients)]
+            for kind, path in checkpoints.items():
+                serve_args += ["--checkpoint", f"{kind}={path}"]
+            server, url = start_server(serve_args, quiet=True)
         try:
             health = httpx.get(f"{url}/api/health", timeout=10).json()
             print(f"server {url}: models {json.dumps(health['models'])}, queue {health['queue']['capacity']}")

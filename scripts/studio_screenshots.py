@@ -17,42 +17,18 @@ import argparse
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 from PIL import Image
+from studio_server import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "refcolor" / "assets" / "demo"
 TABS = ("guided", "reference", "exemplar")
 SWATCHES = ["#e03c31", "#2a5bd7", "#f6d155", "#7bc043", "#f5d0b0", "#6a4c93", "#f28c28", "#2a9d8f", "#8d5524"]
-
-
-def start_server(checkpoints: list[str]) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, "-m", "refcolor", "serve", "--port", str(port)]
-    for text in checkpoints:
-        command += ["--checkpoint", text]
-    server = subprocess.Popen(command)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
-                return server, url
-        except httpx.TransportError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            raise SystemExit("the server did not start")
-        time.sleep(0.25)
 
 
 def save_small(png: bytes, path: Path) -> None:
@@ -84,7 +60,7 @@ def main() -> int:
     os.environ.setdefault("SE_OFFLINE", "true")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    server, url = start_server(args.checkpoint)
+    server, url = start_server([arg for text in args.checkpoint for arg in ("--checkpoint", text)])
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1360,820", "--hide-scrollbars"):
