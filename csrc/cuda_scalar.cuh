@@ -1,7 +1,7 @@
 #pragma once
 // Device-side dtype handling shared by the CUDA kernels: the accumulator type of each storage type,
 // and widening loads / rounding stores for the 16-bit types (torch's nvcc flags switch off their
-// implicit conversions). No torch headers.
+// implicit conversions), and the same as functors. No torch headers.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -42,6 +42,21 @@ __device__ __forceinline__ void store(__half* p, float v) {
 __device__ __forceinline__ void store(__nv_bfloat16* p, float v) {
   *p = __float2bfloat16_rn(v);
 }
+
+// load / store as functors, for the kernels' helpers shared with the host emulations
+// (*_math.h take the memory access as a parameter).
+struct DeviceLoad {
+  template <typename T>
+  __device__ __forceinline__ auto operator()(const T* p) const {
+    return load(p);
+  }
+};
+struct DeviceStore {
+  template <typename T, typename acc_t>
+  __device__ __forceinline__ void operator()(T* p, acc_t v) const {
+    store(p, v);
+  }
+};
 
 }  // namespace cuda
 }  // namespace refcolor

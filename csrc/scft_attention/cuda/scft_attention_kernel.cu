@@ -15,18 +15,6 @@ namespace refcolor {
 namespace cuda {
 namespace {
 
-struct DeviceLoad {
-  template <typename T>
-  __device__ __forceinline__ auto operator()(const T* p) const {
-    return load(p);
-  }
-};
-struct DeviceStore {
-  template <typename T, typename acc_t>
-  __device__ __forceinline__ void operator()(T* p, acc_t v) const {
-    store(p, v);
-  }
-};
 struct DeviceExp {
   __device__ __forceinline__ float operator()(float x) const { return expf(x); }
   __device__ __forceinline__ double operator()(double x) const { return exp(x); }

@@ -36,13 +36,6 @@ namespace {
 
 constexpr int kWarps = kReduceThreads / 32;
 
-struct DeviceStore {
-  template <typename T, typename acc_t>
-  __device__ __forceinline__ void operator()(T* p, acc_t v) const {
-    store(p, v);
-  }
-};
-
 template <typename acc_t>
 __device__ __forceinline__ acc_t warp_sum(acc_t v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);

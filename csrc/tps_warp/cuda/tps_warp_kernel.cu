@@ -12,18 +12,6 @@ namespace refcolor {
 namespace cuda {
 namespace {
 
-struct DeviceLoad {
-  template <typename T>
-  __device__ __forceinline__ auto operator()(const T* p) const {
-    return load(p);
-  }
-};
-struct DeviceStore {
-  template <typename T, typename acc_t>
-  __device__ __forceinline__ void operator()(T* p, acc_t v) const {
-    store(p, v);
-  }
-};
 struct DeviceAtomicAdd {
   template <typename acc_t>
   __device__ __forceinline__ void operator()(acc_t* p, acc_t v) const {
