@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -97,3 +98,19 @@ class HintColors(torch.nn.Module):
 
     def forward(self, sketch, hints, segments):
         return hints[:, :3]
+
+
+# Relative error bounds vs float64 for the 16-bit tests of the kernels without tl.dot (float32
+# sums): a few units of each format's rounding (float16 eps 9.8e-4, bfloat16 eps 7.8e-3), checked
+# on top of flash-attention's rule.
+HALF_TOL = {torch.float16: 4e-3, torch.bfloat16: 3e-2}
+
+
+def half_precision_params():
+    """(backend, device) pairs for those 16-bit tests: Triton runs on the CPU under the
+    interpreter, which handles float16 and bfloat16 when a kernel uses no tl.dot; the CUDA kernels
+    need a GPU."""
+    params = [pytest.param("triton", "cpu", id="triton-cpu")]
+    if torch.cuda.is_available():
+        params += [pytest.param(b, "cuda", id=f"{b}-cuda") for b in ("cuda", "triton")]
+    return params

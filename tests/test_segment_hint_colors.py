@@ -11,7 +11,15 @@ import torch
 import refcolor
 from refcolor.ops import segment_hint_colors
 from refcolor.ops.segment_hint_colors import DTYPES
-from tests.helpers import kernel_backend_params, make_image, make_segments, rel_err, usable
+from tests.helpers import (
+    HALF_TOL,
+    half_precision_params,
+    kernel_backend_params,
+    make_image,
+    make_segments,
+    rel_err,
+    usable,
+)
 
 # Relative error bound (max abs error / max abs value) against the same-dtype reference.
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
@@ -302,22 +310,8 @@ def test_torch_compile_forward_backward(backend):
         torch.testing.assert_close(a, e)
 
 
-# Relative error bounds vs float64 for 16-bit inputs (float32 sums): a few units of each format's
-# rounding (float16 eps 9.8e-4, bfloat16 eps 7.8e-3), checked on top of flash-attention's rule.
-HALF_TOL = {torch.float16: 4e-3, torch.bfloat16: 3e-2}
-
-
-def _half_params():
-    """(backend, device): Triton runs on the CPU under the interpreter, which handles float16 and
-    bfloat16 (the op uses no tl.dot); the CUDA kernels need a GPU."""
-    params = [pytest.param("triton", "cpu", id="triton-cpu")]
-    if torch.cuda.is_available():
-        params += [pytest.param(b, "cuda", id=f"{b}-cuda") for b in ("cuda", "triton")]
-    return params
-
-
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
-@pytest.mark.parametrize("backend,device", _half_params())
+@pytest.mark.parametrize("backend,device", half_precision_params())
 def test_half_precision_within_twice_reference_error(backend, device, dtype):
     """flash-attention's rule: forward and both gradients, error vs float64 at most ~2x that of
     the same-precision reference, and within the dtype's tolerance."""

@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from refcolor.ops import tps_grid, tps_warp
-from tests.helpers import kernel_backend_params, random_tps_points, rel_err, smooth_image, usable
+from tests.helpers import (
+    HALF_TOL,
+    half_precision_params,
+    kernel_backend_params,
+    random_tps_points,
+    rel_err,
+    smooth_image,
+    usable,
+)
 
 # float64 kernels must match the float64 reference closely. In float32 the kernels and the reference
 # evaluate the spline in different orders (the CPU kernel with its own log), and rounding of the
@@ -279,22 +287,8 @@ def test_torch_compile_forward_backward():
     torch.testing.assert_close(torch.autograd.grad(loss, image)[0], torch.autograd.grad(loss_fn(image), image)[0])
 
 
-# Relative error bounds vs float64 for 16-bit images (float32 spline and sums): a few units of
-# each format's rounding, checked on top of flash-attention's rule.
-HALF_TOL = {torch.float16: 4e-3, torch.bfloat16: 3e-2}
-
-
-def _half_params():
-    """(backend, device): Triton runs on the CPU under the interpreter, which handles float16 and
-    bfloat16 (the kernels use no tl.dot); the CUDA kernels need a GPU."""
-    params = [pytest.param("triton", "cpu", id="triton-cpu")]
-    if torch.cuda.is_available():
-        params += [pytest.param(b, "cuda", id=f"{b}-cuda") for b in ("cuda", "triton")]
-    return params
-
-
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
-@pytest.mark.parametrize("backend,device", _half_params())
+@pytest.mark.parametrize("backend,device", half_precision_params())
 def test_half_precision_within_twice_reference_error(backend, device, dtype):
     """Output and image gradient: error vs float64 at most ~2x that of the same-precision
     reference (plus an ulp), and within the dtype's tolerance."""
