@@ -14,7 +14,7 @@ levels the encoder has):
   conv1_1 1.0, conv2_1 0.75, conv3_1..conv5_1 0.2; the encoder stops at relu4_1, so conv5_1's term
   has no layer and is dropped; for EfficientNet-Lite0 the levels are stem, stage2, stage3, stage4).
 Colorization sub-net: the slides' weighted smooth L1, L_h((1 + lambda M) F(x), (1 + lambda M) y),
-lambda 10, on normalised a*b* (refcolor.lab). Scaling both sides inside the Huber loss is not a
+lambda 10, on normalised a*b* (refcolor.lab), over the self-exemplar samples only, as reconstruction. Scaling both sides inside the Huber loss is not a
 weighted loss: a hint pixel weighs (1 + lambda)^2 in the quadratic zone and (1 + lambda) in the
 linear zone (beta = 1, PyTorch's default, as the slides give none).
 """
@@ -83,16 +83,24 @@ def transfer_losses(
     }
 
 
-def weighted_smooth_l1(prediction: Tensor, target: Tensor, mask: Tensor, hint_lambda: float = 10.0) -> Tensor:
+def weighted_smooth_l1(
+    prediction: Tensor, target: Tensor, mask: Tensor, hint_lambda: float = 10.0, sample_weight: Tensor | None = None
+) -> Tensor:
     """L_h((1 + lambda M) * prediction, (1 + lambda M) * target), mean over all entries; mask (B, 1, H, W)
-    broadcasts over the a*b* channels."""
+    broadcasts over the a*b* channels. sample_weight (B,): the mean over the samples weighted by it
+    (the colorization loss passes 1 for self exemplars, 0 for another image's: like the transfer's
+    reconstruction term, the target's colours are what the output should be only when the
+    exemplar is the target's own copy)."""
     if prediction.shape != target.shape:
         raise ValueError(
             f"weighted_smooth_l1: 'prediction' and 'target' must have one shape, got "
             f"{tuple(prediction.shape)} and {tuple(target.shape)}"
         )
     scale = 1 + hint_lambda * mask.float()
-    return F.smooth_l1_loss(scale * prediction.float(), scale * target.float())
+    if sample_weight is None:
+        return F.smooth_l1_loss(scale * prediction.float(), scale * target.float())
+    per_sample = F.smooth_l1_loss(scale * prediction.float(), scale * target.float(), reduction="none")
+    return _weighted_mean(per_sample.flatten(1).mean(dim=1), sample_weight.float())
 
 
 __all__ = ["STYLE_LEVEL_WEIGHTS", "ExemplarLossWeights", "transfer_losses", "weighted_smooth_l1"]

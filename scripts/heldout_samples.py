@@ -1,12 +1,16 @@
 #!/usr/bin/env python
-"""A picture of what an SCFT model does on held-out images, to judge beside `refcolor evaluate`'s
-numbers: one row per image, columns sketch | reference | output | target (the evaluation's own
-augmented-self triple: refcolor.evaluation.scft_eval.augmented_self_triple, same seed, so the
-rows are the images the figures were measured on), then the warped-reference copy baseline, and
-the output with the next image as the reference (the palette-transfer case).
+"""A picture of what an SCFT or exemplar model does on held-out images, to judge beside `refcolor
+evaluate`'s numbers: one row per image, the evaluation's own augmented-self inputs (same seed, so the
+rows are the images the figures were measured on), then the case of another image's colours.
+
+SCFT (refcolor.evaluation.scft_eval.augmented_self_triple): sketch | reference | output | target |
+other reference | output with it.
+Exemplar (refcolor.evaluation.exemplar_eval.augmented_self_pair): gray | exemplar | T_ab alone |
+output | Reinhard's global transfer | target | other exemplar | output with it.
 
     python scripts/heldout_samples.py runs/bundled_scft data/openclipart128/heldout -o grid.png
     python scripts/heldout_samples.py RUN DIR -o grid.png --images 0 17 40 --seed 0
+    python scripts/heldout_samples.py runs/bundled_exemplar data/skimage_photos128 -o photos.png
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import argparse
 import torch
 
 from refcolor.data.image_folder import ImageFolder
+from refcolor.evaluation.exemplar_eval import augmented_self_pair, reinhard_ab
 from refcolor.evaluation.scft_eval import augmented_self_triple
+from refcolor.lab import gray_rgb, normalized_lab_to_rgb, rgb_to_normalized_lab
 from refcolor.models.loading import load_model
 from refcolor.train.sample_grid import save_grid
 
@@ -30,13 +36,20 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="the evaluation's seed (default 0)")
     args = ap.parse_args(argv)
 
-    model = load_model(args.checkpoint, expected_kind="scft").model
+    loaded = load_model(args.checkpoint)
+    if loaded.kind not in ("scft", "exemplar"):
+        raise SystemExit(f"checkpoint: expected an scft or exemplar model, got a {loaded.kind!r} model")
+    model = loaded.model
     dataset = ImageFolder(args.data, model.config.image_size)
     n = len(dataset)
     indices = args.images or sorted({round(i * (n - 1) / 7) for i in range(8)})
     bad = [i for i in indices if not 0 <= i < n]
     if bad:
         raise SystemExit(f"--images: indices must be in [0, {n}), got {bad}")
+    if loaded.kind == "exemplar":
+        save_grid(args.out, exemplar_columns(model, dataset, indices, args.seed))
+        print(f"{args.out}: held-out images {indices}")
+        return 0
     triples = [augmented_self_triple(dataset[i]["image"], i, args.seed) for i in indices]
     sketch, reference, target = (torch.cat([t[k] for t in triples]) for k in ("sketch", "reference", "target"))
     other = torch.stack([dataset[(i + 1) % n]["image"] for i in indices])  # unwarped, another image
@@ -57,6 +70,27 @@ def main(argv=None) -> int:
     )
     print(f"{args.out}: held-out images {indices}")
     return 0
+
+
+@torch.no_grad()
+def exemplar_columns(model, dataset, indices: list[int], seed: int) -> list[tuple[str, torch.Tensor]]:
+    n = len(dataset)
+    pairs = [augmented_self_pair(dataset[i]["image"], i, seed) for i in indices]
+    target, exemplar = (torch.cat([p[k] for p in pairs]) for k in (0, 1))
+    other = torch.stack([dataset[(i + 1) % n]["image"] for i in indices])  # another image's colours
+    luminance, _ = rgb_to_normalized_lab(target)
+    out = model(luminance, exemplar)
+    zero_ab = torch.zeros_like(out.ab)
+    return [
+        ("gray", gray_rgb(luminance)),
+        ("exemplar", exemplar),
+        ("T_ab alone", normalized_lab_to_rgb(luminance, out.transfer.t_ab)),
+        ("output", normalized_lab_to_rgb(luminance, out.ab)),
+        ("reinhard", normalized_lab_to_rgb(luminance, reinhard_ab(luminance, zero_ab, exemplar))),
+        ("target", target),
+        ("other exemplar", other),
+        ("output", normalized_lab_to_rgb(luminance, model(luminance, other).ab)),
+    ]
 
 
 if __name__ == "__main__":

@@ -137,6 +137,19 @@ def test_weighted_smooth_l1_scales_prediction_and_target():
     )
 
 
+def test_weighted_smooth_l1_sample_weight_leaves_other_image_exemplars_out():
+    prediction = torch.zeros(3, 2, 4, 4)
+    target = torch.stack([torch.full((2, 4, 4), 0.1), torch.full((2, 4, 4), 0.9), torch.full((2, 4, 4), 0.3)])
+    mask = (torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    own = torch.tensor([1.0, 0.0, 1.0])  # sample 1's exemplar is another image: its target says nothing
+    weighted = weighted_smooth_l1(prediction, target, mask, 10.0, sample_weight=own)
+    kept = weighted_smooth_l1(prediction[[0, 2]], target[[0, 2]], mask[[0, 2]], 10.0)
+    torch.testing.assert_close(weighted, kept)
+    every = weighted_smooth_l1(prediction, target, mask, 10.0, sample_weight=torch.ones(3))
+    torch.testing.assert_close(every, weighted_smooth_l1(prediction, target, mask, 10.0))
+    assert weighted_smooth_l1(prediction, target, mask, 10.0, sample_weight=torch.zeros(3)) == 0
+
+
 def test_transfer_losses_leave_other_image_exemplars_out_of_reconstruction():
     features = [torch.rand(2, 4, 4, 4) for _ in range(4)]
     output, target = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)

@@ -18,6 +18,7 @@ from refcolor.models.guiding_painter import (
     SegmentationUNet,
     gumbel_temperature,
     hint_consistency_loss,
+    match_hint_means,
     smoothness_loss,
     straight_through_gumbel_softmax,
 )
@@ -437,3 +438,81 @@ def test_region_usage_loss_is_a_hinge_on_the_effective_number_of_regions():
         region_usage_loss(one_hot, 9)
     with pytest.raises(ValueError, match="argument 'logits' must be a floating-point"):
         region_usage_loss(torch.zeros(2, 8, 4), 2)
+
+
+# ----------------------------------------------------------------- hint-mean matching
+
+
+def _random_regions(b: int, nc: int, size: int, seed: int) -> torch.Tensor:
+    labels = torch.randint(0, nc, (b, size // 4, size // 4), generator=_gen(seed))
+    labels = labels.repeat_interleave(4, dim=1).repeat_interleave(4, dim=2)
+    return F.one_hot(labels, nc).permute(0, 3, 1, 2).double()
+
+
+def test_match_hint_means_sets_hinted_region_means_and_leaves_the_rest():
+    nc = 6
+    segments = _random_regions(2, nc, 16, 40)
+    output = torch.rand(2, 3, 16, 16, generator=_gen(41), dtype=torch.float64) * 1.2 - 0.6
+    colors = torch.rand(2, nc, 3, generator=_gen(42), dtype=torch.float64) * 0.6 - 0.3
+    hints = HintGenerator(nc, backend="reference")(segments, colors=colors, num_hints=torch.tensor([3, 5]))
+    matched = match_hint_means(output, hints, segments, backend="reference")
+    for b, n in enumerate((3, 5)):
+        for region in range(nc):
+            inside = segments[b, region].bool()
+            if not inside.any():
+                continue
+            if region < n:  # shifted by one colour: the hint's mean, the output's texture
+                torch.testing.assert_close(matched[b][:, inside].mean(dim=1), colors[b, region])
+                shift = matched[b][:, inside] - output[b][:, inside]
+                torch.testing.assert_close(shift, shift[:, :1].expand_as(shift))
+            else:
+                torch.testing.assert_close(matched[b][:, inside], output[b][:, inside])
+
+
+def test_match_hint_means_never_raises_the_error_against_a_target_with_those_means():
+    # The evaluation's simulated hints are the target's region means: matching removes each hinted
+    # region's mean error (as long as nothing is clamped) and touches nothing else.
+    nc = 8
+    segments = _random_regions(3, nc, 16, 43)
+    target = torch.rand(3, 3, 16, 16, generator=_gen(44), dtype=torch.float64) * 1.6 - 0.8
+    output = (target + 0.3 * torch.randn(3, 3, 16, 16, generator=_gen(45), dtype=torch.float64)).clamp(-0.9, 0.9)
+    generator = HintGenerator(nc, backend="reference")
+    errors = []
+    for n in range(nc + 1):
+        hints = generator(segments, target, num_hints=torch.full((3,), n))
+        errors.append(((match_hint_means(output, hints, segments) - target) ** 2).mean(dim=(1, 2, 3)))
+    errors = torch.stack(errors)
+    assert (errors[1:] <= errors[:-1] + 1e-12).all()
+    assert (errors[-1] < errors[0]).all()
+
+
+def test_match_hint_means_is_differentiable_and_checks_its_hints():
+    nc = 4
+    segments = _random_regions(1, nc, 8, 46)
+    output = (torch.rand(1, 3, 8, 8, generator=_gen(47), dtype=torch.float64) - 0.5).requires_grad_()
+    colors = torch.rand(1, nc, 3, generator=_gen(48), dtype=torch.float64) - 0.5
+    hints = HintGenerator(nc, backend="reference")(segments, colors=colors, num_hints=torch.tensor([2]))
+    assert torch.autograd.gradcheck(lambda o: match_hint_means(o, hints, segments, backend="reference"), (output,))
+    with pytest.raises(ValueError, match="argument 'hints' must be"):
+        match_hint_means(output, hints[:, :3], segments)
+    with pytest.raises(ValueError, match="match_hint_means must be a bool"):
+        GuidingPainterConfig.preset("small", match_hint_means=1)
+
+
+def test_model_with_match_hint_means_honours_the_colours_in_colorize_and_forward():
+    config = GuidingPainterConfig.preset(
+        "small", num_segments=5, seg_base_channels=4, color_base_channels=4, image_size=16, match_hint_means=True
+    )
+    model = GuidingPainter(config).eval()
+    sketch = torch.rand(1, 1, 16, 16, generator=_gen(49))
+    colors = torch.tensor([[0.4, -0.2, 0.1], [-0.3, 0.2, 0.5], [0.0, 0.0, 0.0], [0.1, 0.1, 0.1], [0.2, 0.3, 0.4]])
+    regions = model.regions(sketch)[0]
+    out = model.colorize(sketch, colors, num_hints=2)
+    for region in (0, 1):
+        inside = regions == region
+        if inside.any():
+            torch.testing.assert_close(out[0][:, inside].mean(dim=1), colors[region], atol=1e-5, rtol=0)
+    target = torch.rand(1, 3, 16, 16, generator=_gen(50)) * 2 - 1
+    forward = model(sketch, target, tau=None, num_hints=torch.tensor([5]))
+    plain = model.colorization(sketch, forward.hints, forward.segments)
+    torch.testing.assert_close(forward.output, match_hint_means(plain, forward.hints, forward.segments))

@@ -90,7 +90,7 @@ def hinted_outputs(
     segments_k = segments.repeat(k, 1, 1, 1)
     sketch_k = sketch.repeat(k, 1, 1, 1)
     hints = model.hint_generator(segments_k, target.repeat(k, 1, 1, 1).to(segments.dtype), num_hints=num_hints)
-    output = model.colorization(sketch_k, hints, segments_k)
+    output = model.paint(sketch_k, hints, segments_k)
     return output.reshape(k, b, *output.shape[1:]), hints[:, 3:].reshape(k, b, 1, *hints.shape[2:])
 
 

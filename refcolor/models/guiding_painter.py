@@ -284,6 +284,10 @@ class GuidingPainterConfig:
         Without them two flat areas look alike to its convolutions and get the same channel: the
         bundled run without them used 5 regions per held-out sketch after 1,000 steps, whatever the
         drawing (docs/training_log.md). Off in both presets (the paper has none).
+    match_hint_means: every hinted region of g's output is shifted so that its mean colour is the
+        hint's (match_hint_means below), in training and inference alike. The paper's g only sees
+        the hints as inputs and may drift from them; a person who picked a colour for a region
+        expects that colour there. Off in both presets (the paper has no such step).
     Loss weights live in refcolor.losses.GuidingPainterLossWeights.
     """
 
@@ -301,6 +305,7 @@ class GuidingPainterConfig:
     backend: str = "auto"
     priority_bias: float = 0.0
     coordinate_channels: bool = False
+    match_hint_means: bool = False
 
     PRESETS = ("paper", "small")
 
@@ -324,6 +329,8 @@ class GuidingPainterConfig:
             raise ValueError(
                 f"GuidingPainterConfig: coordinate_channels must be a bool, got {self.coordinate_channels!r}"
             )
+        if not isinstance(self.match_hint_means, bool):
+            raise ValueError(f"GuidingPainterConfig: match_hint_means must be a bool, got {self.match_hint_means!r}")
         if not 0.0 <= self.stop_prob <= 1.0:
             raise ValueError(f"GuidingPainterConfig: stop_prob must be in [0, 1], got {self.stop_prob}")
 
@@ -419,8 +426,16 @@ class GuidingPainter(nn.Module):
         logits = self.segmentation(sketch)
         segments = self.segmentation.segments_from_logits(logits, tau, generator)
         hints = self.hint_generator(segments, target.to(segments.dtype), num_hints=num_hints, generator=generator)
-        output = self.colorization(sketch, hints, segments)
+        output = self.paint(sketch, hints, segments)
         return GuidingPainterOutput(output, segments, logits, hints)
+
+    def paint(self, sketch: Tensor, hints: Tensor, segments: Tensor) -> Tensor:
+        """g on [sketch, hints U, segments], then, with config.match_hint_means, each hinted region
+        shifted to its hint's mean colour: (B, 3, H, W) in [-1, 1]."""
+        output = self.colorization(sketch, hints, segments)
+        if self.config.match_hint_means:
+            output = match_hint_means(output, hints, segments, backend=self.config.backend)
+        return output
 
     def _argmax_segments(self, sketch: Tensor) -> Tensor:
         logits = self.segmentation(sketch)
@@ -442,7 +457,28 @@ class GuidingPainter(nn.Module):
                     f"got {tuple(colors.shape)}"
                 )
             hints = self.hint_generator(segments, colors=colors, num_hints=num_hints)
-            return self.colorization(sketch, hints, segments)
+            return self.paint(sketch, hints, segments)
+
+
+def match_hint_means(output: Tensor, hints: Tensor, segments: Tensor, *, backend: str = "auto") -> Tensor:
+    """`output` (B, 3, H, W) in [-1, 1] with every hinted region shifted by one colour so that its
+    mean is the hint colour: output + M * (C - mean of output over the region), clamped to [-1, 1].
+
+    hints: U = [C, M] (B, 4, H, W) of HintGenerator; segments: (B, Nc, H, W) one-hot (soft ones give
+    the segment-weighted means). The shift keeps g's shading, texture and lines inside the region and
+    moves only its average; against a target whose region mean is the hint (the evaluation's simulated
+    hints), it removes the squared mean error of every hinted region and changes nothing else. The
+    region means are segment_hint_colors of the output itself, differentiable, so training can run
+    through it."""
+    if hints.dim() != 4 or hints.shape[1] != 4 or hints.shape[-2:] != output.shape[-2:]:
+        raise ValueError(
+            f"match_hint_means: argument 'hints' must be (B, 4, H, W) like the output {tuple(output.shape)}, "
+            f"got {tuple(hints.shape)}"
+        )
+    num_segments = segments.shape[1]
+    means, _ = segment_hint_colors(segments, output.to(segments.dtype), num_segments, backend=backend)
+    colors, mask = hints[:, :3].to(output.dtype), hints[:, 3:].to(output.dtype)
+    return (output + mask * (colors - means.to(output.dtype))).clamp(-1.0, 1.0)
 
 
 # --------------------------------------------------------------------------- losses
@@ -536,6 +572,7 @@ __all__ = [
     "UNet",
     "gumbel_temperature",
     "hint_consistency_loss",
+    "match_hint_means",
     "region_usage_loss",
     "smoothness_loss",
     "straight_through_gumbel_softmax",

@@ -12,7 +12,9 @@ Per batch of colour images (the order of the random draws is fixed, so resuming 
      1 - mask_probability).
 The model sees Y's luminance L and the exemplar; losses (refcolor.exemplar_losses): the transfer terms
 on Lab(L, T_ab) in the transfer and end-to-end stages, the weighted smooth L1 of the colorization
-sub-net's a*b* against Y's in the colorization and end-to-end stages. No discriminator (adversarial
+sub-net's a*b* against Y's in the colorization and end-to-end stages, on the self-exemplar samples
+only (with another image's exemplar the net cannot know Y's colours: trained towards them anyway, it
+learnt to wash the exemplar's colours out, docs/training_log.md). No discriminator (adversarial
 weight 0: the trainer skips it)."""
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class ExemplarTask(Task):
             )
         if stage != "transfer":
             terms["colorization"] = weighted_smooth_l1(
-                result.ab, data["ab"], result.mask, self.model_config.hint_lambda
+                result.ab, data["ab"], result.mask, self.model_config.hint_lambda, sample_weight=data["self"]
             )
         return terms
 
