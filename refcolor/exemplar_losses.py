@@ -14,9 +14,10 @@ levels the encoder has):
   conv1_1 1.0, conv2_1 0.75, conv3_1..conv5_1 0.2; the encoder stops at relu4_1, so conv5_1's term
   has no layer and is dropped; for EfficientNet-Lite0 the levels are stem, stage2, stage3, stage4).
 Colorization sub-net: the slides' weighted smooth L1, L_h((1 + lambda M) F(x), (1 + lambda M) y),
-lambda 10, on normalised a*b* (refcolor.lab), over the self-exemplar samples only, as reconstruction. Scaling both sides inside the Huber loss is not a
-weighted loss: a hint pixel weighs (1 + lambda)^2 in the quadratic zone and (1 + lambda) in the
-linear zone (beta = 1, PyTorch's default, as the slides give none).
+lambda 10, on normalised a*b* (refcolor.lab), over the self-exemplar samples only, as reconstruction.
+Scaling both sides inside the Huber loss is not a weighted loss: a hint pixel weighs (1 + lambda)^2
+in the quadratic zone and (1 + lambda) in the linear zone (beta = 1, PyTorch's default, as the
+slides give none).
 """
 
 from __future__ import annotations
