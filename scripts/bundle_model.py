@@ -2,7 +2,7 @@
 """Bundle a trained model into the package: refcolor/models/pretrained/KIND.safetensors.
 
     python scripts/bundle_model.py runs/bundled_scft scft
-    python scripts/bundle_model.py runs/bundled_guide guide
+    python scripts/bundle_model.py runs/bundled_guide guide --model-override match_hint_means=true
 
 RUN is what `--checkpoint` takes: a run directory (its model.safetensors, else its latest
 checkpoint), a checkpoint .pt or a weights .safetensors. The floating-point weights are stored as
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import hashlib
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ from torch import nn
 
 from refcolor.models.checkpoint_file import latest_checkpoint, load_checkpoint
 from refcolor.models.loading import LoadedModel, load_model
+from refcolor.models.model_options import parse_model_override
 from refcolor.models.registry import MODELS, describe
 from refcolor.models.weights import CONFIG_KEY, FORMAT_KEY, read_metadata, save_weights
 
@@ -99,9 +101,12 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def bundle(run: Path, kind: str, output: Path) -> dict:
+def bundle(run: Path, kind: str, output: Path, overrides: list[str] | None = None) -> dict:
     loaded = load_model(run, expected_kind=kind)
     model = loaded.model
+    changes = dict(parse_model_override(text, kind) for text in overrides or [])
+    if changes:  # options without weights (model_options), e.g. guide's match_hint_means
+        model.config = dataclasses.replace(model.config, **changes)
     source = loaded.source.relative_to(run) if run.is_dir() else Path(loaded.source.name)
     metadata = {**source_metadata(loaded), "stored_dtype": "float16", "source": source.as_posix()}
     step = training_step(loaded, run)
@@ -134,10 +139,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="weights file to write (default: refcolor/models/pretrained/KIND.safetensors of this checkout)",
     )
+    parser.add_argument(
+        "--model-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a model option that has no weights (refcolor.models.model_options), e.g. match_hint_means=true",
+    )
     args = parser.parse_args(argv)
     output = args.output or PRETRAINED / f"{args.kind}.safetensors"
     try:
-        result = bundle(args.run.expanduser(), args.kind, output)
+        result = bundle(args.run.expanduser(), args.kind, output, args.model_override)
     except (OSError, ValueError) as err:
         print(f"bundle_model.py: error: {err}", file=sys.stderr)
         return 1

@@ -6,7 +6,8 @@ options, which `refcolor train --resume` refuses to change in place.
     python scripts/fork_run.py runs/bundled_guide runs/bundled_guide_hm --model-override match_hint_means=true
     refcolor train --out runs/bundled_guide_hm --resume --steps 6000
 
-Only model options that add no weights and change none may be set (FORKABLE below): a fork is a
+Only model options that add no weights and change none may be set
+(refcolor.models.model_options.WEIGHTLESS_OPTIONS): a fork is a
 fine-tune of the same network, so every tensor of the checkpoint must still fit. The new run holds
 one checkpoint, SRC's latest with the changed config, written atomically (the trainer writes its
 config.json when it resumes); SRC is only read.
@@ -19,24 +20,7 @@ from pathlib import Path
 
 from refcolor.atomic_files import atomic_save, atomic_write
 from refcolor.models.checkpoint_file import CHECKPOINTS_DIR, LATEST_POINTER, latest_checkpoint, load_checkpoint
-
-# Model options that change what the network computes around its weights, not the weights.
-FORKABLE = {"guide": {"match_hint_means": bool}}
-BOOLEANS = {"true": True, "false": False}
-
-
-def parse_override(text: str, kind: str) -> tuple[str, object]:
-    key, sep, raw = text.partition("=")
-    allowed = FORKABLE.get(kind, {})
-    if not sep or key not in allowed:
-        raise ValueError(
-            f"--model-override: expected KEY=VALUE with KEY one of {sorted(allowed)} for a {kind!r} run, got {text!r}"
-        )
-    if allowed[key] is bool:
-        if raw.lower() not in BOOLEANS:
-            raise ValueError(f"--model-override: {key} expects true or false, got {raw!r}")
-        return key, BOOLEANS[raw.lower()]
-    return key, allowed[key](raw)
+from refcolor.models.model_options import parse_model_override
 
 
 def fork(src: Path, dst: Path, overrides: list[str]) -> Path:
@@ -48,7 +32,7 @@ def fork(src: Path, dst: Path, overrides: list[str]) -> Path:
     checkpoint = load_checkpoint(checkpoint_file)
     config = dict(checkpoint["config"])
     kind = config["model"]
-    changes = dict(parse_override(text, kind) for text in overrides)
+    changes = dict(parse_model_override(text, kind) for text in overrides)
     if not changes:
         raise ValueError("--model-override: give at least one KEY=VALUE")
     config["model_overrides"] = {**config.get("model_overrides", {}), **changes}

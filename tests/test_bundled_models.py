@@ -186,6 +186,21 @@ def test_bundle_errors_are_one_line_and_write_nothing(runs, tmp_path, capsys, bu
 # --------------------------------------------------------------------------- finding and loading
 
 
+def test_bundle_sets_weightless_model_options(runs, tmp_path, capsys, bundle_script):
+    _, run = runs["guide"]
+    out = tmp_path / "guide.safetensors"
+    assert bundle_script.main([str(run), "guide", "-o", str(out), "--model-override", "match_hint_means=true"]) == 0
+    assert load_model(out).model.config.match_hint_means is True
+    assert load_model(run).model.config.match_hint_means is False
+    assert (
+        bundle_script.main([str(run), "guide", "-o", str(tmp_path / "x.safetensors"), "--model-override", "depth=2"])
+        == 1
+    )
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--model-override: expected KEY=VALUE with KEY one of ['match_hint_means']" in err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 def test_the_default_folder_is_the_package_s_own(monkeypatch):
     monkeypatch.delenv(PRETRAINED_DIR_ENV, raising=False)
     assert pretrained_dir().resolve() == PACKAGE_PRETRAINED

@@ -1,0 +1,31 @@
+"""Model options that change what a network computes around its weights but no weight: they may be
+set on weights trained without them (scripts/bundle_model.py --model-override, scripts/fork_run.py).
+
+    key, value = parse_model_override("match_hint_means=true", "guide")
+"""
+
+from __future__ import annotations
+
+WEIGHTLESS_OPTIONS: dict[str, dict[str, type]] = {
+    # GuidingPainterConfig.match_hint_means: hinted regions shifted to their hint's mean colour.
+    "guide": {"match_hint_means": bool},
+}
+_BOOLEANS = {"true": True, "false": False}
+
+
+def parse_model_override(text: str, kind: str) -> tuple[str, object]:
+    """'KEY=VALUE' -> (key, value) for a weightless option of model `kind`; ValueError (one line) otherwise."""
+    key, sep, raw = text.partition("=")
+    allowed = WEIGHTLESS_OPTIONS.get(kind, {})
+    if not sep or key not in allowed:
+        raise ValueError(
+            f"--model-override: expected KEY=VALUE with KEY one of {sorted(allowed)} for a {kind!r} model, got {text!r}"
+        )
+    if allowed[key] is bool:
+        if raw.lower() not in _BOOLEANS:
+            raise ValueError(f"--model-override: {key} expects true or false, got {raw!r}")
+        return key, _BOOLEANS[raw.lower()]
+    return key, allowed[key](raw)
+
+
+__all__ = ["WEIGHTLESS_OPTIONS", "parse_model_override"]
