@@ -13,6 +13,7 @@ import re
 from fnmatch import fnmatch
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tomllib
 import torch
@@ -21,6 +22,7 @@ from safetensors import safe_open
 
 import refcolor
 from refcolor.cli import main
+from refcolor.lab import rgb_to_normalized_lab
 from refcolor.models import GuidingPainter, GuidingPainterConfig, SCFTColorizer, SCFTColorizerConfig
 from refcolor.models.bundled import (
     PRETRAINED_DIR_ENV,
@@ -211,13 +213,15 @@ def test_the_default_folder_is_the_package_s_own(monkeypatch):
 def test_pyproject_packages_the_bundled_weights_and_cards():
     """A regular install copies package data only where pyproject's patterns say so."""
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["refcolor"]
-    for name in ("scft.safetensors", "guide.safetensors", "scft.md", "guide.md", "README.md"):
+    for name in ("scft.safetensors", "guide.safetensors", "exemplar.safetensors", "scft.md", "guide.md", "README.md"):
         assert any(fnmatch(f"models/pretrained/{name}", p) for p in patterns), name
 
 
 def test_every_model_kind_has_a_card_with_the_template_s_sections(monkeypatch):
     monkeypatch.delenv(PRETRAINED_DIR_ENV, raising=False)
-    for kind in ("scft", "guide"):
+    for kind in ("scft", "guide", "exemplar"):
+        if kind == "exemplar" and _absent(kind):
+            continue
         card = bundled_card_path(kind).read_text(encoding="utf-8")
         assert card.startswith(f"# {kind}: "), kind
         for heading in ("## Training", "## Evaluation (held-out split", "## Limits", "## Licence"):
@@ -346,3 +350,24 @@ def test_the_bundled_guide_model_proposes_regions_on_the_demo_sketch(monkeypatch
     assert regions.size == sketch.size and len(regions) >= 2
     out = painter.colorize(sketch, ["#e03c31", "#2a5bd7"])
     assert out.size == sketch.size and out.mode == "RGB"
+
+
+def _lightness(image: Image.Image) -> torch.Tensor:
+    rgb = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+    return rgb_to_normalized_lab(rgb.unsqueeze(0))[0]
+
+
+@pytest.mark.skipif(
+    _absent("exemplar"), reason="bundled weights not yet added (refcolor/models/pretrained/exemplar.safetensors)"
+)
+def test_the_bundled_exemplar_model_colours_a_gray_image_like_its_exemplar(monkeypatch):
+    monkeypatch.delenv(PRETRAINED_DIR_ENV, raising=False)
+    _check_real_file("exemplar")
+    exemplar = Image.open(DEMO / "reference.png").convert("RGB")
+    gray = exemplar.convert("L").resize((77, 53))  # an odd size, a one-channel input
+    out = refcolor.ExemplarColorizer.pretrained()(gray, exemplar)
+    assert out.size == gray.size and out.mode == "RGB"
+    rgb = np.asarray(out, dtype=np.float64)
+    assert (rgb.max(axis=-1) - rgb.min(axis=-1)).mean() > 10  # coloured, not gray
+    # The luminance is the input's own (full resolution, kept by the colorizer), up to 8-bit rounding.
+    assert (_lightness(out) - _lightness(gray)).abs().mean() < 0.02
