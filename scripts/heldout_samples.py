@@ -1,10 +1,12 @@
 #!/usr/bin/env python
-"""A picture of what an SCFT or exemplar model does on held-out images, to judge beside `refcolor
+"""A picture of what an SCFT, GuidingPainter or exemplar model does on held-out images, to judge beside `refcolor
 evaluate`'s numbers: one row per image, the evaluation's own augmented-self inputs (same seed, so the
 rows are the images the figures were measured on), then the case of another image's colours.
 
 SCFT (refcolor.evaluation.scft_eval.augmented_self_triple): sketch | reference | output | target |
 other reference | output with it.
+GuidingPainter (refcolor.evaluation.guide_psnr's protocol): sketch | the output with the first 3, 8
+and all regions given their mean target colour | target.
 Exemplar (refcolor.evaluation.exemplar_eval.augmented_self_pair): gray | exemplar | T_ab alone |
 output | Reinhard's global transfer | target | other exemplar | output with it.
 
@@ -21,6 +23,7 @@ import torch
 
 from refcolor.data.image_folder import ImageFolder
 from refcolor.evaluation.exemplar_eval import augmented_self_pair, reinhard_ab
+from refcolor.evaluation.guide_psnr import hinted_outputs, prepare_sketch
 from refcolor.evaluation.scft_eval import augmented_self_triple
 from refcolor.lab import gray_rgb, normalized_lab_to_rgb, rgb_to_normalized_lab
 from refcolor.models.loading import load_model
@@ -37,8 +40,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     loaded = load_model(args.checkpoint)
-    if loaded.kind not in ("scft", "exemplar"):
-        raise SystemExit(f"checkpoint: expected an scft or exemplar model, got a {loaded.kind!r} model")
+    if loaded.kind not in ("scft", "guide", "exemplar"):
+        raise SystemExit(f"checkpoint: expected an scft, guide or exemplar model, got a {loaded.kind!r} model")
     model = loaded.model
     dataset = ImageFolder(args.data, model.config.image_size)
     n = len(dataset)
@@ -46,8 +49,9 @@ def main(argv=None) -> int:
     bad = [i for i in indices if not 0 <= i < n]
     if bad:
         raise SystemExit(f"--images: indices must be in [0, {n}), got {bad}")
-    if loaded.kind == "exemplar":
-        save_grid(args.out, exemplar_columns(model, dataset, indices, args.seed))
+    if loaded.kind != "scft":
+        columns = exemplar_columns if loaded.kind == "exemplar" else guide_columns
+        save_grid(args.out, columns(model, dataset, indices, args.seed))
         print(f"{args.out}: held-out images {indices}")
         return 0
     triples = [augmented_self_triple(dataset[i]["image"], i, args.seed) for i in indices]
@@ -70,6 +74,18 @@ def main(argv=None) -> int:
     )
     print(f"{args.out}: held-out images {indices}")
     return 0
+
+
+@torch.no_grad()
+def guide_columns(model, dataset, indices: list[int], seed: int) -> list[tuple[str, torch.Tensor]]:
+    del seed  # the guide protocol draws nothing at random
+    image = torch.stack([dataset[i]["image"] for i in indices])
+    sketch = prepare_sketch(image, extract="always") * 2 - 1  # as the evaluation prepares it
+    counts = [3, 8, model.num_segments]
+    outputs, _ = hinted_outputs(model, sketch, image * 2 - 1, counts)
+    columns = [("sketch", (sketch.repeat(1, 3, 1, 1) + 1) / 2)]
+    columns += [(f"{n} hints", (out.clamp(-1, 1) + 1) / 2) for n, out in zip(counts, outputs, strict=True)]
+    return columns + [("target", image)]
 
 
 @torch.no_grad()
