@@ -17,6 +17,7 @@
 #   DATA   prepared data folder (default data/openclipart128; made when missing)
 #   RUN    run directory (default runs/bundled_MODEL)
 #   STEPS  total steps (default: the config's)
+#   PHOTOS prepared photo folder of the exemplar evaluation (default data/skimage_photos128)
 #   NICE   niceness of training and evaluation (default 0; 15 on a machine shared with others)
 #   PYTHON the interpreter with refcolor[features] installed (default python3)
 #
@@ -60,3 +61,15 @@ echo "== evaluating $RUN on the held-out images"
 nice -n "$NICE" "$PYTHON" -m refcolor evaluate --model "$MODEL" --checkpoint "$RUN" --data "$DATA/heldout" \
     --out "$RUN/eval_heldout"
 cat "$RUN/eval_heldout/$REPORT"
+
+if [ "$MODEL" = exemplar ]; then
+    # Photos as well (issue 13): the colour photographs scikit-image ships, never trained on.
+    PHOTOS=${PHOTOS:-data/skimage_photos$SIZE}
+    if [ ! -d "$PHOTOS" ]; then
+        "$PYTHON" scripts/export_skimage_photos.py "$PHOTOS.full"
+        "$PYTHON" scripts/prepare_training_folder.py "$PHOTOS.full" "$PHOTOS" --size "$SIZE" --no-split
+    fi
+    nice -n "$NICE" "$PYTHON" -m refcolor evaluate --model exemplar --checkpoint "$RUN" --data "$PHOTOS" \
+        --out "$RUN/eval_photos"
+    cat "$RUN/eval_photos/$REPORT"
+fi
