@@ -15,8 +15,8 @@ from typing import Any
 
 KINDS = ("guide", "scft", "exemplar")
 LOADABLE = KINDS
-# Kinds served only when a model is found: refcolor does not bundle an exemplar model yet, and a
-# studio without one is still a useful studio.
+# Kinds served only when a model is found: a build may ship without the exemplar model (its file
+# is optional package data), and a studio without one is still a useful studio.
 OPTIONAL = ("exemplar",)
 
 
