@@ -98,10 +98,10 @@ def weighted_smooth_l1(
             f"{tuple(prediction.shape)} and {tuple(target.shape)}"
         )
     scale = 1 + hint_lambda * mask.float()
-    if sample_weight is None:
-        return F.smooth_l1_loss(scale * prediction.float(), scale * target.float())
-    per_sample = F.smooth_l1_loss(scale * prediction.float(), scale * target.float(), reduction="none")
-    return _weighted_mean(per_sample.flatten(1).mean(dim=1), sample_weight.float())
+    losses = F.smooth_l1_loss(scale * prediction.float(), scale * target.float(), reduction="none")
+    per_sample = losses.flatten(1).mean(dim=1)  # equal sizes: their plain mean is the mean over all entries
+    weight = torch.ones_like(per_sample) if sample_weight is None else sample_weight.float()
+    return _weighted_mean(per_sample, weight)
 
 
 __all__ = ["STYLE_LEVEL_WEIGHTS", "ExemplarLossWeights", "transfer_losses", "weighted_smooth_l1"]

@@ -22,10 +22,10 @@ import argparse
 import torch
 
 from refcolor.data.image_folder import ImageFolder
-from refcolor.evaluation.exemplar_eval import augmented_self_pair, reinhard_ab
+from refcolor.evaluation.exemplar_eval import augmented_self_pair, colourings
 from refcolor.evaluation.guide_psnr import hinted_outputs, prepare_sketch
 from refcolor.evaluation.scft_eval import augmented_self_triple
-from refcolor.lab import gray_rgb, normalized_lab_to_rgb, rgb_to_normalized_lab
+from refcolor.lab import normalized_lab_to_rgb, rgb_to_normalized_lab
 from refcolor.models.loading import load_model
 from refcolor.train.sample_grid import save_grid
 
@@ -95,14 +95,13 @@ def exemplar_columns(model, dataset, indices: list[int], seed: int) -> list[tupl
     target, exemplar = (torch.cat([p[k] for p in pairs]) for k in (0, 1))
     other = torch.stack([dataset[(i + 1) % n]["image"] for i in indices])  # another image's colours
     luminance, _ = rgb_to_normalized_lab(target)
-    out = model(luminance, exemplar)
-    zero_ab = torch.zeros_like(out.ab)
+    output, transfer_only, reinhard, gray = colourings(model, luminance, exemplar)  # the evaluation's METHODS
     return [
-        ("gray", gray_rgb(luminance)),
+        ("gray", gray),
         ("exemplar", exemplar),
-        ("T_ab alone", normalized_lab_to_rgb(luminance, out.transfer.t_ab)),
-        ("output", normalized_lab_to_rgb(luminance, out.ab)),
-        ("reinhard", normalized_lab_to_rgb(luminance, reinhard_ab(luminance, zero_ab, exemplar))),
+        ("T_ab alone", transfer_only),
+        ("output", output),
+        ("reinhard", reinhard),
         ("target", target),
         ("other exemplar", other),
         ("output", normalized_lab_to_rgb(luminance, model(luminance, other).ab)),

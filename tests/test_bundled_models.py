@@ -22,6 +22,7 @@ from safetensors import safe_open
 
 import refcolor
 from refcolor.cli import main
+from refcolor.images import pil_to_tensor
 from refcolor.lab import rgb_to_normalized_lab
 from refcolor.models import GuidingPainter, GuidingPainterConfig, SCFTColorizer, SCFTColorizerConfig
 from refcolor.models.bundled import (
@@ -353,8 +354,7 @@ def test_the_bundled_guide_model_proposes_regions_on_the_demo_sketch(monkeypatch
 
 
 def _lightness(image: Image.Image) -> torch.Tensor:
-    rgb = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
-    return rgb_to_normalized_lab(rgb.unsqueeze(0))[0]
+    return rgb_to_normalized_lab(pil_to_tensor(image).unsqueeze(0))[0]
 
 
 @pytest.mark.skipif(

@@ -74,7 +74,7 @@ def augmented_self_pair(image: Tensor, index: int, seed: int = 0) -> tuple[Tenso
     return target, exemplar
 
 
-def _colourings(model, luminance: Tensor, exemplar: Tensor) -> list[Tensor]:
+def colourings(model, luminance: Tensor, exemplar: Tensor) -> list[Tensor]:
     """The METHODS' outputs (B, 3, S, S) in [0, 1] for L_n and exemplar."""
     out = model(luminance, exemplar)
     zero_ab = luminance.new_zeros(luminance.shape[0], 2, *luminance.shape[-2:])
@@ -192,13 +192,13 @@ def evaluate_exemplar(
                 target = torch.cat([p[0] for p in pairs]).to(device)
                 exemplar = torch.cat([p[1] for p in pairs]).to(device)
                 luminance, _ = rgb_to_normalized_lab(target)
-                outputs = _colourings(model, luminance, exemplar)
+                outputs = colourings(model, luminance, exemplar)
                 psnrs.append(torch.stack([psnr(o, target) for o in outputs], dim=1).cpu())
                 ssims.append(torch.stack([ssim(o, target) for o in outputs], dim=1).cpu())
                 if total >= 2:
                     other = torch.stack([dataset[(i + 1) % total]["image"] for i in indices]).to(device)
                     plain, _ = rgb_to_normalized_lab(torch.stack([item["image"] for item in items]).to(device))
-                    crossed = _colourings(model, plain, other)
+                    crossed = colourings(model, plain, other)
                     palettes.append(torch.stack([palette_intersection(o, other) for o in crossed], dim=1).cpu())
                     colours.append(torch.stack([colourfulness(o) for o in crossed], dim=1).cpu())
                     exemplar_colours.append(colourfulness(other).cpu())
@@ -311,6 +311,7 @@ __all__ = [
     "ExemplarEvaluation",
     "augmented_self_pair",
     "colourfulness",
+    "colourings",
     "evaluate_exemplar",
     "markdown_table",
     "plot_results",
