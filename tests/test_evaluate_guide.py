@@ -13,7 +13,7 @@ from PIL import Image
 
 from refcolor import cli
 from refcolor.data import sample_images_dir, xdog
-from refcolor.evaluation import evaluate_guide_psnr, hinted_outputs, write_report
+from refcolor.evaluation import evaluate_guide_psnr, hinted_outputs, report_files, write_report
 from refcolor.models.guiding_painter import GuidingPainter, GuidingPainterConfig
 from refcolor.models.registry import describe
 from refcolor.models.weights import save_weights
@@ -81,7 +81,7 @@ def test_bad_arguments(images):
         evaluate_guide_psnr(_model(), images, max_images=0)
 
 
-def test_report_files(images, tmp_path):
+def test_report_files(images, tmp_path, monkeypatch):
     curve = evaluate_guide_psnr(_model(), images, max_images=2, hint_counts=[0, 1, 4])
     paths = write_report(curve, tmp_path / "report")
     with open(paths["csv"], newline="") as f:
@@ -93,6 +93,9 @@ def test_report_files(images, tmp_path):
     with Image.open(paths["png"]) as chart:
         assert chart.format == "PNG" and chart.size == (720, 460)
         assert len(chart.getcolors(1 << 16)) > 10  # something was drawn
+    monkeypatch.setattr(report_files, "plotting_available", lambda: False)
+    paths = write_report(curve, tmp_path / "without")
+    assert sorted(p.name for p in (tmp_path / "without").iterdir()) == ["psnr_vs_hints.csv", "psnr_vs_hints.md"]
 
 
 def test_evaluate_cli(tmp_path, images, capsys):

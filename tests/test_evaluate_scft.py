@@ -13,6 +13,7 @@ import torch
 
 from refcolor import cli
 from refcolor.data import sample_images_dir
+from refcolor.evaluation import report_files
 from refcolor.evaluation import scft_eval as S
 from refcolor.models.registry import describe
 from refcolor.models.scft_colorizer import SCFTColorizer, SCFTColorizerOutput
@@ -193,7 +194,7 @@ def test_report_files_with_and_without_matplotlib(images, tmp_path, monkeypatch)
     markdown = paths["md"].read_text()
     assert "| model | 100.00 +- 0.00 |" in markdown and "| within one cell | 100.0% |" in markdown
 
-    monkeypatch.setattr(S, "plotting_available", lambda: False)
+    monkeypatch.setattr(report_files, "plotting_available", lambda: False)
     paths = S.write_report(result, tmp_path / "without")
     assert sorted(p.name for p in (tmp_path / "without").iterdir()) == ["scft_eval.csv", "scft_eval.md"]
 
@@ -220,6 +221,6 @@ def test_evaluate_cli(tmp_path, images, capsys, monkeypatch):
     assert sorted(p.name for p in out.iterdir()) == ["scft_eval.csv", "scft_eval.md", "scft_eval.png"]
     assert f"Data: {images.resolve()}." in (out / "scft_eval.md").read_text()  # the report names its data
 
-    monkeypatch.setattr(S, "plotting_available", lambda: False)
+    monkeypatch.setattr(report_files, "plotting_available", lambda: False)
     assert cli.main([*args, "--max-images", "2"]) == 0
     assert "no plot: matplotlib is not installed (pip install refcolor[plot])" in capsys.readouterr().out

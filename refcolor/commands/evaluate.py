@@ -98,21 +98,18 @@ def run(args) -> int:
 
 
 def _evaluate_guide(args, model, dataset, device) -> int:
-    from refcolor.evaluation.guide_psnr import evaluate_guide_psnr, markdown_table, write_report
+    from refcolor.evaluation import guide_psnr
 
-    curve = evaluate_guide_psnr(model, dataset, max_images=args.max_images, batch_size=args.batch_size, device=device)
-    paths = write_report(curve, args.out)
-    print(markdown_table(curve))
-    print(f"all-regions hint map: {curve.hint_map_psnr:.2f} dB")
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return 0
+    return _evaluate_with_report(guide_psnr, guide_psnr.evaluate_guide_psnr, args, model, dataset, device)
 
 
 def _evaluate_with_report(module, evaluate, args, model, dataset, device) -> int:
-    """The scft and exemplar protocols: evaluate, write the report, print its table."""
+    """Every protocol: evaluate, write the report, print its table."""
     result = evaluate(model, dataset, max_images=args.max_images, batch_size=args.batch_size, device=device)
     paths = module.write_report(result, args.out)
     print(module.markdown_table(result))
+    if hasattr(result, "hint_map_psnr"):
+        print(f"all-regions hint map: {result.hint_map_psnr:.2f} dB")
     if "png" not in paths:
         print("no plot: matplotlib is not installed (pip install refcolor[plot])")
     print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -37,7 +37,8 @@ from torch import Tensor
 from refcolor.data.augmented_self_reference import AugmentedSelfReference
 from refcolor.data.image_folder import ImageFolder
 from refcolor.evaluation.guide_psnr import describe_data
-from refcolor.evaluation.scft_eval import palette_intersection, psnr, ssim, write_report_files
+from refcolor.evaluation.report_files import write_report_files
+from refcolor.evaluation.scft_eval import palette_intersection, psnr, ssim
 from refcolor.lab import gray_rgb, normalized_lab_to_rgb, rgb_to_normalized_lab
 from refcolor.models.adain import channel_stats
 

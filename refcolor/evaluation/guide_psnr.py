@@ -12,24 +12,24 @@ the model proposes per sketch: its region channels that hold any pixel of the ar
 (what `refcolor guide` numbers for the user), and those that cover at least MIN_REGION_AREA of the
 image (a region a person would bother to pick a colour for).
 
-Outputs: write_report -> psnr_vs_hints.csv, .md and .png (a line chart drawn with PIL).
+Outputs: write_report -> psnr_vs_hints.csv and .md, and psnr_vs_hints.png when matplotlib is
+installed (the extra refcolor[plot]).
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import os
 from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from refcolor.data.image_folder import ImageFolder, sample_images_dir
 from refcolor.data.sketch_preparation import prepare_sketch
+from refcolor.evaluation.report_files import write_report_files
 from refcolor.images import from_model_range
 from refcolor.models.guiding_painter import GuidingPainter
 
@@ -235,116 +235,45 @@ def write_markdown(curve: HintCurve, path: str | os.PathLike, title: str) -> Non
 # --------------------------------------------------------------------------- the chart
 
 
-def _nice_step(span: float, target_ticks: int, mantissas=(1, 2, 2.5, 5, 10)) -> float:
-    """A step of `mantissas` times a power of ten giving at most about target_ticks ticks over span."""
-    raw = max(span, 1e-9) / target_ticks
-    power = 10 ** math.floor(math.log10(raw))
-    return next(m * power for m in mantissas if m * power >= raw)
+def plot_curve(curve: HintCurve, path: str | os.PathLike, title: str) -> None:
+    """PSNR mean against hints (markers, a +-std band) with the all-regions hint map's PSNR as a
+    dashed reference line, as a PNG at `path`. Needs matplotlib (ImportError otherwise)."""
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-def _label(value: float, step: float) -> str:
-    decimals = 0 if float(step).is_integer() else 1 if float(step * 10).is_integer() else 2
-    return f"{value:.{decimals}f}"
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType
-        return ImageFont.load_default()
-
-
-def _text(draw: ImageDraw.ImageDraw, xy, text: str, font, anchor: str = "lt") -> None:
-    """draw.text aligned by hand ("l"/"m"/"r" then "t"/"m"/"b"): bitmap fonts accept no anchor."""
-    x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
-    x = xy[0] - x0 - {"l": 0, "m": (x1 - x0) / 2, "r": x1 - x0}[anchor[0]]
-    y = xy[1] - y0 - {"t": 0, "m": (y1 - y0) / 2, "b": y1 - y0}[anchor[1]]
-    draw.text((x, y), text, fill="black", font=font)
-
-
-def _vertical_text(image: Image.Image, center, text: str, font) -> None:
-    x0, y0, x1, y1 = ImageDraw.Draw(image).textbbox((0, 0), text, font=font)
-    label = Image.new("L", (math.ceil(x1 - x0) + 2, math.ceil(y1 - y0) + 2), 0)
-    ImageDraw.Draw(label).text((1 - x0, 1 - y0), text, fill=255, font=font)
-    label = label.rotate(90, expand=True)
-    corner = (int(center[0] - label.width / 2), int(center[1] - label.height / 2))
-    image.paste(Image.new("RGB", label.size, "black"), corner, label)
-
-
-BLUE, ORANGE, GRID = (40, 100, 200), (220, 120, 30), (225, 225, 225)
-
-
-def plot_curve(curve: HintCurve, path: str | os.PathLike, title: str, *, size: tuple[int, int] = (720, 460)) -> None:
-    """PSNR mean against hints as a line chart with markers, a +-std band and the hint-map PSNR as a
-    dashed reference line; PNG at `path`."""
-    W, H = size
-    left, right, top, bottom = 72, 24, 48, 64
-    x_lo, x_hi = min(curve.hints), max(max(curve.hints), min(curve.hints) + 1)
-    band_lo = [m - s for m, s in zip(curve.psnr_mean, curve.psnr_std, strict=True)]
-    band_hi = [m + s for m, s in zip(curve.psnr_mean, curve.psnr_std, strict=True)]
-    y_values = band_lo + band_hi + [curve.hint_map_psnr]
-    y_step = _nice_step(max(y_values) - min(y_values), 6)
-    y_lo, y_hi = math.floor(min(y_values) / y_step) * y_step, math.ceil(max(y_values) / y_step) * y_step
-    y_hi = y_hi if y_hi > y_lo else y_lo + y_step
-    x_step = max(1, round(_nice_step(x_hi - x_lo, 8, (1, 2, 5, 10))))  # whole hint counts
-
-    def px(x: float, y: float) -> tuple[float, float]:
-        return (
-            left + (x - x_lo) / (x_hi - x_lo) * (W - left - right),
-            top + (y_hi - y) / (y_hi - y_lo) * (H - top - bottom),
-        )
-
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    font, title_font = _font(13), _font(16)
-    for i in range(round((y_hi - y_lo) / y_step) + 1):  # horizontal grid, y tick labels
-        y = y_lo + i * y_step
-        _, py = px(x_lo, y)
-        draw.line([(left, py), (W - right, py)], fill=GRID)
-        _text(draw, (left - 8, py), _label(y, y_step), font, "rm")
-    for i in range(int((x_hi - x_lo) // x_step) + 1):  # x ticks and labels
-        x = x_lo + i * x_step
-        qx, _ = px(x, y_lo)
-        draw.line([(qx, H - bottom), (qx, H - bottom + 5)], fill="black")
-        _text(draw, (qx, H - bottom + 8), _label(x, x_step), font, "mt")
-    band = Image.new("RGBA", size, (0, 0, 0, 0))
-    outline = [px(x, y) for x, y in zip(curve.hints, band_hi, strict=True)] + [
-        px(x, y) for x, y in zip(curve.hints, band_lo, strict=True)
-    ][::-1]
-    ImageDraw.Draw(band).polygon(outline, fill=(*BLUE, 50))
-    image.paste(band, (0, 0), band)
-    draw = ImageDraw.Draw(image)
-    draw.line([(left, top), (left, H - bottom), (W - right, H - bottom)], fill="black")
-    _, ref_y = px(x_lo, curve.hint_map_psnr)
-    for x0 in range(left, W - right, 12):  # the hint map's own PSNR, dashed
-        draw.line([(x0, ref_y), (min(x0 + 6, W - right), ref_y)], fill=ORANGE, width=2)
-    points = [px(x, y) for x, y in zip(curve.hints, curve.psnr_mean, strict=True)]
-    if len(points) > 1:
-        draw.line(points, fill=BLUE, width=2)
-    for qx, qy in points:
-        draw.ellipse([qx - 3.5, qy - 3.5, qx + 3.5, qy + 3.5], fill=BLUE, outline="white")
-    _text(draw, (W / 2, 14), title, title_font, "mt")
-    _text(draw, ((left + W - right) / 2, H - 18), "number of hints (regions coloured)", font, "mm")
-    _vertical_text(image, (18, (top + H - bottom) / 2), "PSNR (dB)", font)
-    lx, ly = left + 12, top + 10  # legend, top left inside the plot
-    draw.line([(lx, ly), (lx + 22, ly)], fill=BLUE, width=2)
-    _text(draw, (lx + 28, ly), f"colorized: mean +- std over {curve.num_images} images", font, "lm")
-    for x0 in (lx, lx + 12):
-        draw.line([(x0, ly + 18), (x0 + 6, ly + 18)], fill=ORANGE, width=2)
-    _text(draw, (lx + 28, ly + 18), f"hint map, all regions ({curve.hint_map_psnr:.2f} dB)", font, "lm")
-    image.save(path)
+    mean, std = torch.tensor(curve.psnr_mean), torch.tensor(curve.psnr_std)
+    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    ax.fill_between(curve.hints, (mean - std).tolist(), (mean + std).tolist(), color="tab:blue", alpha=0.2, lw=0)
+    ax.plot(
+        curve.hints,
+        curve.psnr_mean,
+        "o-",
+        color="tab:blue",
+        ms=4,
+        label=f"colorized: mean +- std over {curve.num_images} images",
+    )
+    ax.axhline(
+        curve.hint_map_psnr, color="tab:orange", ls="--", label=f"hint map, all regions ({curve.hint_map_psnr:.2f} dB)"
+    )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("number of hints (regions coloured)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=9)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def write_report(curve: HintCurve, out_dir: str | os.PathLike, *, title: str | None = None) -> dict[str, Path]:
-    """psnr_vs_hints.csv, .md and .png under out_dir (created); -> {"csv": path, "md": path, "png": path}."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """psnr_vs_hints.csv and .md under out_dir (created), and psnr_vs_hints.png when matplotlib is
+    installed; -> {"csv": path, "md": path[, "png": path]}."""
     title = title or "GuidingPainter: PSNR vs number of hints"
-    paths = {ext: out_dir / f"{REPORT_NAME}.{ext}" for ext in ("csv", "md", "png")}
-    write_csv(curve, paths["csv"])
-    write_markdown(curve, paths["md"], title)
-    plot_curve(curve, paths["png"], title)
-    return paths
+    return write_report_files(curve, out_dir, REPORT_NAME, title, write_csv, write_markdown, plot_curve)
 
 
 __all__ = [

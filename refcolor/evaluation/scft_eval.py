@@ -51,6 +51,7 @@ from torch import Tensor, nn
 from refcolor.data.augmented_self_reference import AugmentedSelfReference
 from refcolor.data.image_folder import ImageFolder
 from refcolor.evaluation.guide_psnr import describe_data
+from refcolor.evaluation.report_files import write_report_files
 from refcolor.ops.tps_correspondence import tps_correspondence
 
 REPORT_NAME = "scft_eval"
@@ -450,31 +451,6 @@ def plot_results(result: SCFTEvaluation, path: str | os.PathLike, title: str) ->
     plt.close(fig)
 
 
-def plotting_available() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def write_report_files(
-    result, out_dir: str | os.PathLike, name: str, title: str, write_csv, write_markdown, plot_results
-) -> dict[str, Path]:
-    """An evaluation's report under out_dir (created): name.csv and name.md, and name.png when
-    matplotlib is installed; -> {"csv": path, "md": path[, "png": path]}. Shared by the scft and
-    exemplar evaluations, which differ only in what they write."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": out_dir / f"{name}.csv", "md": out_dir / f"{name}.md"}
-    write_csv(result, paths["csv"])
-    write_markdown(result, paths["md"], title)
-    if plotting_available():
-        paths["png"] = out_dir / f"{name}.png"
-        plot_results(result, paths["png"], title)
-    return paths
-
-
 def write_report(result: SCFTEvaluation, out_dir: str | os.PathLike, *, title: str | None = None) -> dict[str, Path]:
     """scft_eval.csv and .md under out_dir (created), and scft_eval.png when matplotlib is installed;
     -> {"csv": path, "md": path[, "png": path]}."""
@@ -496,11 +472,9 @@ __all__ = [
     "mean_colour_fill",
     "palette_intersection",
     "plot_results",
-    "plotting_available",
     "psnr",
     "ssim",
     "write_csv",
     "write_markdown",
     "write_report",
-    "write_report_files",
 ]
