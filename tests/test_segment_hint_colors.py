@@ -141,6 +141,30 @@ def test_any_layout_forward_backward(backend, device, layout, dtype, channels):
         assert dS.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("num_segments,num_hints", [(3, 3), (5, 4), (10, 10)])
+def test_channels_last_few_segments_on_two_threads(num_segments, num_hints):
+    """The pixel-major C++ path loads and stores whole vectors of 8 segments where the tensor's
+    packing allows it; with fewer segments than that, such a vector covers several pixels. Two
+    threads and 64 tiles of 1,024 pixels: a store past the span would land in the other thread's
+    pixels (or past the tensor)."""
+    if not usable("cpp", "cpu"):
+        pytest.skip("cpp not usable")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        g = torch.Generator().manual_seed(num_segments)
+        labels = torch.randint(0, num_segments, (1, 256, 256), generator=g)
+        S = torch.nn.functional.one_hot(labels, num_segments).double().permute(0, 3, 1, 2)
+        Y = make_image(1, 3, 256, 256, dtype=torch.float64, generator=g)
+        gH, gM = torch.randn(1, 3, 256, 256, generator=g, dtype=torch.float64), torch.ones(1, 1, 256, 256).double()
+        actual = run("cpp", S, Y, [num_hints], gH, gM)
+        expected = run("reference", S.contiguous(), Y, [num_hints], gH, gM)
+    finally:
+        torch.set_num_threads(threads)
+    for name, a, e in zip(("hints", "mask", "grad_segments", "grad_image"), actual, expected, strict=True):
+        assert rel_err(a, e) <= TOL[torch.float64], f"{name}: relative error {rel_err(a, e):.2e}"
+
+
 @pytest.mark.parametrize("backend", ["cpp"])
 def test_no_hidden_copy_of_strided_inputs(backend):
     """Forward and backward on channels-last / sliced inputs run no copy or clone of any tensor.

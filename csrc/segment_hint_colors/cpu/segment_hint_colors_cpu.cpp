@@ -482,8 +482,9 @@ REFCOLOR_FORCE_INLINE void paint_backward_pixels_c3(const T* gH, int64_t sGH, in
                          t1 * y1 + t2 * y2;
       a0 += t0 * v, a1 += t1 * v, a2 += t2 * v;
       // A whole-vector store may spill into this pixel's inactive segments (zeroed below) or the
-      // next pixel's first ones (written after this, by this thread) when dS is densely packed.
-      if (dsi == 1 && (m == kSegLanes || (pdS == Nc && p + 1 < n)))
+      // next pixel's first ones (written after this, by this thread) when dS is densely packed
+      // and the spill ends inside the next pixel (with fewer segments than lanes it would not).
+      if (dsi == 1 && (m == kSegLanes || (pdS == Nc && may_over_read(p, n, m, pdS))))
         store_lanes(ds + g0, d);
       else
         for (int64_t l = 0; l < m; ++l) ds[(g0 + l) * dsi] = d[l];
