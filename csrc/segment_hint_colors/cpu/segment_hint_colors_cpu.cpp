@@ -359,6 +359,7 @@ REFCOLOR_FORCE_INLINE void paint_backward_pixels_impl(const T* gH, int64_t sGH, 
 // so each target clone gets its own instructions without intrinsics): a vector holds kSegLanes
 // segments of one pixel, and the four per-pixel sums come out of one transposing reduction.
 #if defined(__GNUC__) || defined(__clang__)
+#define REFCOLOR_SEGMENT_LANES 1
 #pragma GCC diagnostic ignored "-Wpsabi"  // vector helpers are always inlined: no call passes vectors
 
 template <typename T>
@@ -414,10 +415,13 @@ REFCOLOR_FORCE_INLINE bool may_over_read(int64_t p, int64_t n, int64_t m, int64_
   return p + 1 < n && kSegLanes - m <= pS;
 }
 
+#endif  // vector extensions
+
 // As reduce_pixels_impl<3, true>: out[i * 4 + c] += sum_p S_i X_c, out[i * 4 + 3] += sum_p S_i.
 template <typename T>
 REFCOLOR_FORCE_INLINE void reduce_pixels_c3(const T* S, int64_t pS, const T* X, int64_t sX, int64_t pX, T* out,
                                             int64_t active, int64_t n) {
+#ifdef REFCOLOR_SEGMENT_LANES
   for (int64_t g0 = 0; g0 < active; g0 += kSegLanes) {
     const int64_t m = std::min<int64_t>(kSegLanes, active - g0);
     Lanes<T> a0 = {}, a1 = {}, a2 = {}, a3 = {};
@@ -434,6 +438,9 @@ REFCOLOR_FORCE_INLINE void reduce_pixels_c3(const T* S, int64_t pS, const T* X, 
       o[0] += a0[l], o[1] += a1[l], o[2] += a2[l], o[3] += a3[l];
     }
   }
+#else  // other compilers: the generic loops
+  reduce_pixels_impl<3, true>(S, 1, pS, X, sX, pX, out, active, 3, n, true);
+#endif
 }
 
 // As paint_forward_pixels_impl<3, true>.
@@ -441,6 +448,7 @@ template <typename T>
 REFCOLOR_FORCE_INLINE void paint_forward_pixels_c3(const T* S, int64_t pS, const T* colorsT, int64_t Ncp, T* hints,
                                                    int64_t sH, int64_t pH, T* mask, int64_t pM, int64_t active,
                                                    int64_t n) {
+#ifdef REFCOLOR_SEGMENT_LANES
   for (int64_t p = 0; p < n; ++p) {
     Lanes<T> a0 = {}, a1 = {}, a2 = {}, a3 = {};
     for (int64_t g0 = 0; g0 < active; g0 += kSegLanes) {
@@ -456,6 +464,9 @@ REFCOLOR_FORCE_INLINE void paint_forward_pixels_c3(const T* S, int64_t pS, const
     h[0] = r[0], h[sH] = r[1], h[2 * sH] = r[2];
     mask[p * pM] = r[3];
   }
+#else  // other compilers: the generic loops
+  paint_forward_pixels_impl<3, true>(S, 1, pS, colorsT, Ncp, hints, sH, pH, mask, pM, active, 3, n);
+#endif
 }
 
 // As paint_backward_pixels_impl<3, true>: dS for every segment (zero when inactive), dY.
@@ -465,6 +476,7 @@ REFCOLOR_FORCE_INLINE void paint_backward_pixels_c3(const T* gH, int64_t sGH, in
                                                     const T* colorsT, const T* grad_sumT, const T* grad_count,
                                                     int64_t Ncp, T* dS, int64_t dsi, int64_t pdS, T* dY, int64_t sdY,
                                                     int64_t pdY, int64_t active, int64_t Nc, int64_t n) {
+#ifdef REFCOLOR_SEGMENT_LANES
   for (int64_t p = 0; p < n; ++p) {
     const T* gh = gH + p * pGH;
     const T* y = Y + p * pY;
@@ -494,29 +506,11 @@ REFCOLOR_FORCE_INLINE void paint_backward_pixels_c3(const T* gH, int64_t sGH, in
     T* dy = dY + p * pdY;
     dy[0] = r[0], dy[sdY] = r[1], dy[2 * sdY] = r[2];
   }
-}
 #else  // other compilers: the generic loops
-template <typename T>
-REFCOLOR_FORCE_INLINE void reduce_pixels_c3(const T* S, int64_t pS, const T* X, int64_t sX, int64_t pX, T* out,
-                                            int64_t active, int64_t n) {
-  reduce_pixels_impl<3, true>(S, 1, pS, X, sX, pX, out, active, 3, n, true);
-}
-template <typename T>
-REFCOLOR_FORCE_INLINE void paint_forward_pixels_c3(const T* S, int64_t pS, const T* colorsT, int64_t Ncp, T* hints,
-                                                   int64_t sH, int64_t pH, T* mask, int64_t pM, int64_t active,
-                                                   int64_t n) {
-  paint_forward_pixels_impl<3, true>(S, 1, pS, colorsT, Ncp, hints, sH, pH, mask, pM, active, 3, n);
-}
-template <typename T>
-REFCOLOR_FORCE_INLINE void paint_backward_pixels_c3(const T* gH, int64_t sGH, int64_t pGH, const T* gM, int64_t pGM,
-                                                    const T* S, int64_t pS, const T* Y, int64_t sY, int64_t pY,
-                                                    const T* colorsT, const T* grad_sumT, const T* grad_count,
-                                                    int64_t Ncp, T* dS, int64_t dsi, int64_t pdS, T* dY, int64_t sdY,
-                                                    int64_t pdY, int64_t active, int64_t Nc, int64_t n) {
   paint_backward_pixels_impl<3, true>(gH, sGH, pGH, gM, pGM, S, 1, pS, Y, sY, pY, colorsT, grad_sumT, grad_count, Ncp,
                                       dS, dsi, pdS, dY, sdY, pdY, active, Nc, 3, n);
-}
 #endif
+}
 
 // Cloned entry points; kUnit (segments adjacent: channels-last) and C == 3 get their own copies.
 #define REFCOLOR_DEFINE_PIXEL_TASKS(T)                                                                                 \
