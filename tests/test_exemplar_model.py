@@ -111,6 +111,19 @@ def test_training_mask_keeps_each_pixel_with_one_percent_probability():
     assert torch.equal(mask, again)
 
 
+def test_full_hint_probability_gives_some_samples_the_whole_t_ab():
+    shape = (400, 20, 20)
+    sparse = random_hint_mask(shape, 0.99, generator=torch.Generator().manual_seed(5))
+    mixed = random_hint_mask(shape, 0.99, full_hint_probability=0.5, generator=torch.Generator().manual_seed(5))
+    whole = mixed.flatten(1).min(dim=1).values == 1
+    assert 150 < whole.sum() < 250  # 400 samples at 0.5: 5 standard deviations ~ 50
+    # The other samples are the slides' masks, the very draws a run without the option makes.
+    assert torch.equal(mixed[~whole], sparse[~whole])
+    assert random_hint_mask(shape, 0.99, full_hint_probability=1.0).min() == 1
+    with pytest.raises(ValueError, match=r"full_hint_probability: expected a number in \[0, 1\], got 1.5"):
+        random_hint_mask(shape, 0.99, full_hint_probability=1.5)
+
+
 def test_inference_mask_has_the_training_density_on_a_lattice():
     assert lattice_stride(0.99) == 10
     mask = inference_hint_mask((1, 100, 120), 0.99)
@@ -183,6 +196,7 @@ def test_config_presets_stages_and_registry():
     "field,value,match",
     [
         ("mask_probability", 1.0, "'mask_probability' must be a number in \\[0, 1\\), got 1.0"),
+        ("full_hint_probability", -0.1, "'full_hint_probability' must be a number in \\[0, 1\\], got -0.1"),
         ("encoder", "resnet", "'encoder' must be one of"),
         ("decoder_widths", (8, 8), "'decoder_widths' must be a tuple of 4 positive ints"),
         ("image_size", 4, "'image_size' must be an int >= 8, got 4"),

@@ -43,6 +43,15 @@ def test_prepare_mixes_self_and_other_image_exemplars(tmp_path):
     assert data["mask"].shape == (4, 1, 32, 32) and data["luminance"].shape == (4, 1, 32, 32)
 
 
+def test_prepare_gives_whole_t_ab_masks_at_full_hint_probability(tmp_path):
+    overrides = {**TINY_MODEL, "full_hint_probability": 1.0}
+    trainer = _trainer(_config(tmp_path, model_overrides=overrides))
+    images = torch.stack([trainer.dataset[i]["image"] for i in range(2)])
+    assert trainer.task.prepare(images, torch.Generator().manual_seed(2))["mask"].min() == 1
+    sparse = _trainer(_config(tmp_path / "sparse")).task.prepare(images, torch.Generator().manual_seed(2))["mask"]
+    assert sparse.mean() < 0.1  # the slides' 1% by default
+
+
 def test_stages_set_the_learning_rate_and_the_losses(tmp_path):
     trainer = _trainer(_config(tmp_path))
     images = torch.stack([trainer.dataset[i]["image"] for i in range(2)])

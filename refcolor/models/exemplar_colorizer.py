@@ -28,7 +28,13 @@ import torch
 from torch import Tensor, nn
 
 from refcolor.models.exemplar_encoder import ENCODERS
-from refcolor.models.exemplar_masking import INFERENCE_HINTS, check_mask_probability, inference_hint_mask, masked_hints
+from refcolor.models.exemplar_masking import (
+    INFERENCE_HINTS,
+    check_full_hint_probability,
+    check_mask_probability,
+    inference_hint_mask,
+    masked_hints,
+)
 from refcolor.models.exemplar_transfer import TransferNet, TransferOutput, _resize
 
 STAGES = ("transfer", "colorization", "end_to_end")
@@ -44,6 +50,8 @@ class ExemplarColorizerConfig:
     decoder_convs: 3x3 convs per transfer-decoder level.
     unet_widths: the colorization U-Net's level widths.
     mask_probability: probability that a pixel of T_ab is masked in training (0.99, the slides').
+    full_hint_probability: probability that a training sample gets the whole T_ab (M = 1) instead
+        (0, the slides: refcolor.models.exemplar_masking).
     hint_lambda: lambda of the weighted smooth L1, (1 + lambda M) (10, the slides').
     inference_hints: "lattice" or "full" (refcolor.models.exemplar_masking).
     Training recipe: transfer_steps (stage 1: the transfer decoder alone, transfer losses),
@@ -60,6 +68,7 @@ class ExemplarColorizerConfig:
     decoder_convs: int = 1
     unet_widths: tuple[int, ...] = (16, 32, 64, 128)
     mask_probability: float = 0.99
+    full_hint_probability: float = 0.0
     hint_lambda: float = 10.0
     inference_hints: str = "lattice"
     transfer_steps: int = 1000
@@ -109,6 +118,10 @@ class ExemplarColorizerConfig:
             check_mask_probability(self.mask_probability)
         except ValueError:
             bad("mask_probability", "a number in [0, 1)")
+        try:
+            check_full_hint_probability(self.full_hint_probability)
+        except ValueError:
+            bad("full_hint_probability", "a number in [0, 1]")
         if not is_number(self.hint_lambda) or self.hint_lambda < 0:
             bad("hint_lambda", "a number >= 0")
         for name in ("lr_transfer", "lr_colorization", "lr_end_to_end"):

@@ -7,6 +7,13 @@ L_h((1 + lambda M) * F(x), (1 + lambda M) * y). Our reading, stated exactly:
     independently with probability mask_probability = 0.99, i.e. kept with probability 0.01.
     M is 1 at the kept pixels and 0 elsewhere; the colorization net gets [L, M * T_ab, M].
 
+Optional denser training (not in the slides; off unless full_hint_probability > 0): each training
+sample's T_ab is instead given whole (M = 1 at every pixel) with probability full_hint_probability,
+drawn per sample after the per-pixel draws (so runs without it keep their random streams). Measured
+(docs/training_log.md): a net trained on the 1% masks alone scored under its own input T_ab and
+stamped the kept pixels as a dot lattice; one that also sees whole T_ab can refine it, and infers
+with inference_hints = "full", a density it was trained on.
+
 Why this reading: (1) the slides contrast it with Zhang et al. 2017's user-hint training, where sparse
 ground-truth colour points are revealed; here the points come from T_ab instead; (2) the loss weights
 the M = 1 pixels by (1 + lambda): with 99% of the pixels kept that weight would fall on almost every
@@ -18,7 +25,7 @@ the exemplar, the point of the method.
 Inference (`inference_hints`): "lattice" (default) keeps the same density deterministically, one pixel
 per stride x stride cell with stride = round(1 / sqrt(keep probability)) = 10, the pixel at each
 cell's centre, so the net sees what training showed it and the output is reproducible; "full" keeps
-every pixel (M = 1 everywhere), a denser input than training ever showed.
+every pixel (M = 1 everywhere): a density that training shows only with full_hint_probability > 0.
 """
 
 from __future__ import annotations
@@ -37,15 +44,31 @@ def check_mask_probability(value) -> float:
     return float(value)
 
 
+def check_full_hint_probability(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"full_hint_probability: expected a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 def random_hint_mask(
-    shape: tuple[int, int, int], mask_probability: float, *, generator: torch.Generator | None = None, device=None
+    shape: tuple[int, int, int],
+    mask_probability: float,
+    *,
+    full_hint_probability: float = 0.0,
+    generator: torch.Generator | None = None,
+    device=None,
 ) -> Tensor:
     """(B, 1, H, W) float mask for shape (B, H, W): 1 (kept) with probability 1 - mask_probability,
-    independently per pixel; drawn on the generator's device (CPU by default) and moved to `device`."""
+    independently per pixel, then all ones for each sample with probability full_hint_probability
+    (module docstring); drawn on the generator's device (CPU by default) and moved to `device`."""
     keep = 1.0 - check_mask_probability(mask_probability)
+    full = check_full_hint_probability(full_hint_probability)
     draw_device = generator.device if generator is not None else torch.device("cpu")
     B, H, W = shape
     mask = (torch.rand(B, 1, H, W, generator=generator, device=draw_device) < keep).float()
+    if full > 0:  # drawn only when asked for, so the runs without it keep their random streams
+        whole = torch.rand(B, generator=generator, device=draw_device) < full
+        mask[whole] = 1.0
     return mask.to(device if device is not None else draw_device)
 
 
@@ -76,4 +99,11 @@ def masked_hints(t_ab: Tensor, mask: Tensor) -> Tensor:
     return torch.cat([t_ab * mask, mask], dim=1)
 
 
-__all__ = ["INFERENCE_HINTS", "inference_hint_mask", "lattice_stride", "masked_hints", "random_hint_mask"]
+__all__ = [
+    "INFERENCE_HINTS",
+    "check_full_hint_probability",
+    "inference_hint_mask",
+    "lattice_stride",
+    "masked_hints",
+    "random_hint_mask",
+]

@@ -9,6 +9,9 @@ from __future__ import annotations
 WEIGHTLESS_OPTIONS: dict[str, dict[str, type]] = {
     # GuidingPainterConfig.match_hint_means: hinted regions shifted to their hint's mean colour.
     "guide": {"match_hint_means": bool},
+    # ExemplarColorizerConfig: the training masks' density and the inference hints (the U-Net's
+    # input channels are the same whatever the density).
+    "exemplar": {"full_hint_probability": float, "inference_hints": str},
 }
 _BOOLEANS = {"true": True, "false": False}
 
@@ -25,7 +28,10 @@ def parse_model_override(text: str, kind: str) -> tuple[str, object]:
         if raw.lower() not in _BOOLEANS:
             raise ValueError(f"--model-override: {key} expects true or false, got {raw!r}")
         return key, _BOOLEANS[raw.lower()]
-    return key, allowed[key](raw)
+    try:
+        return key, allowed[key](raw)
+    except ValueError:
+        raise ValueError(f"--model-override: {key} expects a {allowed[key].__name__}, got {raw!r}") from None
 
 
 __all__ = ["WEIGHTLESS_OPTIONS", "parse_model_override"]

@@ -9,7 +9,7 @@ Per batch of colour images (the order of the random draws is fixed, so resuming 
      otherwise the next image's Y in the batch (another image's colours; a batch of one has only
      self exemplars);
   3. the hint mask M of refcolor.models.exemplar_masking (each pixel kept with probability
-     1 - mask_probability).
+     1 - mask_probability; the whole T_ab for a sample with probability full_hint_probability).
 The model sees Y's luminance L and the exemplar; losses (refcolor.exemplar_losses): the transfer terms
 on Lab(L, T_ab) in the transfer and end-to-end stages, the weighted smooth L1 of the colorization
 sub-net's a*b* against Y's in the colorization and end-to-end stages, on the self-exemplar samples
@@ -83,7 +83,13 @@ class ExemplarTask(Task):
             own = (draw < self.model_config.self_exemplar_probability) | (B == 1)
             exemplar = torch.where(own.view(B, 1, 1, 1), warped, target.roll(1, dims=0))
             luminance, ab = rgb_to_normalized_lab(target)
-            mask = random_hint_mask((B, H, W), self.model_config.mask_probability, generator=rng, device=images.device)
+            mask = random_hint_mask(
+                (B, H, W),
+                self.model_config.mask_probability,
+                full_hint_probability=self.model_config.full_hint_probability,
+                generator=rng,
+                device=images.device,
+            )
         return {
             "sketch": luminance,  # the trainer's conditioning input (L_n is in [-1, 1])
             "target": target * 2 - 1,
