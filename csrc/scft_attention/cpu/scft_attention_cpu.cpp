@@ -25,7 +25,6 @@
 #include <algorithm>
 #include <limits>
 
-#include "cpu_memory.h"
 #include "scft_attention/scft_attention_host.h"
 #include "scft_attention/scft_attention_math.h"
 
@@ -154,7 +153,9 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& q, const at::Te
   const int64_t N = z.queries, M = z.keys;
   const int64_t block = block_rows(N, M);
   at::Tensor probs = keep_probs ? at::empty({z.batch, N, M}, q.options()) : at::empty({0}, q.options());
-  if (keep_probs) advise_huge_pages(probs.data_ptr(), probs.nbytes());  // a fresh N x M matrix: see cpu_memory.h
+  // No transparent-huge-page advice here, unlike segment_hint_colors' gradient (cpu_memory.h):
+  // measured under glibc's malloc (B=2, N=M=4096, d=256, fwd+bwd), huge pages on this buffer cost
+  // 1.77-1.90x the GEMM floor against 1.12-1.14x with 4 KB pages (benchmarks/results/*-floors.md).
   at::Tensor scratch = at::empty({keep_probs ? 0 : at::get_num_threads(), block, M}, q.options());
   at::Tensor out =
       residual.has_value() ? empty_in_layout_of(*residual) : at::empty({z.batch, N, z.value_dim}, v.options());
