@@ -1,7 +1,9 @@
 #pragma once
 // Large fresh CPU outputs: ask Linux for transparent huge pages before the first write. With THP in
 // "madvise" mode (common default) each 2 MiB page then costs one fault instead of 512, which on a
-// 63 MB gradient saves more time than the kernel itself spends (measured in benchmarks/).
+// 63 MB gradient saves more time than the kernel itself spends (measured in benchmarks/). Measure
+// per buffer: scft_attention's N x M matrix ran 1.7x slower with it and does not ask
+// (benchmarks/results/cpu-AMD_EPYC-2c-floors.md).
 #include <cstddef>
 #include <cstdint>
 
