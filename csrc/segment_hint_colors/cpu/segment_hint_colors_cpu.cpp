@@ -84,6 +84,13 @@ REFCOLOR_FORCE_INLINE void reduce_span_rows(const T* __restrict__ S, int64_t sS,
   }
 }
 
+// The next segment row of a tile, a cache line at a time, before streaming the current one: each
+// row is its own page, where the hardware prefetcher starts cold (as in reduce_span_rows).
+template <int kWrite, typename T>
+REFCOLOR_FORCE_INLINE void prefetch_row(const T* row, int64_t n) {
+  for (int64_t p = 0; p < n; p += 64 / sizeof(T)) __builtin_prefetch(row + p, kWrite);
+}
+
 // hints_c = sum_{i<active} colors_ic S_i, mask = sum_{i<active} S_i on one span. Row-wise (each
 // segment row streamed once into span-sized accumulators that stay in L1): blocking pixels in
 // registers across all rows measured slower here (too many streams at once).
@@ -95,8 +102,7 @@ REFCOLOR_FORCE_INLINE void paint_forward_rows(const T* __restrict__ S, int64_t s
   for (int64_t c = 0; c < C; ++c) std::fill(hints + c * sH, hints + c * sH + n, T(0));
   for (int64_t i = 0; i < active; ++i) {
     const T* __restrict__ s = S + i * sS;
-    if (i + 1 < active)  // the next row, as in reduce_span_rows
-      for (int64_t p = 0; p < n; p += 64 / sizeof(T)) __builtin_prefetch(s + sS + p);
+    if (i + 1 < active) prefetch_row<0>(s + sS, n);
     for (int64_t p = 0; p < n; ++p) mask[p] += s[p];
     for (int64_t c = 0; c < C; ++c) {
       const T w = colors[i * C + c];
@@ -125,8 +131,7 @@ REFCOLOR_FORCE_INLINE void paint_backward_rows(const T* __restrict__ gH, int64_t
     const T* ci = colors + i * C;
     const T* gi = grad_sum + i * C;
     const T gc = grad_count[i];
-    if (i + 1 < active)  // the next row to write, as in reduce_span_rows
-      for (int64_t p = 0; p < n; p += 64 / sizeof(T)) __builtin_prefetch(ds + sdS + p, 1);
+    if (i + 1 < active) prefetch_row<1>(ds + sdS, n);  // the next row to write
     for (int64_t p = 0; p < n; ++p) ds[p] = segment_grad_at_pixel<kC>(ci, gi, gc, gM[p], gH + p, sGH, Y + p, sY, C);
   }
   for (int64_t c = 0; c < C; ++c) {
@@ -136,8 +141,7 @@ REFCOLOR_FORCE_INLINE void paint_backward_rows(const T* __restrict__ gH, int64_t
       const T w = grad_sum[i * C + c];
       if (w == T(0)) continue;
       const T* __restrict__ s = S + i * sS;
-      if (i + 1 < active)  // the next row, as in reduce_span_rows
-        for (int64_t p = 0; p < n; p += 64 / sizeof(T)) __builtin_prefetch(s + sS + p);
+      if (i + 1 < active) prefetch_row<0>(s + sS, n);
       for (int64_t p = 0; p < n; ++p) dy[p] += w * s[p];
     }
   }
