@@ -30,8 +30,7 @@ from torch import Tensor, nn
 from refcolor.models.exemplar_encoder import ENCODERS
 from refcolor.models.exemplar_masking import (
     INFERENCE_HINTS,
-    check_full_hint_probability,
-    check_mask_probability,
+    check_probability,
     inference_hint_mask,
     masked_hints,
 )
@@ -114,14 +113,11 @@ class ExemplarColorizerConfig:
         for name in ("transfer_steps", "colorization_steps"):
             if not is_int(getattr(self, name)) or getattr(self, name) < 0:
                 bad(name, "an int >= 0")
-        try:
-            check_mask_probability(self.mask_probability)
-        except ValueError:
-            bad("mask_probability", "a number in [0, 1)")
-        try:
-            check_full_hint_probability(self.full_hint_probability)
-        except ValueError:
-            bad("full_hint_probability", "a number in [0, 1]")
+        for name, include_one in (("mask_probability", False), ("full_hint_probability", True)):
+            try:
+                check_probability(name, getattr(self, name), include_one=include_one)
+            except ValueError:
+                bad(name, "a number in [0, 1]" if include_one else "a number in [0, 1)")
         if not is_number(self.hint_lambda) or self.hint_lambda < 0:
             bad("hint_lambda", "a number >= 0")
         for name in ("lr_transfer", "lr_colorization", "lr_end_to_end"):

@@ -38,15 +38,15 @@ from torch import Tensor
 INFERENCE_HINTS = ("lattice", "full")
 
 
-def check_mask_probability(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"mask_probability: expected a number in [0, 1), got {value!r}")
-    return float(value)
-
-
-def check_full_hint_probability(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"full_hint_probability: expected a number in [0, 1], got {value!r}")
+def check_probability(name: str, value, *, include_one: bool = False) -> float:
+    """`value` as a float if it is a number in [0, 1) ([0, 1] with include_one); ValueError naming `name`."""
+    interval = "[0, 1]" if include_one else "[0, 1)"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (0 <= value <= 1 if include_one else 0 <= value < 1)
+    ):
+        raise ValueError(f"{name}: expected a number in {interval}, got {value!r}")
     return float(value)
 
 
@@ -61,8 +61,8 @@ def random_hint_mask(
     """(B, 1, H, W) float mask for shape (B, H, W): 1 (kept) with probability 1 - mask_probability,
     independently per pixel, then all ones for each sample with probability full_hint_probability
     (module docstring); drawn on the generator's device (CPU by default) and moved to `device`."""
-    keep = 1.0 - check_mask_probability(mask_probability)
-    full = check_full_hint_probability(full_hint_probability)
+    keep = 1.0 - check_probability("mask_probability", mask_probability)
+    full = check_probability("full_hint_probability", full_hint_probability, include_one=True)
     draw_device = generator.device if generator is not None else torch.device("cpu")
     B, H, W = shape
     mask = (torch.rand(B, 1, H, W, generator=generator, device=draw_device) < keep).float()
@@ -73,7 +73,7 @@ def random_hint_mask(
 
 
 def lattice_stride(mask_probability: float) -> int:
-    keep = 1.0 - check_mask_probability(mask_probability)
+    keep = 1.0 - check_probability("mask_probability", mask_probability)
     return max(1, round(1 / math.sqrt(keep)))
 
 
@@ -101,7 +101,7 @@ def masked_hints(t_ab: Tensor, mask: Tensor) -> Tensor:
 
 __all__ = [
     "INFERENCE_HINTS",
-    "check_full_hint_probability",
+    "check_probability",
     "inference_hint_mask",
     "lattice_stride",
     "masked_hints",
