@@ -100,16 +100,25 @@ def run(args) -> int:
 def _evaluate_guide(args, model, dataset, device) -> int:
     from refcolor.evaluation import guide_psnr
 
-    return _evaluate_with_report(guide_psnr, guide_psnr.evaluate_guide_psnr, args, model, dataset, device)
+    return _evaluate_with_report(
+        guide_psnr,
+        guide_psnr.evaluate_guide_psnr,
+        args,
+        model,
+        dataset,
+        device,
+        summary=lambda curve: f"all-regions hint map: {curve.hint_map_psnr:.2f} dB",
+    )
 
 
-def _evaluate_with_report(module, evaluate, args, model, dataset, device) -> int:
-    """Every protocol: evaluate, write the report, print its table."""
+def _evaluate_with_report(module, evaluate, args, model, dataset, device, summary=None) -> int:
+    """Every protocol: evaluate, write the report, print its table (and summary(result), a line
+    of the protocol's own, when given)."""
     result = evaluate(model, dataset, max_images=args.max_images, batch_size=args.batch_size, device=device)
     paths = module.write_report(result, args.out)
     print(module.markdown_table(result))
-    if hasattr(result, "hint_map_psnr"):
-        print(f"all-regions hint map: {result.hint_map_psnr:.2f} dB")
+    if summary is not None:
+        print(summary(result))
     if "png" not in paths:
         print("no plot: matplotlib is not installed (pip install refcolor[plot])")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
