@@ -23,6 +23,7 @@ from refcolor.models.guiding_painter import (
     straight_through_gumbel_softmax,
 )
 from refcolor.nn import HintGenerator
+from refcolor.ops.segment_hint_colors import segment_hint_colors_reference
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -467,6 +468,49 @@ def test_match_hint_means_sets_hinted_region_means_and_leaves_the_rest():
                 torch.testing.assert_close(shift, shift[:, :1].expand_as(shift))
             else:
                 torch.testing.assert_close(matched[b][:, inside], output[b][:, inside])
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+def test_match_hint_means_is_exact_where_the_clamp_bites(dtype, tolerance):
+    # Near-white and near-black hints over a spread output: shifting by (hint - mean) would clamp
+    # pixels and leave the region's mean short of the hint; the solved shift lands on it.
+    nc = 4
+    segments = _random_regions(2, nc, 32, 51).to(dtype)
+    output = (torch.rand(2, 3, 32, 32, generator=_gen(52), dtype=torch.float64) * 1.8 - 0.9).to(dtype)
+    colors = torch.tensor([[0.95, 0.9, 0.97], [-0.93, -0.9, -0.8], [0.2, -0.1, 0.0], [1.0, 1.0, 1.0]], dtype=dtype)
+    hints = HintGenerator(nc, backend="reference")(segments, colors=colors.expand(2, nc, 3), num_hints=nc)
+    means = segment_hint_colors_reference(segments, output, torch.full((2,), nc))[0]
+    naive = (output + hints[:, 3:] * (hints[:, :3] - means)).clamp(-1, 1)
+    matched = match_hint_means(output, hints, segments, backend="reference")
+    assert (segments.sum(dim=(2, 3)) > 0).all()  # the seed gives every region pixels in both images
+    for b in range(2):
+        for region in range(nc):
+            inside = segments[b, region].bool()
+            assert (matched[b][:, inside].mean(dim=1) - colors[region]).abs().max() <= tolerance
+            unclamped = inside & (matched[b].abs() < 1).all(dim=0)
+            shift = matched[b][:, unclamped] - output[b][:, unclamped]  # one colour where not clamped
+            torch.testing.assert_close(shift, shift[:, :1].expand_as(shift))
+    naive_error = max((naive[0][:, segments[0, r].bool()].mean(dim=1) - colors[r]).abs().max() for r in range(2))
+    assert naive_error > 0.02  # the case is one the plain shift gets wrong
+    for b in range(2):  # pure white: every pixel of the region at the top of the range (float32
+        # averaging leaves the last pixel within 1e-4 of it, far below one 8-bit level)
+        assert (matched[b][:, segments[b, 3].bool()] >= 1 - 1e-4).all()
+
+
+def test_match_hint_means_gradient_through_the_clamp():
+    # Implicit gradient of the solved shift: gradcheck where part of each region is clamped, and a
+    # region whose hint is pure white (clamped whole) passes a zero gradient, not NaN.
+    nc = 3
+    segments = _random_regions(1, nc, 8, 53)
+    output = (torch.rand(1, 3, 8, 8, generator=_gen(54), dtype=torch.float64) * 1.6 - 0.8).requires_grad_()
+    colors = torch.tensor([[[0.9, 0.85, -0.9], [0.1, -0.2, 0.3], [1.0, 1.0, 1.0]]], dtype=torch.float64)
+    hints = HintGenerator(nc, backend="reference")(segments, colors=colors, num_hints=torch.tensor([nc]))
+    assert torch.autograd.gradcheck(lambda o: match_hint_means(o, hints, segments, backend="reference"), (output,))
+    matched = match_hint_means(output, hints, segments, backend="reference")
+    white = segments[0, 2].bool()
+    assert (matched[0][:, white] >= 1 - 1e-12).all()
+    (grad,) = torch.autograd.grad(matched.sum(), output)
+    assert torch.isfinite(grad).all() and (grad[0][:, white] == 0).all()
 
 
 def test_match_hint_means_never_raises_the_error_against_a_target_with_those_means():
