@@ -25,6 +25,7 @@ OPTIONS = {
     "amp": "amp",
     "lr_g": "lr_generator",
     "lr_d": "lr_discriminator",
+    "lr_decay_start": "lr_decay_start",
     "gan_mode": "gan_mode",
     "checkpoint_every": "checkpoint_every",
     "sample_every": "sample_every",
@@ -61,6 +62,12 @@ def add_parser(sub) -> None:
     p.add_argument("--amp", choices=("auto", "on", "off"), help="mixed precision (default auto: on for CUDA)")
     p.add_argument("--lr-g", type=float, help="generator learning rate (default 1e-4)")
     p.add_argument("--lr-d", type=float, help="discriminator learning rate (default 2e-4)")
+    p.add_argument(
+        "--lr-decay-start",
+        type=int,
+        metavar="STEP",
+        help="from this step both learning rates fall linearly to 0 at --steps (default: constant)",
+    )
     p.add_argument("--gan-mode", choices=("lsgan", "hinge", "bce"), help="adversarial loss (default lsgan)")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="steps between checkpoints (default 500)")
     p.add_argument("--sample-every", type=int, metavar="N", help="steps between sample grids (default 250)")

@@ -37,6 +37,9 @@ SCHEDULE_KEYS = frozenset(
         "num_samples",
         "tensorboard",
         "progress",
+        # A change is accepted only while the learning rates it gives up to the resumed step are
+        # the ones the run trained with (Trainer checks it with lr_schedule_change).
+        "lr_decay_start",
     }
 )
 
@@ -64,6 +67,9 @@ class TrainConfig:
     seed: int = 0
     lr_generator: float = 1e-4
     lr_discriminator: float = 2e-4
+    # Both learning rates constant until this step, then linearly down to 0 at `steps` (pix2pix's
+    # schedule: Isola et al. 2017, whose generator GuidingPainter and SCFT build on). None: constant.
+    lr_decay_start: int | None = None
     betas: tuple[float, float] = (0.5, 0.999)
     gan_mode: str = "lsgan"
     discriminator_channels: int | None = None  # None: 64 (pix2pix) for paper, 32 for small
@@ -123,6 +129,10 @@ class TrainConfig:
             positive_int("discriminator_channels")
         if self.temperature_steps is not None:
             positive_int("temperature_steps")
+        if self.lr_decay_start is not None:
+            positive_int("lr_decay_start", 0)
+            if self.lr_decay_start >= self.steps:
+                bad("lr_decay_start", f"an int below steps ({self.steps}) or None")
         positive_int("discriminator_layers")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             bad("seed", "an int >= 0")
@@ -166,6 +176,13 @@ class TrainConfig:
         except TypeError as err:
             raise ValueError(f"{source}: {err}") from None
 
+    def lr_factor(self, step: int) -> float:
+        """What both learning rates are multiplied by at `step` (0-based): 1 before lr_decay_start,
+        then falling linearly so that the run's last step takes 1 / (steps - lr_decay_start)."""
+        if self.lr_decay_start is None or step < self.lr_decay_start:
+            return 1.0
+        return max(0.0, 1.0 - (step - self.lr_decay_start) / (self.steps - self.lr_decay_start))
+
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
@@ -197,10 +214,33 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def lr_schedule_change(previous: TrainConfig, given: TrainConfig, step: int) -> str | None:
+    """Why `given` cannot resume a run trained with `previous` up to `step`: its learning-rate
+    schedule differs on some step already taken (None when they agree). A decay that has not begun
+    may be added, moved or dropped; one that has begun fixes lr_decay_start and steps."""
+    for config in (previous, given):
+        started = config.lr_decay_start is not None and config.lr_decay_start < step
+        if started and (previous.lr_decay_start, previous.steps) != (given.lr_decay_start, given.steps):
+            return (
+                f"the learning-rate decay had begun by step {step}: lr_decay_start and steps must stay "
+                f"{previous.lr_decay_start!r} and {previous.steps!r} (saved), got "
+                f"{given.lr_decay_start!r} and {given.steps!r}"
+            )
+    return None
+
+
 def frozen_differences(saved: dict[str, Any], given: dict[str, Any]) -> list[str]:
     """Keys outside SCHEDULE_KEYS whose values differ (the run cannot be resumed with them)."""
     keys = (set(saved) | set(given)) - SCHEDULE_KEYS
     return sorted(k for k in keys if saved.get(k) != given.get(k))
 
 
-__all__ = ["MODELS", "PRESETS", "SCHEDULE_KEYS", "TrainConfig", "frozen_differences", "read_config_file"]
+__all__ = [
+    "MODELS",
+    "PRESETS",
+    "SCHEDULE_KEYS",
+    "TrainConfig",
+    "frozen_differences",
+    "lr_schedule_change",
+    "read_config_file",
+]

@@ -39,7 +39,7 @@ from refcolor.train.checkpoint import (
     load_checkpoint,
     restore_checkpoint,
 )
-from refcolor.train.config import TrainConfig, frozen_differences
+from refcolor.train.config import TrainConfig, frozen_differences, lr_schedule_change
 from refcolor.train.progress import MetricLog, ProgressBar
 from refcolor.train.sample_grid import save_grid
 from refcolor.train.sampler import StepBatchSampler
@@ -79,7 +79,7 @@ class Trainer:
                 raise FileNotFoundError(f"nothing to resume: no checkpoint in {self.manager.directory}")
             saved = load_checkpoint(saved_path, map_location=self.device)  # read once: checked, then restored
             config = config.fix_schedules(_train_config_of(saved))
-            self._check_resumable(saved_path, _train_config_of(saved), config)
+            self._check_resumable(saved_path, _train_config_of(saved), config, int(saved["step"]))
         elif saved_path is not None:
             raise RunExistsError(
                 f"{self.run_dir} already holds a run (latest checkpoint {saved_path.name}); "
@@ -129,7 +129,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- config
     @staticmethod
-    def _check_resumable(path: Path, saved: dict, given: TrainConfig) -> None:
+    def _check_resumable(path: Path, saved: dict, given: TrainConfig, step: int) -> None:
         try:
             previous = TrainConfig.from_dict(saved, source=f"checkpoint {path}").fix_schedules(saved)
         except ValueError as err:
@@ -139,6 +139,9 @@ class Trainer:
             old, new = previous.to_dict(), given.to_dict()
             details = ", ".join(f"{k} (saved {old.get(k)!r}, given {new.get(k)!r})" for k in diffs)
             raise ValueError(f"cannot resume {path} with a different config: {details}")
+        change = lr_schedule_change(previous, given, step)
+        if change is not None:
+            raise ValueError(f"cannot resume {path}: {change}")
 
     def checkpoint_config(self) -> dict:
         return {
@@ -175,13 +178,15 @@ class Trainer:
                 real_logits, fake_logits = logits.float().chunk(2)
                 d_loss = 0.5 * (gan_loss(real_logits, True, cfg.gan_mode) + gan_loss(fake_logits, False, cfg.gan_mode))
             self.scaler.scale(d_loss).backward()
+            for group in self.opt_d.param_groups:
+                group["lr"] = cfg.lr_discriminator * cfg.lr_factor(step)
             self.scaler.step(self.opt_d)
 
         # Generator: D frozen and unwrapped (its gradients are neither needed nor synchronised).
         task.discriminator.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
         for group in self.opt_g.param_groups:
-            group["lr"] = task.generator_lr(step)
+            group["lr"] = task.generator_lr(step) * cfg.lr_factor(step)
         with self._autocast():
             terms = task.losses(data, out, self._rng)
             if adversarial:
