@@ -13,7 +13,8 @@ from PIL import Image
 
 from refcolor import cli
 from refcolor.data import sample_images_dir, xdog
-from refcolor.evaluation import evaluate_guide_psnr, hinted_outputs, report_files, write_report
+from refcolor.evaluation import evaluate_guide_psnr, guide_psnr, hinted_outputs, report_files, write_report
+from refcolor.evaluation.guide_psnr import HintCurve
 from refcolor.models.guiding_painter import GuidingPainter, GuidingPainterConfig
 from refcolor.models.registry import describe
 from refcolor.models.weights import save_weights
@@ -74,6 +75,28 @@ def test_oracle_colorizer_improves_with_every_hint(images):
     assert curve.psnr_mean[-1] == pytest.approx(curve.hint_map_psnr, abs=1e-6)
 
 
+def test_step_changes_are_paired_means_with_their_confidence_interval():
+    per_image = torch.tensor([[10.0, 11.0, 10.5], [12.0, 12.5, 13.5], [9.0, 10.5, 9.0]], dtype=torch.float64)
+    curve = HintCurve(
+        hints=[0, 1, 2],
+        psnr_mean=per_image.mean(0).tolist(),
+        psnr_std=per_image.std(0, correction=0).tolist(),
+        coverage=[0.0, 0.3, 0.6],
+        hint_map_psnr=15.0,
+        per_image=per_image,
+        paths=["a", "b", "c"],
+        image_size=32,
+    )
+    changes = curve.step_changes()
+    assert changes[0] is None
+    # 0 -> 1: diffs 1, 0.5, 1.5 (mean 1, sample std 0.5); 1 -> 2: -0.5, 1, -1.5 (mean -1/3)
+    assert changes[1] == pytest.approx((1.0, 1.96 * 0.5 / math.sqrt(3)))
+    assert changes[2][0] == pytest.approx(-1 / 3)
+    line = guide_psnr.steps_line(curve)
+    assert "falls or stays at: 2 (-0.3333 dB)" in line and "interval over these images" in line and "at 2 hints" in line
+    assert "| 1 | 11.33 |" in guide_psnr.markdown_table(curve) and "+1.000 +- 0.566" in guide_psnr.markdown_table(curve)
+
+
 def test_bad_arguments(images):
     with pytest.raises(ValueError, match="hint_counts"):
         evaluate_guide_psnr(_model(), images, hint_counts=[NC + 1])
@@ -88,6 +111,9 @@ def test_report_files(images, tmp_path, monkeypatch):
         rows = list(csv.DictReader(f))
     assert [int(r["num_hints"]) for r in rows] == [0, 1, 4]
     assert [float(r["psnr_mean"]) for r in rows] == pytest.approx(curve.psnr_mean, abs=1e-4)
+    assert rows[0]["change_mean"] == "" and float(rows[2]["change_mean"]) == pytest.approx(
+        float((curve.per_image[:, 2] - curve.per_image[:, 1]).mean()), abs=1e-4
+    )
     markdown = paths["md"].read_text()
     assert "| hints | PSNR mean (dB) |" in markdown and f"{curve.hint_map_psnr:.2f} dB" in markdown
     with Image.open(paths["png"]) as chart:

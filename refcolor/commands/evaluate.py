@@ -107,7 +107,9 @@ def _evaluate_guide(args, model, dataset, device) -> int:
         model,
         dataset,
         device,
-        summary=lambda curve: f"all-regions hint map: {curve.hint_map_psnr:.2f} dB",
+        summary=lambda curve: (
+            f"{guide_psnr.steps_line(curve).strip()}\nall-regions hint map: {curve.hint_map_psnr:.2f} dB"
+        ),
     )
 
 

@@ -19,6 +19,7 @@ installed (the extra refcolor[plot]).
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Sized
 from dataclasses import dataclass
@@ -63,10 +64,25 @@ class HintCurve:
     def num_images(self) -> int:
         return len(self.paths)
 
+    def step_changes(self) -> list[tuple[float, float] | None]:
+        """For each count, the PSNR change from the previous count, paired over images: (mean,
+        half-width of its 95% confidence interval, normal approximation 1.96 * std / sqrt(n));
+        None for the first count. Whether a step that rises or falls by less than its half-width
+        says anything about the model or only about this sample of images."""
+        changes: list[tuple[float, float] | None] = [None]
+        n = self.per_image.shape[0]
+        for i in range(1, len(self.hints)):
+            diff = self.per_image[:, i] - self.per_image[:, i - 1]
+            spread = float(diff.std(correction=1)) if n > 1 else math.nan
+            changes.append((float(diff.mean()), 1.96 * spread / math.sqrt(n)))
+        return changes
+
     def rows(self) -> list[dict]:
         return [
-            {"num_hints": n, "psnr_mean": m, "psnr_std": s, "coverage": c}
-            for n, m, s, c in zip(self.hints, self.psnr_mean, self.psnr_std, self.coverage, strict=True)
+            {"num_hints": n, "psnr_mean": m, "psnr_std": s, "coverage": c, "change": d}
+            for n, m, s, c, d in zip(
+                self.hints, self.psnr_mean, self.psnr_std, self.coverage, self.step_changes(), strict=True
+            )
         ]
 
 
@@ -189,12 +205,37 @@ def describe_data(data, dataset) -> str:
 # --------------------------------------------------------------------------- tables
 
 
+def _change_text(change: tuple[float, float] | None) -> str:
+    return "" if change is None else f"{change[0]:+.3f} +- {change[1]:.3f}"
+
+
 def markdown_table(curve: HintCurve) -> str:
-    lines = ["| hints | PSNR mean (dB) | PSNR std (dB) | hinted pixels |", "|---:|---:|---:|---:|"]
+    lines = [
+        "| hints | PSNR mean (dB) | PSNR std (dB) | change from the previous row (dB, 95% CI) | hinted pixels |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     lines += [
-        f"| {r['num_hints']} | {r['psnr_mean']:.2f} | {r['psnr_std']:.2f} | {r['coverage']:.1%} |" for r in curve.rows()
+        f"| {r['num_hints']} | {r['psnr_mean']:.2f} | {r['psnr_std']:.2f} | {_change_text(r['change'])} "
+        f"| {r['coverage']:.1%} |"
+        for r in curve.rows()
     ]
     return "\n".join(lines)
+
+
+def steps_line(curve: HintCurve) -> str:
+    """Which steps of the curve fall, and which changes are within their confidence interval."""
+    changes = [(n, c) for n, c in zip(curve.hints, curve.step_changes(), strict=True) if c is not None]
+    if not changes:
+        return ""
+    falls = [f"{n} ({c[0]:+.4f} dB)" for n, c in changes if c[0] <= 0]
+    unclear = [str(n) for n, c in changes if abs(c[0]) <= c[1]]
+    text = f"PSNR falls or stays at: {', '.join(falls)}." if falls else "PSNR rises at every step."
+    if unclear:
+        text += (
+            f" Changes smaller than their 95% confidence interval over these images (paired, normal "
+            f"approximation): at {', '.join(unclear)} hints."
+        )
+    return f"\n{text}\n"
 
 
 def regions_line(curve: HintCurve) -> str:
@@ -213,9 +254,13 @@ def regions_line(curve: HintCurve) -> str:
 def write_csv(curve: HintCurve, path: str | os.PathLike) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["num_hints", "psnr_mean", "psnr_std", "coverage"])
+        writer.writerow(["num_hints", "psnr_mean", "psnr_std", "coverage", "change_mean", "change_ci95"])
         for r in curve.rows():
-            writer.writerow([r["num_hints"], f"{r['psnr_mean']:.4f}", f"{r['psnr_std']:.4f}", f"{r['coverage']:.4f}"])
+            change = r["change"]
+            writer.writerow(
+                [r["num_hints"], f"{r['psnr_mean']:.4f}", f"{r['psnr_std']:.4f}", f"{r['coverage']:.4f}"]
+                + (["", ""] if change is None else [f"{change[0]:.4f}", f"{change[1]:.4f}"])
+            )
 
 
 def write_markdown(curve: HintCurve, path: str | os.PathLike, title: str) -> None:
@@ -224,7 +269,8 @@ def write_markdown(curve: HintCurve, path: str | os.PathLike, title: str) -> Non
         f"Data: {curve.data or 'not recorded'}.\n\n"
         f"{curve.num_images} images at {curve.image_size}x{curve.image_size}; sketches: XDoG (default parameters); "
         f"hints: mean target colour of the first n regions. PSNR on [0, 1] images, mean and std over images.\n\n"
-        f"{markdown_table(curve)}\n\n"
+        f"{markdown_table(curve)}\n"
+        f"{steps_line(curve)}\n"
         f"For context: the all-regions hint map itself (each region filled with its mean colour) "
         f"scores {curve.hint_map_psnr:.2f} dB.\n"
         f"{regions_line(curve)}"
@@ -284,6 +330,7 @@ __all__ = [
     "hinted_outputs",
     "markdown_table",
     "plot_curve",
+    "steps_line",
     "write_csv",
     "write_markdown",
     "write_report",
