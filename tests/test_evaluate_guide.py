@@ -9,12 +9,13 @@ from itertools import pairwise
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from refcolor import cli
 from refcolor.data import sample_images_dir, xdog
 from refcolor.evaluation import evaluate_guide_psnr, guide_psnr, hinted_outputs, report_files, write_report
-from refcolor.evaluation.guide_psnr import HintCurve
+from refcolor.evaluation.guide_psnr import HintCurve, regions_to_channels
 from refcolor.models.guiding_painter import GuidingPainter, GuidingPainterConfig
 from refcolor.models.registry import describe
 from refcolor.models.weights import save_weights
@@ -45,11 +46,28 @@ def test_batched_counts_match_forward_in_eval_mode():
     image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     target, sketch = image * 2 - 1, xdog(image) * 2 - 1
     with torch.no_grad():
+        segments = model.segmentation.segments(sketch)
         outputs, masks = hinted_outputs(model, sketch, target, [0, 3, NC])
         for out, mask, n in zip(outputs, masks, [0, 3, NC], strict=True):
-            expected = model(sketch, target, tau=None, num_hints=n)
+            expected = model(sketch, target, tau=None, num_hints=regions_to_channels(segments, n))
             assert torch.allclose(out, expected.output, atol=1e-5)
             assert torch.equal(mask, expected.hints[:, 3:])
+
+
+def test_hints_count_the_regions_a_user_is_shown_not_empty_channels():
+    # Sketch 0 uses channels 0, 2, 3 (1 and 4 empty); sketch 1 uses 0 to 3 (4 empty).
+    labels = torch.tensor([[[0, 2], [3, 3]], [[0, 1], [2, 3]]]).repeat_interleave(2, 1).repeat_interleave(2, 2)
+    segments = F.one_hot(labels, 5).permute(0, 3, 1, 2).float()
+    assert regions_to_channels(segments, 0).tolist() == [0, 0]
+    assert regions_to_channels(segments, 1).tolist() == [1, 1]
+    assert regions_to_channels(segments, 2).tolist() == [3, 2]  # the 2nd region of sketch 0 is channel 2
+    assert regions_to_channels(segments, 3).tolist() == [4, 3]
+    assert regions_to_channels(segments, 4).tolist() == [5, 4]  # sketch 0 has only 3: all hinted
+    assert regions_to_channels(segments, 5).tolist() == [5, 5]
+    # The same numbering as `refcolor guide`: its k-th colour goes to the k-th present channel.
+    present = [torch.bincount(lab.flatten(), minlength=5).nonzero().flatten().tolist() for lab in labels]
+    assert present == [[0, 2, 3], [0, 1, 2, 3]]
+    assert [p[1] + 1 for p in present] == regions_to_channels(segments, 2).tolist()
 
 
 def test_curve_has_one_finite_row_per_hint_count(images):

@@ -2,9 +2,13 @@
 
 For every image of a folder (ImageFolder at the model's image_size, sorted, centre crops) the
 target Y is the image in [-1, 1] and the sketch X its XDoG outline with the fixed default
-parameters. For n = 0..Nc the model colorizes X with hints simulated from Y: the first n region
-channels painted with their mean target colour, which is GuidingPainter.forward in eval mode with
-num_hints=n. PSNR is measured per image on [0, 1] images and averaged; everything is deterministic.
+parameters. For n = 0..Nc the model colorizes X with hints simulated from Y: the first n regions
+painted with their mean target colour. The regions are counted as `refcolor guide` numbers them for
+the user: the region channels that hold a pixel of the sketch, in priority order (a channel the
+argmax leaves empty is no region a person could colour, so it is no hint); n hints are therefore
+GuidingPainter.forward in eval mode with num_hints = the channels up to and including the n-th
+region's (regions_to_channels), and n beyond a sketch's regions hints all of them. PSNR is measured
+per image on [0, 1] images and averaged; everything is deterministic.
 
 For context the result also holds the PSNR of the all-regions hint map itself (every region filled
 with its mean colour): what a perfect flat fill of the model's regions scores, and how many regions
@@ -92,17 +96,31 @@ def _psnr(output: Tensor, target: Tensor) -> Tensor:
     return 10 * torch.log10(1 / mse.clamp_min(10 ** (-MAX_PSNR / 10)))
 
 
+def regions_to_channels(segments: Tensor, num_regions: int) -> Tensor:
+    """(B,) int64: how many region channels of each sketch's one-hot `segments` (B, Nc, H, W) hold
+    its first `num_regions` non-empty regions, what GuidingPainter's num_hints must be for that many
+    hints (the numbering of refcolor.inference.guided.GuidedColorizer). All Nc when the sketch has
+    fewer regions; 0 for none."""
+    present = segments.flatten(2).amax(dim=2) > 0  # (B, Nc)
+    reached = present.cumsum(dim=1) >= num_regions  # channel i holds the num_regions-th region or a later one
+    first = reached.to(torch.int64).argmax(dim=1)  # the first channel that does (0 when none does)
+    nc = segments.shape[1]
+    channels = torch.where(reached.any(dim=1), first + 1, torch.full_like(first, nc))
+    return channels if num_regions > 0 else torch.zeros_like(channels)
+
+
 def hinted_outputs(
     model: GuidingPainter, sketch: Tensor, target: Tensor, counts: list[int], segments: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """Outputs for several hint counts at once: (len(counts), B, 3, H, W) in [-1, 1] and the hint
     masks (len(counts), B, 1, H, W). In eval mode the same as model(sketch, target, tau=None,
-    num_hints=n).output for each n, with the counts batched; pass `segments` (the argmax one-hot of
+    num_hints=regions_to_channels(segments, n)).output for each n (n regions hinted, as a user
+    numbers them), with the counts batched; pass `segments` (the argmax one-hot of
     model.segmentation.segments(sketch)) to reuse one segmentation pass for several calls."""
     if segments is None:
         segments = model.segmentation.segments(sketch)
     k, b = len(counts), sketch.shape[0]
-    num_hints = torch.tensor(counts, dtype=torch.int64, device=sketch.device).repeat_interleave(b)
+    num_hints = torch.cat([regions_to_channels(segments, n) for n in counts]).to(sketch.device)
     segments_k = segments.repeat(k, 1, 1, 1)
     sketch_k = sketch.repeat(k, 1, 1, 1)
     hints = model.hint_generator(segments_k, target.repeat(k, 1, 1, 1).to(segments.dtype), num_hints=num_hints)
@@ -268,7 +286,9 @@ def write_markdown(curve: HintCurve, path: str | os.PathLike, title: str) -> Non
         f"# {title}\n\n"
         f"Data: {curve.data or 'not recorded'}.\n\n"
         f"{curve.num_images} images at {curve.image_size}x{curve.image_size}; sketches: XDoG (default parameters); "
-        f"hints: mean target colour of the first n regions. PSNR on [0, 1] images, mean and std over images.\n\n"
+        f"hints: mean target colour of the first n regions, numbered as `refcolor guide` shows them "
+        f"(the region channels that hold a pixel, in priority order). "
+        f"PSNR on [0, 1] images, mean and std over images.\n\n"
         f"{markdown_table(curve)}\n"
         f"{steps_line(curve)}\n"
         f"For context: the all-regions hint map itself (each region filled with its mean colour) "
@@ -330,6 +350,7 @@ __all__ = [
     "hinted_outputs",
     "markdown_table",
     "plot_curve",
+    "regions_to_channels",
     "steps_line",
     "write_csv",
     "write_markdown",
