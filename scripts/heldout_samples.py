@@ -95,7 +95,7 @@ def exemplar_columns(model, dataset, indices: list[int], seed: int) -> list[tupl
     target, exemplar = (torch.cat([p[k] for p in pairs]) for k in (0, 1))
     other = torch.stack([dataset[(i + 1) % n]["image"] for i in indices])  # another image's colours
     luminance, _ = rgb_to_normalized_lab(target)
-    output, transfer_only, reinhard, gray = colourings(model, luminance, exemplar)  # the evaluation's METHODS
+    output, transfer_only, reinhard, gray, _ = colourings(model, luminance, exemplar)  # the evaluation's METHODS
     return [
         ("gray", gray),
         ("exemplar", exemplar),

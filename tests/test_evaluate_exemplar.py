@@ -13,7 +13,7 @@ import torch
 from refcolor import cli
 from refcolor.data import ImageFolder, sample_images_dir
 from refcolor.evaluation import exemplar_eval as E
-from refcolor.lab import rgb_to_normalized_lab
+from refcolor.lab import normalized_lab_to_rgb, rgb_to_normalized_lab
 from refcolor.models import ExemplarColorizer, ExemplarColorizerConfig, ExemplarOutput
 from refcolor.models.adain import channel_stats
 from refcolor.models.exemplar_transfer import TransferOutput
@@ -68,6 +68,13 @@ def test_known_models_score_their_baselines(images):
     again = E.evaluate_exemplar(Fake(images, "reinhard"), images, batch_size=2, timing_sizes=())
     torch.testing.assert_close(again.psnr[:, 0], again.psnr[:, 2])
     torch.testing.assert_close(again.palette[:, 0], again.palette[:, 2])
+    # exemplar_copy: the target's luminance with the warped exemplar's a*b*, whatever the model.
+    dataset = ImageFolder(images, size=SIZE)
+    for i in range(len(dataset)):
+        target, exemplar = E.augmented_self_pair(dataset[i]["image"], i)
+        copied = normalized_lab_to_rgb(rgb_to_normalized_lab(target)[0], rgb_to_normalized_lab(exemplar)[1])
+        torch.testing.assert_close(gray.psnr[i, 4], E.psnr(copied, target)[0].to(gray.psnr.dtype))
+    torch.testing.assert_close(again.psnr[:, 4], gray.psnr[:, 4])
     oracle = E.evaluate_exemplar(Fake(images, "target"), images, timing_sizes=())
     assert (oracle.psnr[:, 0] > 50).all() and (oracle.ssim[:, 0] > 0.999).all()
     assert (oracle.psnr[:, 0] > oracle.psnr[:, 3] + 10).all()
@@ -102,7 +109,7 @@ def test_timing_and_report_files(images, tmp_path):
     )
     paths = E.write_report(result, tmp_path / "report")
     rows = list(csv.reader(open(paths["csv"], encoding="utf-8")))
-    assert [r[0] for r in rows[1:6]] == [*E.METHODS, "exemplar"]
+    assert [r[0] for r in rows[1:7]] == [*E.METHODS, "exemplar"]
     assert rows[-2][0] == "16" and rows[-1][0] == "24"
     text = paths["md"].read_text()
     assert "| model |" in text and "| 24 x 24 |" in text and str(images.resolve()) in text

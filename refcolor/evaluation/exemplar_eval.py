@@ -10,7 +10,13 @@ figures measure the colours alone; PSNR / SSIM (scft_eval.psnr, .ssim) against Y
   - reinhard: Reinhard et al.'s (2001) global colour transfer, per-channel Lab mean / std, applied
     to a*b* (L kept as by every method here): a gray input's a*b* have no variance, so this is L
     with the exemplar's mean a*b* (the transfer of the means);
-  - gray: L alone (a* = b* = 0).
+  - gray: L alone (a* = b* = 0);
+  - exemplar_copy: L with the exemplar's own a*b* pixel by pixel. Here the exemplar is the target's
+    warped copy, so this scores how far the warp moved the colours: a bound the protocol hands to
+    any method that aligns the exemplar with the input, which an AdaIN transfer (the exemplar's
+    feature statistics, not its layout) by design does not. With another image as exemplar, as a
+    user would give, pasting its colours by position means nothing; it is listed so that the
+    protocol's advantage for alignment is in the table, not a method to pick.
 Cross exemplar (palette, colourfulness): image i's L coloured with image i + 1 (cyclically, plain,
 not jittered) as exemplar E. Palette: scft_eval.palette_intersection, the intersection of the
 a*b* histograms of the coloured pixels (chroma >= 10) of the output and of E (1: same palette).
@@ -43,7 +49,7 @@ from refcolor.lab import gray_rgb, normalized_lab_to_rgb, rgb_to_normalized_lab
 from refcolor.models.adain import channel_stats
 
 REPORT_NAME = "exemplar_eval"
-METHODS = ("model", "transfer_only", "reinhard", "gray")
+METHODS = ("model", "transfer_only", "reinhard", "gray", "exemplar_copy")
 TIMING_SIZES = (256, 512)
 _SEED_STRIDE = 1_000_003
 
@@ -84,6 +90,7 @@ def colourings(model, luminance: Tensor, exemplar: Tensor) -> list[Tensor]:
         normalized_lab_to_rgb(luminance, out.transfer.t_ab.float()),
         normalized_lab_to_rgb(luminance, reinhard_ab(luminance, zero_ab, exemplar)),
         gray_rgb(luminance),
+        normalized_lab_to_rgb(luminance, rgb_to_normalized_lab(exemplar)[1]),
     ]
 
 
@@ -266,7 +273,9 @@ def write_markdown(result: ExemplarEvaluation, path: str | os.PathLike, title: s
         f"{result.num_images} held-out images at {result.image_size}x{result.image_size} (seed {result.seed}). "
         "PSNR and SSIM (mean +- std over images) against the colour-jittered target, its own TPS-warped copy "
         "as exemplar; every method keeps the input's luminance. Baselines: transfer_only (T_ab without the "
-        "colorization sub-net), reinhard (global Lab mean/std transfer of a*b*, Reinhard et al. 2001), gray. "
+        "colorization sub-net), reinhard (global Lab mean/std transfer of a*b*, Reinhard et al. 2001), gray, "
+        "exemplar_copy (the exemplar's a*b* pixel by pixel: what aligning the exemplar would give here, "
+        "meaningless for an exemplar from another image). "
         "Palette match and colourfulness: with the next image as exemplar (a*b* histogram intersection with "
         "it, coloured pixels only; Hasler & Suesstrunk colourfulness, 0..255 scale). Timing: the model's "
         f"forward on one image, median, on {result.device}.\n\n"
