@@ -300,7 +300,7 @@ def plot_results(result: ExemplarEvaluation, path: str | os.PathLike, title: str
         errors = [r.get(f"{key}_std", 0.0) for r in shown]
         ax.bar([r["method"] for r in shown], [r[f"{key}_mean"] for r in shown], yerr=errors, capsize=4)
         ax.set_ylabel(label)
-        ax.tick_params(axis="x", labelrotation=30)
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")  # long names, no overlap
     fig.suptitle(f"{title} ({result.num_images} images, {result.image_size} px)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
