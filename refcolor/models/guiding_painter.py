@@ -460,7 +460,7 @@ class GuidingPainter(nn.Module):
             return self.paint(sketch, hints, segments)
 
 
-MATCH_ITERATIONS = 24  # bisection halvings of the shift's [-2, 2] bracket: 2.4e-7, float32's step near 1
+MATCH_ITERATIONS = 24  # halvings of the shift's [-2, 2] bracket: 2.4e-7 wide, two float32 steps near 1
 
 
 def match_hint_means(output: Tensor, hints: Tensor, segments: Tensor, *, backend: str = "auto") -> Tensor:
@@ -475,7 +475,7 @@ def match_hint_means(output: Tensor, hints: Tensor, segments: Tensor, *, backend
     simulated hints), it removes the squared mean error of every hinted region and changes nothing
     else. Why solve rather than shift by C - mean(output): the clamp moves the mean back, most for
     the white and black regions clip art is full of (by up to 0.17 of the range [-1, 1] on held-out
-    sketches, guide.md), and then the region's mean is not the colour the person chose.
+    sketches, docs/training_log.md), and then the region's mean is not the colour the person chose.
 
     s is found by bisection (the clamped mean rises monotonically with s; s in [-2, 2] covers every
     output and hint), without autograd; a last Newton step, s + (C - f(s)) / f'(s) with f'(s) the
