@@ -502,9 +502,10 @@ def match_hint_means(output: Tensor, hints: Tensor, segments: Tensor, *, backend
             below = region_means((output + mask * middle).clamp(-1.0, 1.0)) < colors
             low, high = torch.where(below, middle, low), torch.where(below, high, middle)
         shift = (low + high) / 2
-        shifted = output + mask * shift
+    shifted = output + mask * shift  # with autograd: the Newton step's residual differentiates it
+    with torch.no_grad():
         slope = region_means(((shifted > -1.0) & (shifted < 1.0)).to(output.dtype))
-    residual = colors - region_means((output + mask * shift).clamp(-1.0, 1.0))
+    residual = colors - region_means(shifted.clamp(-1.0, 1.0))
     moving = slope > 0
     # The safe denominator keeps a wholly clamped region's gradient finite (0, not NaN * 0).
     step = torch.where(moving, residual / torch.where(moving, slope, 1.0), 0.0)
