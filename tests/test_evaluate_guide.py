@@ -49,7 +49,7 @@ def test_batched_counts_match_forward_in_eval_mode():
         segments = model.segmentation.segments(sketch)
         outputs, masks = hinted_outputs(model, sketch, target, [0, 3, NC])
         for out, mask, n in zip(outputs, masks, [0, 3, NC], strict=True):
-            expected = model(sketch, target, tau=None, num_hints=regions_to_channels(segments, n))
+            expected = model(sketch, target, tau=None, num_hints=regions_to_channels(segments, [n])[0])
             assert torch.allclose(out, expected.output, atol=1e-5)
             assert torch.equal(mask, expected.hints[:, 3:])
 
@@ -58,16 +58,17 @@ def test_hints_count_the_regions_a_user_is_shown_not_empty_channels():
     # Sketch 0 uses channels 0, 2, 3 (1 and 4 empty); sketch 1 uses 0 to 3 (4 empty).
     labels = torch.tensor([[[0, 2], [3, 3]], [[0, 1], [2, 3]]]).repeat_interleave(2, 1).repeat_interleave(2, 2)
     segments = F.one_hot(labels, 5).permute(0, 3, 1, 2).float()
-    assert regions_to_channels(segments, 0).tolist() == [0, 0]
-    assert regions_to_channels(segments, 1).tolist() == [1, 1]
-    assert regions_to_channels(segments, 2).tolist() == [3, 2]  # the 2nd region of sketch 0 is channel 2
-    assert regions_to_channels(segments, 3).tolist() == [4, 3]
-    assert regions_to_channels(segments, 4).tolist() == [5, 4]  # sketch 0 has only 3: all hinted
-    assert regions_to_channels(segments, 5).tolist() == [5, 5]
+    channels = regions_to_channels(segments, [0, 1, 2, 3, 4, 5]).tolist()
+    assert channels[0] == [0, 0]
+    assert channels[1] == [1, 1]
+    assert channels[2] == [3, 2]  # the 2nd region of sketch 0 is channel 2
+    assert channels[3] == [4, 3]
+    assert channels[4] == [5, 4]  # sketch 0 has only 3: all hinted
+    assert channels[5] == [5, 5]
     # The same numbering as `refcolor guide`: its k-th colour goes to the k-th present channel.
     present = [torch.bincount(lab.flatten(), minlength=5).nonzero().flatten().tolist() for lab in labels]
     assert present == [[0, 2, 3], [0, 1, 2, 3]]
-    assert [p[1] + 1 for p in present] == regions_to_channels(segments, 2).tolist()
+    assert [p[1] + 1 for p in present] == regions_to_channels(segments, [2])[0].tolist()
 
 
 def test_curve_has_one_finite_row_per_hint_count(images):

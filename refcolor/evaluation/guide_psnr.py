@@ -96,17 +96,20 @@ def _psnr(output: Tensor, target: Tensor) -> Tensor:
     return 10 * torch.log10(1 / mse.clamp_min(10 ** (-MAX_PSNR / 10)))
 
 
-def regions_to_channels(segments: Tensor, num_regions: int) -> Tensor:
-    """(B,) int64: how many region channels of each sketch's one-hot `segments` (B, Nc, H, W) hold
-    its first `num_regions` non-empty regions, what GuidingPainter's num_hints must be for that many
-    hints (the numbering of refcolor.inference.guided.GuidedColorizer). All Nc when the sketch has
-    fewer regions; 0 for none."""
-    present = segments.flatten(2).amax(dim=2) > 0  # (B, Nc)
-    reached = present.cumsum(dim=1) >= num_regions  # channel i holds the num_regions-th region or a later one
-    first = reached.to(torch.int64).argmax(dim=1)  # the first channel that does (0 when none does)
+def regions_to_channels(segments: Tensor, counts: list[int]) -> Tensor:
+    """(len(counts), B) int64: for each n of `counts`, how many region channels of each sketch's
+    one-hot `segments` (B, Nc, H, W) hold its first n non-empty regions, what GuidingPainter's
+    num_hints must be for n hints (the numbering of refcolor.inference.guided.GuidedColorizer).
+    All Nc when the sketch has fewer regions; 0 for n = 0."""
+    regions_so_far = (segments.flatten(2).amax(dim=2) > 0).cumsum(dim=1)  # (B, Nc), once for all counts
     nc = segments.shape[1]
-    channels = torch.where(reached.any(dim=1), first + 1, torch.full_like(first, nc))
-    return channels if num_regions > 0 else torch.zeros_like(channels)
+    rows = []
+    for n in counts:
+        reached = regions_so_far >= n  # channel i holds the n-th region or a later one
+        first = reached.to(torch.int64).argmax(dim=1)  # the first channel that does (0 when none does)
+        channels = torch.where(reached.any(dim=1), first + 1, torch.full_like(first, nc))
+        rows.append(channels if n > 0 else torch.zeros_like(channels))
+    return torch.stack(rows)
 
 
 def hinted_outputs(
@@ -114,13 +117,13 @@ def hinted_outputs(
 ) -> tuple[Tensor, Tensor]:
     """Outputs for several hint counts at once: (len(counts), B, 3, H, W) in [-1, 1] and the hint
     masks (len(counts), B, 1, H, W). In eval mode the same as model(sketch, target, tau=None,
-    num_hints=regions_to_channels(segments, n)).output for each n (n regions hinted, as a user
+    num_hints=regions_to_channels(segments, [n])[0]).output for each n (n regions hinted, as a user
     numbers them), with the counts batched; pass `segments` (the argmax one-hot of
     model.segmentation.segments(sketch)) to reuse one segmentation pass for several calls."""
     if segments is None:
         segments = model.segmentation.segments(sketch)
     k, b = len(counts), sketch.shape[0]
-    num_hints = torch.cat([regions_to_channels(segments, n) for n in counts]).to(sketch.device)
+    num_hints = regions_to_channels(segments, counts).flatten().to(sketch.device)
     segments_k = segments.repeat(k, 1, 1, 1)
     sketch_k = sketch.repeat(k, 1, 1, 1)
     hints = model.hint_generator(segments_k, target.repeat(k, 1, 1, 1).to(segments.dtype), num_hints=num_hints)
