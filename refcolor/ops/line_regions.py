@@ -1,0 +1,218 @@
+"""line_regions: the areas of a line drawing enclosed by its lines, as an int64 label map.
+
+This is what a paint program's bucket fill sees, with gap closing as in Krita's fill (a distance
+map that stops the fill at gaps in the lines). For a sketch S (B, 1, H, W) in [0, 1] (white paper,
+dark lines), every backend computes exactly these steps, per sample:
+
+1. **Lines.** A pixel is a line pixel where S < threshold, compared in the sketch's dtype.
+2. **Cores.** With gap > 0, a non-line pixel is a *core* pixel when its Euclidean distance d to the
+   nearest line pixel satisfies 4 d^2 > (gap + 1)^2 (d > (gap + 1) / 2, in exact integer
+   arithmetic). Every pixel of a gap of at most `gap` missing pixels between two line ends lies
+   within (gap + 1) / 2 of one of them (pixel centres), so no core crosses it; a gap of gap + 2 or
+   more pixels leaves core pixels in its middle. (With an odd gap a gap of gap + 1 pixels closes
+   too: pixel-centre distances cannot tell a gap of 2k - 1 pixels from one of 2k.) Narrow passages
+   between lines close the same way. With gap = 0 every non-line pixel is a core pixel.
+3. **Core components.** Cores are labelled by 4-connectivity (a one-pixel diagonal line closes an
+   area, as a paint program's fill does) and numbered 1, 2, ... in raster order of each
+   component's first pixel.
+4. **Growth through the margins.** The non-line, non-core pixels take labels by breadth-first
+   growth from the cores, one 4-neighbour step per round; a pixel reached in the same round from
+   several components takes the smallest number. A closed gap is split where the growth from both
+   sides meets, near its middle.
+5. **Enclosed slivers.** Non-line pixels still unlabelled (areas narrower than `gap` that hold no
+   core) are labelled by 4-connectivity, numbered after the cores in raster order.
+6. **Line pixels** join the nearest region by the same breadth-first growth through line pixels,
+   so the labels cover the whole image (an image of lines only is one region).
+7. **Small regions.** While some region has fewer than `min_area` pixels, the smallest one (ties:
+   the smallest number) merges into the 4-neighbouring region that shares the most pixel edges with
+   it (ties: the smallest number). A region with no neighbour stays.
+8. **Numbering.** Final labels run 0..R-1 in raster order of each region's first pixel (the region
+   holding pixel (0, 0) is 0).
+
+Backends: "reference" (NumPy and scipy.ndimage on the CPU, the ground truth), "cpp"
+(csrc/line_regions/cpu), "cuda" (csrc/line_regions/cuda) and "triton" where they are built; every
+backend returns the same labels, label for label. The op is not differentiable (its output is
+integer). Steps 2-6 are per-pixel work; step 7 works on the region adjacency graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from refcolor.ops import _validation as check
+
+OP = "line_regions"
+_ALL_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+DTYPES = {"reference": _ALL_FLOATS}
+
+_FOUR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+_UNSET = np.iinfo(np.int64).max
+
+
+def core_mask(line: np.ndarray, gap: int) -> np.ndarray:
+    """Non-line pixels farther than (gap + 1) / 2 from every line pixel (exact: 4 d^2 > (gap + 1)^2)."""
+    free = ~line
+    if gap <= 0 or not line.any():
+        return free
+    from scipy import ndimage
+
+    # Distances to the nearest line pixel are square roots of integers; rounding their squares
+    # recovers the exact integers, so the test below has no floating-point edge.
+    d2 = np.rint(ndimage.distance_transform_edt(free) ** 2).astype(np.int64)
+    return free & (4 * d2 > (gap + 1) * (gap + 1))
+
+
+def grow(labels: np.ndarray, allowed: np.ndarray) -> None:
+    """Breadth-first growth of labels (> 0) into unlabelled `allowed` pixels, in place.
+
+    One 4-neighbour step per round; a pixel reached from several labels in one round takes the
+    smallest. Pixels that no label reaches stay 0.
+    """
+    while True:
+        todo = allowed & (labels == 0)
+        if not todo.any():
+            return
+        known = np.where(labels > 0, labels, _UNSET)
+        best = np.full_like(known, _UNSET)
+        np.minimum(best[1:, :], known[:-1, :], out=best[1:, :])
+        np.minimum(best[:-1, :], known[1:, :], out=best[:-1, :])
+        np.minimum(best[:, 1:], known[:, :-1], out=best[:, 1:])
+        np.minimum(best[:, :-1], known[:, 1:], out=best[:, :-1])
+        take = todo & (best != _UNSET)
+        if not take.any():
+            return
+        labels[take] = best[take]
+
+
+def _components(mask: np.ndarray, first: int) -> tuple[np.ndarray, int]:
+    """4-connected components of mask numbered first, first + 1, ... in raster order (0 elsewhere)."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask, structure=_FOUR)
+    labels = labels.astype(np.int64)
+    labels[labels > 0] += first - 1
+    return labels, int(count)
+
+
+def merge_small_regions(labels: np.ndarray, count: int, min_area: int) -> np.ndarray:
+    """Step 7 on labels 1..count (every pixel labelled). Returns the new number of each old label
+    (index 0 unused): merged labels map to the label they joined."""
+    parent = np.arange(count + 1)
+    if min_area <= 1 or count <= 1:
+        return parent
+    area = np.bincount(labels.ravel(), minlength=count + 1).astype(np.int64)
+    # Shared pixel edges between 4-neighbours of different labels, per unordered pair.
+    border: dict[int, dict[int, int]] = {i: {} for i in range(1, count + 1)}
+    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
+        differ = a != b
+        lo = np.minimum(a[differ], b[differ])
+        hi = np.maximum(a[differ], b[differ])
+        pairs, counts = np.unique(lo * (count + 1) + hi, return_counts=True)
+        for key, n in zip(pairs.tolist(), counts.tolist(), strict=True):
+            i, j = divmod(key, count + 1)
+            border[i][j] = border[i].get(j, 0) + n
+            border[j][i] = border[j].get(i, 0) + n
+    alive = {i for i in range(1, count + 1) if area[i] > 0}
+    stuck: set[int] = set()
+    while True:
+        small = [i for i in alive if area[i] < min_area and i not in stuck]
+        if not small:
+            return _resolve(parent)
+        region = min(small, key=lambda i: (area[i], i))
+        if not border[region]:
+            stuck.add(region)
+            continue
+        into = min(border[region], key=lambda j: (-border[region][j], j))
+        parent[region] = into
+        area[into] += area[region]
+        alive.discard(region)
+        for other, n in border.pop(region).items():
+            del border[other][region]
+            if other != into:
+                border[into][other] = border[into].get(other, 0) + n
+                border[other][into] = border[other].get(into, 0) + n
+
+
+def _resolve(parent: np.ndarray) -> np.ndarray:
+    for i in range(len(parent)):
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        parent[i] = root
+    return parent
+
+
+def raster_order(labels: np.ndarray) -> np.ndarray:
+    """Renumber labels 0..R-1 in raster order of each region's first pixel."""
+    flat = labels.ravel()
+    _, first = np.unique(flat, return_index=True)
+    order = flat[np.sort(first)]
+    lookup = np.zeros(int(flat.max()) + 1, dtype=np.int64)
+    lookup[order] = np.arange(len(order))
+    return lookup[labels]
+
+
+def line_regions_single(line: np.ndarray, gap: int, min_area: int) -> np.ndarray:
+    """Steps 2-8 on one (H, W) bool line mask; returns int64 labels (H, W)."""
+    core = core_mask(line, gap)
+    labels, cores = _components(core, 1)
+    free = ~line
+    grow(labels, free)
+    rest, slivers = _components(free & (labels == 0), cores + 1)
+    labels += rest
+    count = cores + slivers
+    if count == 0:  # nothing but lines
+        return np.zeros(line.shape, dtype=np.int64)
+    grow(labels, line)
+    labels = merge_small_regions(labels, count, min_area)[labels]
+    return raster_order(labels)
+
+
+def line_regions_reference(sketch: Tensor, threshold: float = 0.8, gap: int = 0, min_area: int = 0) -> Tensor:
+    """The steps of the module docstring in NumPy / scipy, one sample at a time (the ground truth)."""
+    # Step 1 in the sketch's own dtype (the threshold rounded to it, torch's rule for a Python
+    # scalar), as every backend compares.
+    lines = (sketch.detach()[:, 0] < threshold).cpu().numpy()
+    out = [line_regions_single(line, gap, min_area) for line in lines]
+    return torch.from_numpy(np.stack(out)).to(sketch.device)
+
+
+def validate_inputs(sketch, threshold, gap, min_area) -> None:
+    check.check_image(OP, "sketch", sketch, 1)
+    check.check_nonempty(OP, "sketch", sketch, "(B, 1, H, W)")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise TypeError(f"{OP}: argument 'threshold' must be a number in (0, 1], got {type(threshold).__name__}")
+    if not 0 < threshold <= 1:
+        raise ValueError(f"{OP}: argument 'threshold' must be in (0, 1], got {threshold}")
+    for name, value in (("gap", gap), ("min_area", min_area)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{OP}: argument '{name}' must be an int >= 0, got {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"{OP}: argument '{name}' must be >= 0, got {value}")
+
+
+def line_regions(
+    sketch: Tensor, threshold: float = 0.8, gap: int = 0, min_area: int = 0, *, backend: str = "auto"
+) -> Tensor:
+    """Label the areas enclosed by the lines of `sketch` (see the module docstring for the exact rule).
+
+    Args:
+        sketch: (B, 1, H, W) float in [0, 1], white paper and dark lines; any layout.
+        threshold: a pixel darker than this (sketch < threshold) is a line pixel.
+        gap: gaps in the lines up to this many pixels wide are closed (0: none).
+        min_area: regions of fewer pixels merge into the neighbour they share most border with.
+        backend: "auto" or a backend name (see refcolor.backends).
+
+    Returns:
+        int64 labels (B, H, W) on the sketch's device, 0..R_b-1 per sample in raster order of each
+        region's first pixel; R_b = labels[b].max() + 1.
+    """
+    validate_inputs(sketch, threshold, gap, min_area)
+    from refcolor.backends import choose_backend
+
+    chosen = choose_backend(OP, backend, sketch.device, sketch.dtype, DTYPES)
+    if chosen == "reference":
+        return line_regions_reference(sketch, threshold, gap, min_area)
+    raise AssertionError(f"{OP}: backend {chosen!r} has no implementation")
