@@ -23,6 +23,11 @@ from). The model colours X with R; everything is measured on [0, 1] images:
   (a uniform random argmax) and "same position", a guess that ignores both images and picks the
   reference cell at the sketch cell's own place: the protocol's warp is mild, so this guess is
   hard to beat on it, and a model only shows that it matches content where it beats it.
+- The warp (`warp`): "mild" is the training warp above, under which the same-position guess is
+  hard to beat; "strong" (WARPS["strong"] of refcolor.data.augmented_self_reference) composes it
+  with a left-right flip for half of the pairs, rotation up to +-30 degrees, scale 0.7 to 1.4 and a
+  shift up to 20% of the side, so copying by position scores low and only matching by content
+  passes. The correspondence stays exact (the composed grid).
 - Palette transfer, with a reference from another image: X of image i coloured with the plain,
   unwarped image i + 1 (cyclically) as R'. Score: the intersection sum_k min(p_k, q_k) of the
   normalised a*b* histograms (CIELAB via kornia.color.rgb_to_lab, 16 x 16 bins over [-128, 128]^2)
@@ -48,7 +53,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from refcolor.data.augmented_self_reference import AugmentedSelfReference
+from refcolor.data.augmented_self_reference import WARPS, AugmentedSelfReference
 from refcolor.data.image_folder import ImageFolder
 from refcolor.evaluation.guide_psnr import describe_data
 from refcolor.evaluation.report_files import write_report_files
@@ -158,11 +163,12 @@ def correspondence_hits(
 # --------------------------------------------------------------------------- the protocol
 
 
-def augmented_self_triple(image: Tensor, index: int, seed: int = 0) -> dict[str, Tensor]:
+def augmented_self_triple(image: Tensor, index: int, seed: int = 0, warp: str = "mild") -> dict[str, Tensor]:
     """The protocol's triple for image `index` (3, S, S) in [0, 1]: {"sketch" (1, 1, S, S),
-    "reference", "target" (1, 3, S, S), "grid" (1, S, S, 2)}, all in [0, 1] on image's device."""
+    "reference", "target" (1, 3, S, S), "grid" (1, S, S, 2)}, all in [0, 1] on image's device.
+    warp: "mild" (the training warp) or "strong" (WARPS["strong"]: flip, rotation, scale, shift)."""
     generator = torch.Generator().manual_seed(seed * _SEED_STRIDE + index)
-    augment = AugmentedSelfReference()
+    augment = AugmentedSelfReference.with_warp(warp)
     return augment(image.unsqueeze(0), generator)
 
 
@@ -181,6 +187,7 @@ class SCFTEvaluation:
     correspondence: dict[str, float] | None = None
     methods: tuple[str, ...] = field(default=METHODS)
     data: str = ""  # what was evaluated: the folder (or dataset) the images came from
+    warp: str = "mild"  # the reference's warp (WARPS), or "pairs" for evaluate_scft_pairs
 
     @property
     def num_images(self) -> int:
@@ -253,9 +260,11 @@ def evaluate_scft(
     batch_size: int = 8,
     seed: int = 0,
     device: str | torch.device | None = None,
+    warp: str = "mild",
 ) -> SCFTEvaluation:
     """Run the protocol of the module docstring on `data` (a folder, or a dataset of {"image": (3, S, S)
-    in [0, 1], "path"} items). `model` is called as model(sketch, reference, return_attention=True)
+    in [0, 1], "path"} items), with references made by the named `warp` (see WARPS). `model` is called
+    as model(sketch, reference, return_attention=True)
     (-> an SCFTColorizerOutput or a bare image) and model(sketch, reference) (-> an image), with
     sketch (B, 1, S, S) and reference (B, 3, S, S) in [-1, 1]; it returns images in [-1, 1].
     image_size: default model.config.image_size."""
@@ -266,6 +275,8 @@ def evaluate_scft(
         raise ValueError(f"max_images: expected an integer >= 1, got {max_images}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+    if warp not in WARPS:
+        raise ValueError(f"warp: expected one of {tuple(WARPS)}, got {warp!r}")
     if image_size is None:
         image_size = getattr(getattr(model, "config", None), "image_size", None)
         if image_size is None:
@@ -292,7 +303,7 @@ def evaluate_scft(
                 items = [dataset[i] for i in indices]
                 paths += [str(item.get("path", i)) for i, item in zip(indices, items, strict=True)]
                 triples = [
-                    augmented_self_triple(item["image"], i, seed) for i, item in zip(indices, items, strict=True)
+                    augmented_self_triple(item["image"], i, seed, warp) for i, item in zip(indices, items, strict=True)
                 ]
                 sketch, reference, target, grid = (
                     torch.cat([t[k] for t in triples]).to(device) for k in ("sketch", "reference", "target", "grid")
@@ -332,6 +343,7 @@ def evaluate_scft(
         palette=torch.cat(palettes) if palettes else None,
         correspondence=hits or None,
         data=describe_data(data, dataset),
+        warp=warp,
     )
 
 
@@ -388,14 +400,20 @@ def write_csv(result: SCFTEvaluation, path: str | os.PathLike) -> None:
 
 
 def write_markdown(result: SCFTEvaluation, path: str | os.PathLike, title: str) -> None:
+    if result.warp == "pairs":
+        protocol = "(target, reference) pairs of one subject, the sketch drawn from the target"
+    else:
+        settings = ", ".join(f"{k} {v}" for k, v in WARPS[result.warp].items()) or "TPS jitter only"
+        protocol = f"augmented-self triples (seed {result.seed}; warp {result.warp}: {settings})"
     text = (
         f"# {title}\n\n"
-        f"{result.num_images} images at {result.image_size}x{result.image_size}, augmented-self triples "
-        f"(seed {result.seed}): PSNR and SSIM against the target, mean +- std over images. Baselines: "
-        f"copy_reference (the warped reference itself), mean_colour (the reference's mean colour under "
+        f"{result.num_images} images at {result.image_size}x{result.image_size}, {protocol}: "
+        f"PSNR and SSIM against the target, mean +- std over images. Baselines: "
+        f"copy_reference (the reference as given), mean_colour (the reference's mean colour under "
         f"the sketch's lines). Palette match: a*b* histogram intersection (coloured pixels, chroma >= "
-        f"{MIN_CHROMA:g}) of the output and an unwarped reference from the next image (own_colours: the "
-        f"target's own colours against it).\n\n"
+        f"{MIN_CHROMA:g}) of the output and "
+        + ("the pair's reference" if result.warp == "pairs" else "an unwarped reference from the next image")
+        + " (own_colours: the target's own colours against it).\n\n"
         f"Data: {result.data or 'not recorded'}.\n\n"
         f"{markdown_table(result)}\n"
     )
