@@ -246,15 +246,15 @@ def test_cpp_is_deterministic_across_thread_counts():
 @pytest.mark.parametrize("weighted", [True, False], ids=["weighted", "unweighted"])
 @pytest.mark.parametrize(
     "shape,layout",
-    [((2, 3, 37, 61, 12), "contiguous"), ((1, 5, 45, 50, 700), "sliced"), ((2, 3, 40, 41, 9), "channels_last")],
+    [((2, 3, 37, 61, 12), "contiguous"), ((1, 5, 45, 50, 1500), "sliced"), ((2, 3, 40, 41, 9), "channels_last")],
     ids=["partial_blocks", "global_table_sliced", "channels_last"],
 )
 def test_cuda_block_logic_emulated_on_host(shape, layout, weighted, dtype):
     """The CUDA kernels' index arithmetic (pixel blocks and their tails, runs of equal labels across
     thread boundaries, shared or global tables, strided offsets), run grid block by grid block on
     the host through the same region_mean_math.h helpers, against the reference. 37 * 61 = 2,257
-    pixels: one full 2,048-pixel reduction block plus a tail; 700 regions x 6 sums do not fit the
-    shared-memory table (the global path)."""
+    pixels: one full 2,048-pixel reduction block plus a tail; 1,500 regions x 6 sums (36 kB in
+    float32) do not fit the 32 kB shared-memory table: the global path."""
     if not usable("cpp", "cpu"):
         pytest.skip("compiled extension not built")
     B, C, H, W, R = shape

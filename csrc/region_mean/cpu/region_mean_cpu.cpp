@@ -192,6 +192,8 @@ void for_each_tile(int64_t batch, int64_t tiles, int64_t tile_size, const TileFn
   });
 }
 
+constexpr int64_t kMinParallelSums = int64_t(1) << 18;
+
 void check_labels(bool ok, int64_t regions) {
   TORCH_CHECK(ok, "region_mean: argument 'labels' must be in [0, ", regions - 1, "] (num_regions=", regions,
               "), got a value outside");
@@ -217,7 +219,9 @@ void reduce_regions(const View<const T>& X, const View<const int64_t>& L, const 
     if (!good) ok = false;
   });
   check_labels(ok, R);
-  at::parallel_for(0, B * R, std::max<int64_t>(1, (int64_t(1) << 14) / (tiles * slots)), [&](int64_t lo, int64_t hi) {
+  // The tile tables hold few sums next to the pixels: a second thread pays off only for large ones.
+  const int64_t grain = std::max<int64_t>(1, kMinParallelSums / (tiles * slots));
+  at::parallel_for(0, B * R, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t br = lo; br < hi; ++br) {
       const int64_t b = br / R, r = br % R;
       for (int64_t c = 0; c < slots; ++c) {
