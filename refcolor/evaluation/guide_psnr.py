@@ -26,21 +26,33 @@ import csv
 import math
 import os
 from collections.abc import Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from refcolor.data.image_folder import ImageFolder, sample_images_dir
 from refcolor.data.sketch_preparation import prepare_sketch
 from refcolor.evaluation.report_files import write_report_files
 from refcolor.images import from_model_range
+from refcolor.inference import flats as fl
+from refcolor.inference.full_resolution import line_free_colours
 from refcolor.models.guiding_painter import GuidingPainter
+from refcolor.ops import line_regions
 
 REPORT_NAME = "psnr_vs_hints"
 MIN_REGION_AREA = 0.005  # fraction of the image: 82 px at 128 x 128
 MAX_PSNR = 100.0  # dB; a per-image MSE below 1e-10 (identical images) counts as this, keeping means finite
+# The modes measured beside the soft output of the model's regions ("soft"), in the report's order:
+# "snapped": the model's output with its regions snapped to the line regions (refcolor guide's
+# default); "flat (median)" / "flat (mean)": flats over the snapped output (hinted line regions
+# take the hint colour, the others the median / mean of the output over their paper pixels);
+# "flat unsnapped (median)": flats over the soft output of the model's own regions (a line region
+# takes a hint's colour where hints cover most of its paper).
+FLAT_MODES = ("snapped", "flat (median)", "flat (mean)", "flat unsnapped (median)")
+CEILINGS = ("median", "mean")  # every line region filled with the target's own median / mean
 
 
 @dataclass
@@ -63,6 +75,16 @@ class HintCurve:
     # Regions proposed per image, (num_images,) int64: any pixel / at least MIN_REGION_AREA.
     regions: Tensor | None = None
     large_regions: Tensor | None = None
+    # Flats and snapped regions (evaluate_guide_psnr(flats=True)): per mode (FLAT_MODES) the
+    # per-image PSNR (num_images, len(hints)); the ceilings' per-image PSNR (num_images,) (every
+    # line region filled with the target's own mean / median); per region kind ("model",
+    # "snapped") the border pixels on or within 1 px of a line and all border pixels, summed over
+    # images; the line regions' options and count per image.
+    modes: dict[str, Tensor] = field(default_factory=dict)
+    ceilings: dict[str, Tensor] = field(default_factory=dict)
+    borders: dict[str, tuple[int, int]] = field(default_factory=dict)
+    line_options: dict[str, float] = field(default_factory=dict)
+    line_regions: Tensor | None = None
 
     @property
     def num_images(self) -> int:
@@ -80,6 +102,18 @@ class HintCurve:
             spread = float(diff.std(correction=1)) if n > 1 else math.nan
             changes.append((float(diff.mean()), 1.96 * spread / math.sqrt(n)))
         return changes
+
+    def mode_means(self) -> dict[str, list[float]]:
+        """Mean PSNR per hint count of every mode: "soft" (the model's regions, its output as it
+        is) first, then FLAT_MODES that were measured."""
+        means = {"soft": self.psnr_mean}
+        means.update({name: per_image.mean(dim=0).tolist() for name, per_image in self.modes.items()})
+        return means
+
+    def border_share(self, kind: str) -> float:
+        """The share of `kind`'s border pixels ("model" or "snapped") on or within 1 px of a line."""
+        on, total = self.borders[kind]
+        return on / total if total else math.nan
 
     def rows(self) -> list[dict]:
         return [
@@ -120,6 +154,14 @@ def hinted_outputs(
     num_hints=regions_to_channels(segments, [n])[0]).output for each n (n regions hinted, as a user
     numbers them), with the counts batched; pass `segments` (the argmax one-hot of
     model.segmentation.segments(sketch)) to reuse one segmentation pass for several calls."""
+    output, hints = _hinted(model, sketch, target, counts, segments)
+    return output, hints[:, :, 3:]
+
+
+def _hinted(
+    model: GuidingPainter, sketch: Tensor, target: Tensor, counts: list[int], segments: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """hinted_outputs with the whole hint maps U = [C, M]: (len(counts), B, 4, H, W)."""
     if segments is None:
         segments = model.segmentation.segments(sketch)
     k, b = len(counts), sketch.shape[0]
@@ -128,7 +170,7 @@ def hinted_outputs(
     sketch_k = sketch.repeat(k, 1, 1, 1)
     hints = model.hint_generator(segments_k, target.repeat(k, 1, 1, 1).to(segments.dtype), num_hints=num_hints)
     output = model.paint(sketch_k, hints, segments_k)
-    return output.reshape(k, b, *output.shape[1:]), hints[:, 3:].reshape(k, b, 1, *hints.shape[2:])
+    return output.reshape(k, b, *output.shape[1:]), hints.reshape(k, b, *hints.shape[1:])
 
 
 def evaluate_guide_psnr(
@@ -140,10 +182,16 @@ def evaluate_guide_psnr(
     hint_counts: list[int] | None = None,
     samples_per_pass: int = 32,
     device: str | torch.device | None = None,
+    flats: bool = True,
+    threshold: float = fl.THRESHOLD,
+    gap: int = fl.GAP,
+    min_area: int = fl.MIN_AREA,
 ) -> HintCurve:
     """The PSNR-vs-hints curve of `model` on `data` (a folder, or a dataset of {"image": (3, S, S) in
     [0, 1], "path"} items at a size the model accepts). hint_counts default: 0..Nc. batch_size images
-    share a segmentation pass; up to samples_per_pass (image, count) pairs share a colorization pass."""
+    share a segmentation pass; up to samples_per_pass (image, count) pairs share a colorization pass.
+    flats: also measure FLAT_MODES, the CEILINGS and how well the regions follow the lines, over
+    line_regions(sketch, threshold, gap, min_area) (one more colorization pass per count)."""
     if not isinstance(model, GuidingPainter):
         raise TypeError(f"model: expected a GuidingPainter, got {type(model).__name__}")
     nc = model.num_segments
@@ -166,6 +214,11 @@ def evaluate_guide_psnr(
     was_training = model.training
     model.eval()
     psnrs, coverages, hint_map, paths, regions, large_regions = [], [], [], [], [], []
+    options = {"threshold": threshold, "gap": gap, "min_area": min_area}
+    modes: dict[str, list[Tensor]] = {name: [] for name in FLAT_MODES}
+    ceilings: dict[str, list[Tensor]] = {name: [] for name in CEILINGS}
+    borders = {"model": [0, 0], "snapped": [0, 0]}
+    region_counts: list[Tensor] = []
     try:
         with torch.no_grad():
             for start in range(0, total, batch_size):
@@ -180,12 +233,17 @@ def evaluate_guide_psnr(
                 large_regions.append((areas >= MIN_REGION_AREA).sum(dim=1).cpu())
                 step = max(1, samples_per_pass // len(items))
                 batch_psnr, batch_cover = [], []
+                measure = _FlatMeasure(model, sketch, image, segments, options) if flats else None
                 for i in range(0, len(counts), step):
-                    output, mask = hinted_outputs(model, sketch, target, counts[i : i + step], segments)
+                    output, hints = _hinted(model, sketch, target, counts[i : i + step], segments)
                     batch_psnr.append(_psnr(from_model_range(output), image).cpu())
-                    batch_cover.append(mask.double().mean(dim=(-3, -2, -1)).cpu())
+                    batch_cover.append(hints[:, :, 3:].double().mean(dim=(-3, -2, -1)).cpu())
+                    if measure is not None:
+                        measure.add(counts[i : i + step], output, hints)
                 psnrs.append(torch.cat(batch_psnr).T)  # (b, len(counts))
                 coverages.append(torch.cat(batch_cover).T)
+                if measure is not None:
+                    measure.collect(modes, ceilings, borders, region_counts)
                 full = model.hint_generator(segments, target.to(segments.dtype), num_hints=nc)
                 hint_map.append(_psnr(from_model_range(full[:, :3]), image).cpu())
     finally:
@@ -205,7 +263,69 @@ def evaluate_guide_psnr(
         data=describe_data(data, dataset),
         regions=torch.cat(regions),
         large_regions=torch.cat(large_regions),
+        modes={name: torch.cat(values) for name, values in modes.items() if values},
+        ceilings={name: torch.cat(values) for name, values in ceilings.items() if values},
+        borders={kind: (on, total) for kind, (on, total) in borders.items()} if flats else {},
+        line_options=dict(options) if flats else {},
+        line_regions=torch.cat(region_counts) if region_counts else None,
     )
+
+
+class _FlatMeasure:
+    """The flat modes of one batch of evaluate_guide_psnr: the line regions of its sketches, the
+    snapped segments, the ceilings and border shares once; then add() per chunk of hint counts."""
+
+    def __init__(self, model: GuidingPainter, sketch: Tensor, image: Tensor, segments: Tensor, options: dict):
+        self.model, self.sketch, self.image, self.options = model, sketch, image, options
+        self.paper = (sketch + 1) / 2  # the sketch in [0, 1]: white paper, dark lines
+        self.labels = line_regions(self.paper.float(), **options)
+        channel_map = segments.argmax(dim=1)
+        snapped_map = fl.snap_regions(channel_map.cpu(), self.labels.cpu()).to(segments.device)
+        self.snapped = F.one_hot(snapped_map, model.num_segments).permute(0, 3, 1, 2).to(segments.dtype)
+        threshold = options["threshold"]
+        self.borders = {
+            "model": fl.borders_on_lines(channel_map, self.paper, threshold),
+            "snapped": fl.borders_on_lines(snapped_map, self.paper, threshold),
+        }
+        self.ceilings = {method: _psnr(self._flatten(image, None, method), image).cpu() for method in CEILINGS}
+        self.psnrs: dict[str, list[Tensor]] = {name: [] for name in FLAT_MODES}
+
+    def _flatten(self, colours: Tensor, hints: Tensor | None, method: str) -> Tensor:
+        """Flats (in [0, 1]) of colours (N, 3, H, W) in [0, 1] over this batch's line regions
+        (repeated for N = k * B), with hints U (N, 4, H, W) in [-1, 1] when given."""
+        k = colours.shape[0] // self.paper.shape[0]
+        paper = self.paper.repeat(k, 1, 1, 1)
+        labels = self.labels.repeat(k, 1, 1)
+        given = {} if hints is None else {"hints": from_model_range(hints[:, :3]), "hint_mask": hints[:, 3:] > 0}
+        result = fl.flatten(colours, paper, labels=labels, method=method, **given, **self.options)
+        return result.image
+
+    def add(self, counts: list[int], output: Tensor, hints: Tensor) -> None:
+        """output (k, B, 3, H, W) and hints (k, B, 4, H, W) of the model's regions for `counts`."""
+        k = len(counts)
+        target = self.image.repeat(k, 1, 1, 1)
+        flat_input = output.flatten(0, 1)
+        paper = self.paper.repeat(k, 1, 1, 1)
+        unsnapped = line_free_colours(from_model_range(flat_input.float()), paper, paper.shape[-2:])
+        self.psnrs["flat unsnapped (median)"].append(
+            _psnr(self._flatten(unsnapped, hints.flatten(0, 1), "median"), target).reshape(k, -1).cpu()
+        )
+        snapped_output, snapped_hints = _hinted(self.model, self.sketch, self.image * 2 - 1, counts, self.snapped)
+        self.psnrs["snapped"].append(_psnr(from_model_range(snapped_output), self.image).cpu())
+        free = line_free_colours(from_model_range(snapped_output.flatten(0, 1).float()), paper, paper.shape[-2:])
+        for method, name in (("median", "flat (median)"), ("mean", "flat (mean)")):
+            flat = self._flatten(free, snapped_hints.flatten(0, 1), method)
+            self.psnrs[name].append(_psnr(flat, target).reshape(k, -1).cpu())
+
+    def collect(self, modes, ceilings, borders, region_counts) -> None:
+        for name, values in self.psnrs.items():
+            modes[name].append(torch.cat(values).T)  # (b, len(counts))
+        for name, values in self.ceilings.items():
+            ceilings[name].append(values)
+        for kind, (on, total) in self.borders.items():
+            borders[kind][0] += int(on.sum())
+            borders[kind][1] += int(total.sum())
+        region_counts.append((self.labels.flatten(1).amax(dim=1) + 1).cpu())
 
 
 def describe_data(data, dataset) -> str:

@@ -169,6 +169,22 @@ def flatten(
     return Flats(image=flat * sketch, layer=layer, labels=labels, colours=chosen, hinted=hinted)
 
 
+def borders_on_lines(labels: Tensor, sketch: Tensor, threshold: float = THRESHOLD) -> tuple[Tensor, Tensor]:
+    """How well regions follow the drawing: per sample of `labels` (B, H, W), (the border pixels on
+    or within 1 px (8-neighbourhood) of a line pixel of `sketch` (B, 1, H, W) (sketch < threshold),
+    all border pixels), int64 (B,) each. A border pixel has a 4-neighbour of another region."""
+    border = torch.zeros_like(labels, dtype=torch.bool)
+    horizontal = labels[:, :, 1:] != labels[:, :, :-1]
+    vertical = labels[:, 1:, :] != labels[:, :-1, :]
+    border[:, :, 1:] |= horizontal
+    border[:, :, :-1] |= horizontal
+    border[:, 1:, :] |= vertical
+    border[:, :-1, :] |= vertical
+    line = (sketch < threshold).to(torch.float32)
+    near = torch.nn.functional.max_pool2d(line, 3, stride=1, padding=1)[:, 0] > 0
+    return (border & near).sum(dim=(1, 2)), border.sum(dim=(1, 2))
+
+
 def save_image(image: Tensor, path: str | os.PathLike) -> Path:
     """Write a (3, H, W) image in [0, 1] (format from the suffix, PNG when none); -> the path."""
     path = Path(path)
@@ -219,6 +235,7 @@ __all__ = [
     "MIN_AREA",
     "THRESHOLD",
     "Flats",
+    "borders_on_lines",
     "flatten",
     "layer_to_pil",
     "region_colours",
