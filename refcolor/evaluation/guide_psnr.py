@@ -392,16 +392,77 @@ def regions_line(curve: HintCurve) -> str:
     )
 
 
+def _slug(mode: str) -> str:
+    """A mode's CSV column: "flat unsnapped (median)" -> "psnr_flat_unsnapped_median"."""
+    return "psnr_" + "_".join(mode.replace("(", " ").replace(")", " ").split())
+
+
 def write_csv(curve: HintCurve, path: str | os.PathLike) -> None:
+    """One row per hint count: the soft curve's columns, then one PSNR column per flat mode, and
+    the ceilings as rows whose num_hints is "ceiling (median)" / "ceiling (mean)"."""
+    modes = {name: values for name, values in curve.mode_means().items() if name != "soft"}
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["num_hints", "psnr_mean", "psnr_std", "coverage", "change_mean", "change_ci95"])
-        for r in curve.rows():
+        writer.writerow(
+            ["num_hints", "psnr_mean", "psnr_std", "coverage", "change_mean", "change_ci95"] + [_slug(m) for m in modes]
+        )
+        for i, r in enumerate(curve.rows()):
             change = r["change"]
             writer.writerow(
                 [r["num_hints"], f"{r['psnr_mean']:.4f}", f"{r['psnr_std']:.4f}", f"{r['coverage']:.4f}"]
                 + (["", ""] if change is None else [f"{change[0]:.4f}", f"{change[1]:.4f}"])
+                + [f"{values[i]:.4f}" for values in modes.values()]
             )
+        for name, values in curve.ceilings.items():
+            writer.writerow(
+                [f"ceiling ({name})", f"{float(values.mean()):.4f}", f"{float(values.std(correction=0)):.4f}"]
+            )
+
+
+def flats_table(curve: HintCurve) -> str:
+    """Soft against snapped and flat output at every hint count, the ceilings below (empty when
+    the flats were not measured)."""
+    if not curve.modes:
+        return ""
+    means = curve.mode_means()
+    names = list(means)
+    lines = [
+        "| hints | " + " | ".join(f"{name} (dB)" for name in names) + " |",
+        "|---:|" + "---:|" * len(names),
+    ]
+    for i, n in enumerate(curve.hints):
+        best = max(means[name][i] for name in names)
+        cells = [f"**{means[name][i]:.2f}**" if means[name][i] == best else f"{means[name][i]:.2f}" for name in names]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    for name, values in curve.ceilings.items():
+        lines.append(
+            f"| ceiling: every line region its target {name} | {float(values.mean()):.2f} |" + " |" * (len(names) - 1)
+        )
+    return "\n".join(lines)
+
+
+def flats_text(curve: HintCurve) -> str:
+    """The flats section of the report (empty when not measured)."""
+    if not curve.modes:
+        return ""
+    options = ", ".join(f"{k} {v}" for k, v in curve.line_options.items())
+    regions = curve.line_regions.double() if curve.line_regions is not None else torch.zeros(1)
+    return (
+        f"\n## Soft against snapped and flat output\n\n"
+        f"Line regions: `refcolor.ops.line_regions` of the sketch ({options}): median {regions.median():.0f} "
+        f"per sketch (min {regions.min():.0f}, max {regions.max():.0f}). "
+        f"*soft*: the model's output on its own regions (the table above). *snapped*: the model's output on "
+        f"its regions snapped to the line regions (each line region joins the region covering most of it; "
+        f"`refcolor guide`'s regions), hints numbered on them. *flat (median / mean)*: flats over the snapped "
+        f"output: hinted line regions take the hint colour, the others the median / mean of the output over "
+        f"their paper pixels, the sketch multiplied on top. *flat unsnapped (median)*: the same over the soft "
+        f"output of the model's own regions. Ceilings: every line region filled with the target's own median / "
+        f"mean over it, the sketch on top: the best any flat output over these regions scores. The best "
+        f"mode of each row is in bold.\n\n"
+        f"{flats_table(curve)}\n\n"
+        f"Region borders on or within 1 px of a sketch line: {curve.border_share('model'):.1%} of the model's "
+        f"own, {curve.border_share('snapped'):.1%} of the snapped regions' (over all images' border pixels).\n"
+    )
 
 
 def write_markdown(curve: HintCurve, path: str | os.PathLike, title: str) -> None:
@@ -417,6 +478,7 @@ def write_markdown(curve: HintCurve, path: str | os.PathLike, title: str) -> Non
         f"For context: the all-regions hint map itself (each region filled with its mean colour) "
         f"scores {curve.hint_map_psnr:.2f} dB.\n"
         f"{regions_line(curve)}"
+        f"{flats_text(curve)}"
     )
     Path(path).write_text(text, encoding="utf-8")
 
@@ -447,11 +509,19 @@ def plot_curve(curve: HintCurve, path: str | os.PathLike, title: str) -> None:
     ax.axhline(
         curve.hint_map_psnr, color="tab:orange", ls="--", label=f"hint map, all regions ({curve.hint_map_psnr:.2f} dB)"
     )
+    styles = {"snapped": "tab:green", "flat (median)": "tab:red", "flat (mean)": "tab:purple"}
+    styles["flat unsnapped (median)"] = "tab:gray"
+    for name, values in curve.mode_means().items():
+        if name != "soft":
+            ax.plot(curve.hints, values, "s-" if name == "snapped" else ".--", color=styles.get(name), ms=3, label=name)
+    for (name, values), style in zip(curve.ceilings.items(), (":", "-."), strict=False):
+        value = float(values.mean())
+        ax.axhline(value, color="black", ls=style, lw=1, label=f"ceiling, line regions' target {name} ({value:.2f} dB)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("number of hints (regions coloured)")
     ax.set_ylabel("PSNR (dB)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=9)
+    ax.legend(loc="lower right" if curve.modes else "upper left", fontsize=8 if curve.modes else 9)
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -466,10 +536,14 @@ def write_report(curve: HintCurve, out_dir: str | os.PathLike, *, title: str | N
 
 
 __all__ = [
+    "CEILINGS",
+    "FLAT_MODES",
     "MAX_PSNR",
     "REPORT_NAME",
     "HintCurve",
     "evaluate_guide_psnr",
+    "flats_table",
+    "flats_text",
     "hinted_outputs",
     "markdown_table",
     "plot_curve",
