@@ -216,15 +216,24 @@ def test_flat_modes_and_ceilings(images, tmp_path):
         flat = flats.flatten(image, paper, method=method).image
         expected = 10 * torch.log10(1 / ((flat.double() - image.double()) ** 2).mean(dim=(1, 2, 3)))
         assert torch.allclose(curve.ceilings[method], expected, atol=1e-4)
-    # Snapped output: the model run on the snapped segments, hints numbered on them.
+    # Snapped output: 2 hints numbered on the snapped regions, painted from them where hinted, from
+    # the model's own regions elsewhere; with every region hinted, the snapped regions alone.
     with torch.no_grad():
         sketch = paper * 2 - 1
-        segments = model.segmentation.segments(sketch)
-        snapped = flats.snap_regions(segments.argmax(dim=1), line_regions(paper))
+        own = model.segmentation.segments(sketch).argmax(dim=1)
+        snapped = flats.snap_regions(own, line_regions(paper))
         one_hot = F.one_hot(snapped, NC).permute(0, 3, 1, 2).float()
-        outputs, _ = hinted_outputs(model, sketch, image * 2 - 1, [2], one_hot)
-    expected = 10 * torch.log10(1 / (((outputs[0] + 1) / 2 - image).double() ** 2).mean(dim=(1, 2, 3)))
-    assert torch.allclose(curve.modes["snapped"][:, 1], expected, atol=1e-4)
+        for column, n in ((1, 2), (2, NC)):
+            k = regions_to_channels(one_hot, [n])[0]
+            painted = F.one_hot(flats.paint_channels(own, snapped, k), NC).permute(0, 3, 1, 2).float()
+            if n == NC:
+                assert torch.equal(painted, one_hot)
+            hints = model.hint_generator(painted, image * 2 - 1, num_hints=k)
+            output = model.paint(sketch, hints, painted)
+            expected = 10 * torch.log10(1 / (((output + 1) / 2 - image).double() ** 2).mean(dim=(1, 2, 3)))
+            assert torch.allclose(curve.modes["snapped"][:, column], expected, atol=1e-4)
+    # With no hint the model paints from its own regions: snapped is soft.
+    assert torch.allclose(curve.modes["snapped"][:, 0], curve.per_image[:, 0], atol=1e-6)
     assert curve.border_share("snapped") == 1.0  # gap 0: snapped borders run along the lines
     markdown = write_report(curve, tmp_path / "report")["md"].read_text()
     assert "## Soft against snapped and flat output" in markdown

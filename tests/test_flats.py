@@ -169,6 +169,15 @@ def test_snap_takes_the_majority_channel_of_each_line_region_ties_to_priority():
     assert set(flats.snap_regions(channels, labels).unique().tolist()) <= set(channels.unique().tolist())
 
 
+def test_paint_channels_hinted_channels_cover_their_snapped_regions_the_rest_is_the_models():
+    own = torch.tensor([[[0, 0, 1, 1, 2, 3]], [[0, 0, 1, 1, 2, 3]]])
+    snapped = torch.tensor([[[0, 1, 1, 1, 3, 3]], [[0, 1, 1, 1, 3, 3]]])
+    painted = flats.paint_channels(own, snapped, torch.tensor([2, 0]))
+    assert painted[0].tolist() == [[0, 1, 1, 1, 2, 3]]  # channels 0, 1 hinted: their snapped pixels
+    assert painted[1].tolist() == own[1].tolist()  # no hint: the model's own regions
+    assert flats.paint_channels(own, snapped, torch.tensor([4, 4])).tolist() == snapped.tolist()
+
+
 def test_snapped_regions_follow_the_lines_and_keep_the_priority_order():
     model = GuidingPainter(GuidingPainterConfig.preset("small", image_size=32))
     model.segmentation = FixedRegions(model.num_segments)  # regions by position: blind to the drawing

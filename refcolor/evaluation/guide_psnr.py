@@ -47,8 +47,10 @@ MIN_REGION_AREA = 0.005  # fraction of the image: 82 px at 128 x 128
 MAX_PSNR = 100.0  # dB; a per-image MSE below 1e-10 (identical images) counts as this, keeping means finite
 # The modes measured beside the soft output of the model's regions ("soft"), in the report's order:
 # "snapped": the model's output with its regions snapped to the line regions (refcolor guide's
-# default); "flat (median)" / "flat (mean)": flats over the snapped output (hinted line regions
-# take the hint colour, the others the median / mean of the output over their paper pixels);
+# default; hints numbered on the snapped regions, the unhinted areas painted from the model's own:
+# refcolor.inference.flats.paint_channels); "flat (median)" / "flat (mean)": flats over the
+# snapped output (hinted line regions take the hint colour, the others the median / mean of the
+# output over their paper pixels);
 # "flat unsnapped (median)": flats over the soft output of the model's own regions (a line region
 # takes a hint's colour where hints cover most of its paper).
 FLAT_MODES = ("snapped", "flat (median)", "flat (mean)", "flat unsnapped (median)")
@@ -281,6 +283,7 @@ class _FlatMeasure:
         self.labels = line_regions(self.paper.float(), **options)
         channel_map = segments.argmax(dim=1)
         snapped_map = fl.snap_regions(channel_map.cpu(), self.labels.cpu()).to(segments.device)
+        self.channel_map, self.snapped_map = channel_map, snapped_map
         self.snapped = F.one_hot(snapped_map, model.num_segments).permute(0, 3, 1, 2).to(segments.dtype)
         threshold = options["threshold"]
         self.borders = {
@@ -310,7 +313,16 @@ class _FlatMeasure:
         self.psnrs["flat unsnapped (median)"].append(
             _psnr(self._flatten(unsnapped, hints.flatten(0, 1), "median"), target).reshape(k, -1).cpu()
         )
-        snapped_output, snapped_hints = _hinted(self.model, self.sketch, self.image * 2 - 1, counts, self.snapped)
+        # Hints numbered on the snapped regions; the model paints from them where hinted and from its
+        # own regions elsewhere (flats.paint_channels, as GuidedColorizer does).
+        num_hints = regions_to_channels(self.snapped, counts).flatten().to(self.sketch.device)
+        b = self.sketch.shape[0]
+        channels = fl.paint_channels(self.channel_map.repeat(k, 1, 1), self.snapped_map.repeat(k, 1, 1), num_hints)
+        segments = F.one_hot(channels, self.model.num_segments).permute(0, 3, 1, 2).to(self.snapped.dtype)
+        hints = self.model.hint_generator(segments, self.image.repeat(k, 1, 1, 1) * 2 - 1, num_hints=num_hints)
+        painted = self.model.paint(self.sketch.repeat(k, 1, 1, 1), hints, segments)
+        snapped_output = painted.reshape(k, b, *painted.shape[1:])
+        snapped_hints = hints.reshape(k, b, *hints.shape[1:])
         self.psnrs["snapped"].append(_psnr(from_model_range(snapped_output), self.image).cpu())
         free = line_free_colours(from_model_range(snapped_output.flatten(0, 1).float()), paper, paper.shape[-2:])
         for method, name in (("median", "flat (median)"), ("mean", "flat (mean)")):

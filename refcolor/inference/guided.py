@@ -388,11 +388,12 @@ class GuidedColorizer:
         if self.snap:
             # The model paints the snapped regions: inside the sketch's box, the snapped map taken
             # back to the working size (nearest, as the regions came up); the white padding keeps
-            # the model's own channels.
+            # the model's own channels, and so do the unhinted areas (flats.paint_channels).
             top, left, h, w = box
             small = F.interpolate(channel_maps[:, None].float(), size=(h, w), mode="nearest-exact")[:, 0].long()
-            working = working.clone()
-            working[:, top : top + h, left : left + w] = small.to(working.device)
+            snapped = working.clone()
+            snapped[:, top : top + h, left : left + w] = small.to(working.device)
+            working = flats.paint_channels(working, snapped, torch.tensor(counts))
             segments = F.one_hot(working, nc).permute(0, 3, 1, 2).to(x.dtype)
             with torch.no_grad():
                 hints = self.model.hint_generator(segments, colors=table.to(self.device), num_hints=counts)
