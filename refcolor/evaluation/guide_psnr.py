@@ -28,6 +28,7 @@ import os
 from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -216,7 +217,7 @@ def evaluate_guide_psnr(
     was_training = model.training
     model.eval()
     psnrs, coverages, hint_map, paths, regions, large_regions = [], [], [], [], [], []
-    options = {"threshold": threshold, "gap": gap, "min_area": min_area}
+    options: dict[str, Any] = {"threshold": threshold, "gap": gap, "min_area": min_area}
     modes: dict[str, list[Tensor]] = {name: [] for name in FLAT_MODES}
     ceilings: dict[str, list[Tensor]] = {name: [] for name in CEILINGS}
     borders = {"model": [0, 0], "snapped": [0, 0]}
@@ -299,7 +300,9 @@ class _FlatMeasure:
         k = colours.shape[0] // self.paper.shape[0]
         paper = self.paper.repeat(k, 1, 1, 1)
         labels = self.labels.repeat(k, 1, 1)
-        given = {} if hints is None else {"hints": from_model_range(hints[:, :3]), "hint_mask": hints[:, 3:] > 0}
+        given: dict[str, Any] = {}
+        if hints is not None:
+            given = {"hints": from_model_range(hints[:, :3]), "hint_mask": hints[:, 3:] > 0}
         result = fl.flatten(colours, paper, labels=labels, method=method, **given, **self.options)
         return result.image
 
@@ -309,7 +312,7 @@ class _FlatMeasure:
         target = self.image.repeat(k, 1, 1, 1)
         flat_input = output.flatten(0, 1)
         paper = self.paper.repeat(k, 1, 1, 1)
-        unsnapped = line_free_colours(from_model_range(flat_input.float()), paper, paper.shape[-2:])
+        unsnapped = line_free_colours(from_model_range(flat_input.float()), paper, (paper.shape[-2], paper.shape[-1]))
         self.psnrs["flat unsnapped (median)"].append(
             _psnr(self._flatten(unsnapped, hints.flatten(0, 1), "median"), target).reshape(k, -1).cpu()
         )
@@ -324,7 +327,9 @@ class _FlatMeasure:
         snapped_output = painted.reshape(k, b, *painted.shape[1:])
         snapped_hints = hints.reshape(k, b, *hints.shape[1:])
         self.psnrs["snapped"].append(_psnr(from_model_range(snapped_output), self.image).cpu())
-        free = line_free_colours(from_model_range(snapped_output.flatten(0, 1).float()), paper, paper.shape[-2:])
+        free = line_free_colours(
+            from_model_range(snapped_output.flatten(0, 1).float()), paper, (paper.shape[-2], paper.shape[-1])
+        )
         for method, name in (("median", "flat (median)"), ("mean", "flat (mean)")):
             flat = self._flatten(free, snapped_hints.flatten(0, 1), method)
             self.psnrs[name].append(_psnr(flat, target).reshape(k, -1).cpu())
@@ -332,8 +337,8 @@ class _FlatMeasure:
     def collect(self, modes, ceilings, borders, region_counts) -> None:
         for name, values in self.psnrs.items():
             modes[name].append(torch.cat(values).T)  # (b, len(counts))
-        for name, values in self.ceilings.items():
-            ceilings[name].append(values)
+        for name, per_image in self.ceilings.items():
+            ceilings[name].append(per_image)
         for kind, (on, total) in self.borders.items():
             borders[kind][0] += int(on.sum())
             borders[kind][1] += int(total.sum())
@@ -526,8 +531,8 @@ def plot_curve(curve: HintCurve, path: str | os.PathLike, title: str) -> None:
     for name, values in curve.mode_means().items():
         if name != "soft":
             ax.plot(curve.hints, values, "s-" if name == "snapped" else ".--", color=styles.get(name), ms=3, label=name)
-    for (name, values), style in zip(curve.ceilings.items(), (":", "-."), strict=False):
-        value = float(values.mean())
+    for (name, per_image), style in zip(curve.ceilings.items(), (":", "-."), strict=False):
+        value = float(per_image.mean())
         ax.axhline(value, color="black", ls=style, lw=1, label=f"ceiling, line regions' target {name} ({value:.2f} dB)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("number of hints (regions coloured)")

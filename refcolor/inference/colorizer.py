@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from PIL import Image
@@ -91,7 +91,7 @@ class Colorizer:
             )
         self.flat = bool(flat)
         self.flat_method = flat_method
-        self.line_options = {"threshold": threshold, "gap": gap, "min_area": min_area}
+        self.line_options: dict[str, Any] = {"threshold": threshold, "gap": gap, "min_area": min_area}
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, *, device: str | torch.device = "cpu", **kwargs) -> Colorizer:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +81,7 @@ class ExemplarColorizer:
             )
         self.flat = bool(flat)
         self.flat_method = flat_method
-        self.line_options = {"threshold": threshold, "gap": gap, "min_area": min_area}
+        self.line_options: dict[str, Any] = {"threshold": threshold, "gap": gap, "min_area": min_area}
 
     @classmethod
     def from_checkpoint(

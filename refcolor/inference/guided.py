@@ -26,7 +26,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -295,7 +295,7 @@ class GuidedColorizer:
         self.snap = bool(snap)
         self.flat = bool(flat)
         self.flat_method = flat_method
-        self.line_options = {"threshold": threshold, "gap": gap, "min_area": min_area}
+        self.line_options: dict[str, Any] = {"threshold": threshold, "gap": gap, "min_area": min_area}
 
     @classmethod
     def from_checkpoint(
