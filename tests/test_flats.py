@@ -280,3 +280,45 @@ def test_guide_cli_flat_errors(models, capsys, extra, words):
     assert cli.main(["guide", str(models / "sketch.png"), *extra]) == 1
     err = capsys.readouterr().err.strip()
     assert words in err and "\n" not in err
+
+
+def test_exemplar_flat_true_on_line_art():
+    from refcolor.inference.exemplar import ExemplarColorizer
+    from refcolor.models import ExemplarColorizer as ExemplarModel
+    from refcolor.models import ExemplarColorizerConfig
+
+    torch.manual_seed(0)
+    model = ExemplarModel(ExemplarColorizerConfig(image_size=32, decoder_widths=(8, 8, 8, 8), unet_widths=(8, 16)))
+    colorizer = ExemplarColorizer(model, flat=True)
+    drawing = _drawing()
+    exemplar = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(2))
+    picture = colorizer(drawing, exemplar)
+    sketch = _sketch_tensor(drawing)
+    assert picture.size == (60, 48)
+    assert assert_flat(im.to_tensor(picture)[0], sketch[0]) >= 4
+    soft, result = colorizer.flats(drawing, exemplar)
+    assert torch.equal(soft, colorizer.colorize_tensor(drawing, exemplar, flat=False))
+    assert torch.equal(result.image, colorizer.colorize_tensor(drawing, exemplar))
+
+
+def test_colorize_cli_folder_writes_a_flats_layer_per_image(models, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _drawing(40, 32).save(folder / "a.png")
+    _drawing(50, 30).save(folder / "b.jpg")
+    args = ["colorize", str(folder), "-r", str(models / "ref.png"), "-c", str(models / "scft.safetensors")]
+    assert cli.main(args + ["-o", str(tmp_path / "out"), "--flats-layer", str(tmp_path / "layers")]) == 0
+    for name, size in (("a.png", (40, 32)), ("b.png", (50, 30))):
+        with Image.open(tmp_path / "layers" / name) as layer, Image.open(tmp_path / "out" / name) as out:
+            assert layer.mode == "RGBA" and layer.size == size and out.mode == "RGB" and out.size == size
+
+
+def test_guide_cli_no_snap_numbers_the_models_own_regions(models, tmp_path):
+    base = ["guide", str(models / "sketch.png"), "--checkpoint", str(models / "guide.safetensors")]
+    assert cli.main(base + ["--out", str(tmp_path / "snapped")]) == 0
+    assert cli.main(base + ["--out", str(tmp_path / "own"), "--no-snap"]) == 0
+    snapped = json.loads((tmp_path / "snapped" / "sketch_regions.json").read_text())["regions"]
+    own = json.loads((tmp_path / "own" / "sketch_regions.json").read_text())["regions"]
+    expected = GuidedColorizer.from_checkpoint(models / "guide.safetensors", snap=False).regions(models / "sketch.png")
+    assert [r["channel"] for r in own] == expected.channels
+    assert {r["channel"] for r in snapped} <= {r["channel"] for r in own} and len(snapped) <= len(own)
