@@ -437,7 +437,7 @@ def plot_results(result: SCFTEvaluation, path: str | os.PathLike, title: str) ->
     for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
         ax.bar(names, [r[f"{key}_mean"] for r in rows], yerr=[r[f"{key}_std"] for r in rows], color=colours, capsize=4)
         ax.set_ylabel(label)
-        ax.tick_params(axis="x", labelrotation=20)
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")  # long names, no overlap
     next_ax = 2
     acc = result.accuracy()
     if acc is not None:
