@@ -57,11 +57,16 @@ from refcolor.data.augmented_self_reference import WARPS, AugmentedSelfReference
 from refcolor.data.image_folder import ImageFolder
 from refcolor.evaluation.guide_psnr import describe_data
 from refcolor.evaluation.report_files import write_report_files
+from refcolor.inference import flats
+from refcolor.inference.full_resolution import line_free_colours
+from refcolor.ops import line_regions
 from refcolor.ops.tps_correspondence import tps_correspondence
 
 REPORT_NAME = "scft_eval"
 MAX_PSNR = 100.0  # dB; identical images count as this, keeping means finite
-METHODS = ("model", "copy_reference", "mean_colour")
+# model_flat_median / model_flat_mean: the model's output as flats (refcolor.inference.flats: every
+# line region of X takes the median / mean of the output over its paper pixels, X's lines on top).
+METHODS = ("model", "model_flat_median", "model_flat_mean", "copy_reference", "mean_colour")
 PALETTE_METHODS = ("model", "own_colours", "mean_colour")
 AB_BINS = 16
 AB_RANGE = 128.0
@@ -111,6 +116,16 @@ def ab_histogram(images: Tensor, bins: int = AB_BINS, min_chroma: float = MIN_CH
 def palette_intersection(images: Tensor, references: Tensor, bins: int = AB_BINS) -> Tensor:
     """Per-image histogram intersection (B,) in [0, 1] of the a*b* histograms of images and references."""
     return torch.minimum(ab_histogram(images, bins), ab_histogram(references, bins)).sum(dim=1)
+
+
+def flat_outputs(output: Tensor, sketch: Tensor) -> tuple[Tensor, Tensor]:
+    """The output (B, 3, H, W) in [0, 1] as flats over the line regions of `sketch` (B, 1, H, W) in
+    [0, 1] (refcolor.inference.flats defaults), each region's colour its median and its mean."""
+    free = line_free_colours(output, sketch, (output.shape[-2], output.shape[-1]))
+    labels = line_regions(sketch.float(), flats.THRESHOLD, flats.GAP, flats.MIN_AREA)
+    return tuple(
+        flats.flatten(free, sketch, labels=labels, method=m).image.to(output.dtype) for m in ("median", "mean")
+    )  # type: ignore[return-value]
 
 
 def correspondence_hits(
@@ -310,7 +325,8 @@ def evaluate_scft(
                 )
                 image, attention, sizes = _call(model, sketch * 2 - 1, reference * 2 - 1, with_attention=True)
                 output = ((image.float() + 1) / 2).clamp(0, 1)
-                candidates = (output, reference, mean_colour_fill(sketch, reference))
+                flat_median, flat_mean = flat_outputs(output, sketch)
+                candidates = (output, flat_median, flat_mean, reference, mean_colour_fill(sketch, reference))
                 psnrs.append(torch.stack([psnr(c, target) for c in candidates], dim=1).cpu())
                 ssims.append(torch.stack([ssim(c, target) for c in candidates], dim=1).cpu())
                 if attention is None:
@@ -410,8 +426,10 @@ def write_markdown(result: SCFTEvaluation, path: str | os.PathLike, title: str) 
         f"{result.num_images} images at {result.image_size}x{result.image_size}, {protocol}: "
         f"PSNR and SSIM against the target, mean +- std over images. Baselines: "
         f"copy_reference (the reference as given), mean_colour (the reference's mean colour under "
-        f"the sketch's lines). Palette match: a*b* histogram intersection (coloured pixels, chroma >= "
-        f"{MIN_CHROMA:g}) of the output and "
+        f"the sketch's lines). model_flat_median / model_flat_mean: the model's output as flats, every area "
+        f"enclosed by the sketch's lines (refcolor.ops.line_regions) one colour, the median / mean of the "
+        f"output over it, the lines on top. Palette match: a*b* histogram intersection (coloured pixels, "
+        f"chroma >= {MIN_CHROMA:g}) of the output and "
         + ("the pair's reference" if result.warp == "pairs" else "an unwarped reference from the next image")
         + " (own_colours: the target's own colours against it).\n\n"
         f"Data: {result.data or 'not recorded'}.\n\n"
@@ -430,14 +448,14 @@ def plot_results(result: SCFTEvaluation, path: str | os.PathLike, title: str) ->
 
     rows = [r for r in result.rows() if not math.isnan(r["psnr_mean"])]
     names = [r["method"] for r in rows]
-    colours = ["tab:blue", "tab:gray", "tab:orange"][: len(rows)]
+    colours = ["tab:blue", "tab:cyan", "tab:purple", "tab:gray", "tab:orange"][: len(rows)]
     panels = 2 + (result.accuracy() is not None) + (result.palette is not None)
     fig, grid = plt.subplots(1, panels, figsize=(3.6 * panels, 3.6), squeeze=False)
     axes = list(grid[0])
     for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
         ax.bar(names, [r[f"{key}_mean"] for r in rows], yerr=[r[f"{key}_std"] for r in rows], color=colours, capsize=4)
         ax.set_ylabel(label)
-        ax.tick_params(axis="x", labelrotation=20)
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")  # long names, no overlap
     next_ax = 2
     acc = result.accuracy()
     if acc is not None:

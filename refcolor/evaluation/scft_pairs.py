@@ -106,7 +106,8 @@ def evaluate_scft_pairs(
                 image = out if isinstance(out, torch.Tensor) else out.image
                 output = ((image.float() + 1) / 2).clamp(0, 1)
                 fill = scft_eval.mean_colour_fill(sketch, reference)
-                candidates = (output, reference, fill)
+                flat_median, flat_mean = scft_eval.flat_outputs(output, sketch)
+                candidates = (output, flat_median, flat_mean, reference, fill)  # scft_eval.METHODS order
                 psnrs.append(torch.stack([scft_eval.psnr(c, target) for c in candidates], dim=1).cpu())
                 ssims.append(torch.stack([scft_eval.ssim(c, target) for c in candidates], dim=1).cpu())
                 palettes.append(
