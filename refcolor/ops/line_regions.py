@@ -57,7 +57,7 @@ OP = "line_regions"
 _ALL_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # The kernels compare in the sketch's own dtype (the threshold rounded to it as torch rounds a
 # Python scalar), so every float dtype gives the reference's line mask.
-DTYPES = {"reference": _ALL_FLOATS, "cpp": _ALL_FLOATS}
+DTYPES = {"reference": _ALL_FLOATS, "cpp": _ALL_FLOATS, "cuda": _ALL_FLOATS}
 
 _FOUR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 _UNSET = np.iinfo(np.int64).max
