@@ -322,3 +322,31 @@ def test_bad_sketches_give_one_line_errors(sketch):
     with pytest.raises((TypeError, ValueError)) as info:
         line_regions(sketch)
     assert str(info.value).startswith("line_regions: argument 'sketch'") and "\n" not in str(info.value)
+
+
+# ---- the CUDA kernels' logic, emulated on the host -------------------------------------------
+
+
+def _emulation():
+    from refcolor import _extension
+
+    if _extension.compiled_module() is None:
+        pytest.skip("refcolor._C is not built")
+    return torch.ops.refcolor.line_regions_cuda_emulation
+
+
+@pytest.mark.parametrize("gap,min_area", [(0, 0), (2, 7), (5, 30), (10, 0)])
+def test_cuda_logic_emulated_on_host(gap, min_area):
+    """The CUDA kernels' per-thread work (line_regions_cuda_logic.h) in launch order on the host, with
+    the CUDA glue's threshold rounding: equal to the reference label for label."""
+    emulate = _emulation()
+    for H, W, seed in DRAWINGS[:3]:
+        x = sketch_tensor(drawing(H, W, seed + 10 * gap))
+        assert_same(emulate(x, 0.8, gap, min_area), line_regions_reference(x, 0.8, gap, min_area), f"{H}x{W}")
+    x = _bundled_sketches(96)
+    assert_same(emulate(x, 0.8, gap, min_area), line_regions_reference(x, 0.8, gap, min_area), "bundled sketches")
+    for case, image in EDGE_CASES.items():
+        x = sketch_tensor(image)
+        assert_same(emulate(x, 0.8, gap, min_area), line_regions_reference(x, 0.8, gap, min_area), case)
+    x = sketch_tensor(drawing(40, 50, 61)).to(torch.bfloat16)
+    assert_same(emulate(x, 0.7, gap, min_area), line_regions_reference(x, 0.7, gap, min_area), "bfloat16")

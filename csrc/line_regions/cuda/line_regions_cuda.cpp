@@ -1,31 +1,30 @@
-// Torch glue of the line_regions CUDA kernels: checks, the threshold rounded to the sketch's dtype,
-// allocation, stream. The kernels are in line_regions_kernel.cu, which includes no torch headers.
+// Torch glue of the line_regions CUDA kernels: checks, the threshold rounded to the sketch's dtype
+// (line_regions_host.h), allocation, stream. The kernels are in line_regions_kernel.cu, which includes no torch
+// headers.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include <climits>
-#include <utility>
 
 #include "line_regions/cuda/line_regions_kernel.h"
 #include "line_regions/line_regions_graph.h"
+#include "line_regions/line_regions_host.h"
 
 namespace refcolor {
 namespace {
 
-// The threshold as the sketch's dtype holds it: torch rounds a Python scalar to the tensor's dtype
-// in `sketch < threshold`, so the kernels compare against that value (exact in double).
-std::pair<cuda::LineDType, double> kernel_dtype(at::ScalarType t, double threshold) {
+cuda::LineDType kernel_dtype(at::ScalarType t) {
   switch (t) {
     case at::kFloat:
-      return {cuda::LineDType::Float32, static_cast<double>(static_cast<float>(threshold))};
+      return cuda::LineDType::Float32;
     case at::kDouble:
-      return {cuda::LineDType::Float64, threshold};
+      return cuda::LineDType::Float64;
     case at::kHalf:
-      return {cuda::LineDType::Float16, static_cast<double>(static_cast<float>(static_cast<at::Half>(threshold)))};
+      return cuda::LineDType::Float16;
     case at::kBFloat16:
-      return {cuda::LineDType::BFloat16, static_cast<double>(static_cast<float>(static_cast<at::BFloat16>(threshold)))};
+      return cuda::LineDType::BFloat16;
     default:
       TORCH_CHECK(false, "the CUDA kernel of line_regions takes float16/bfloat16/float32/float64, got ", t);
   }
@@ -41,7 +40,8 @@ at::Tensor line_regions_cuda(const at::Tensor& sketch, double threshold, int64_t
   const c10::cuda::CUDAGuard guard(sketch.device());
   at::Tensor out = at::empty({B, H, W}, sketch.options().dtype(at::kLong));
   if (B * H * W == 0) return out;
-  const auto [dtype, thr] = kernel_dtype(sketch.scalar_type(), threshold);
+  const cuda::LineDType dtype = kernel_dtype(sketch.scalar_type());
+  const double thr = line_regions_rounded_threshold(sketch.scalar_type(), threshold);
   const int64_t element = sketch.element_size();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   for (int64_t b = 0; b < B; ++b) {

@@ -15,6 +15,8 @@
 //        shared pixel edges when min_area asks for merges, and the merge and final numbering on the
 //        host (line_regions_graph.h, the same code as the CPU kernel), then one gather to int64.
 // The host waits on the stream for each count it needs (components, growth rounds, the graph).
+// What each thread computes is in line_regions_cuda_logic.h, shared with the host emulation that
+// the CPU tests run (tests/test_line_regions.py::test_cuda_logic_emulated_on_host).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "line_regions/cuda/line_regions_kernel.h"
+#include "line_regions/line_regions_cuda_logic.h"
 #include "line_regions/line_regions_graph.h"
 
 namespace refcolor {
@@ -64,38 +67,15 @@ __global__ void line_kernel(const T* __restrict__ s, int64_t sr, int64_t sc, int
   line[p] = widen(s[y * sr + x * sc]) < threshold;
 }
 
-// vd = distance in rows to the nearest line pixel of the column, capped at `cap` (= r + 1).
 __global__ void column_kernel(const uint8_t* __restrict__ line, int H, int W, int cap, int* __restrict__ vd) {
   const int x = blockIdx.x * blockDim.x + threadIdx.x;
-  if (x >= W) return;
-  int run = cap;
-  for (int y = 0; y < H; ++y) {
-    run = line[y * W + x] ? 0 : min(run + 1, cap);
-    vd[y * W + x] = run;
-  }
-  run = cap;
-  for (int y = H - 1; y >= 0; --y) {
-    run = line[y * W + x] ? 0 : min(run + 1, cap);
-    vd[y * W + x] = min(vd[y * W + x], run);
-  }
+  if (x < W) lr::column_distances(line, H, W, cap, vd, x);
 }
 
-// Kind of each pixel: near a line when some |dx| <= r has vd[x + dx] <= h[|dx|] = floor(sqrt(R2 - dx^2)).
 __global__ void kind_kernel(const uint8_t* __restrict__ line, const int* __restrict__ vd, const int* __restrict__ h,
                             int H, int W, int r, uint8_t* __restrict__ kind) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
-  if (p >= H * W) return;
-  if (line[p]) {
-    kind[p] = kLineBit;
-    return;
-  }
-  const int y = p / W, x = p - y * W;
-  bool near = false;
-  for (int dx = -r; dx <= r && !near; ++dx) {
-    const int xx = x + dx;
-    near = xx >= 0 && xx < W && vd[y * W + xx] <= h[dx < 0 ? -dx : dx];
-  }
-  kind[p] = near ? 0 : kCoreBit;
+  if (p < H * W) kind[p] = lr::kind_at(line, vd, h, W, r, p);
 }
 
 __global__ void core_mask_kernel(const uint8_t* __restrict__ kind, int n, uint8_t* __restrict__ mask) {
@@ -111,31 +91,15 @@ __global__ void open_mask_kernel(const int* __restrict__ L, int n, uint8_t* __re
 
 // ---- union-find (Playne & Hawick 2018) ---------------------------------------------------------
 
-__device__ int find_root(const int* parent, int x) {
-  while (true) {
-    const int up = static_cast<const volatile int*>(parent)[x];
-    if (up == x) return x;
-    x = up;
-  }
-}
-
-// Links the larger root under the smaller; when another thread relinked that root meanwhile,
-// atomicMin returns its new parent and the union continues from there.
-__device__ void unite(int* parent, int a, int b) {
-  while (true) {
-    a = find_root(parent, a);
-    b = find_root(parent, b);
-    if (a == b) return;
-    if (a > b) {
-      const int t = a;
-      a = b;
-      b = t;
-    }
-    const int old = atomicMin(&parent[b], a);
-    if (old == b) return;
-    b = old;
-  }
-}
+// Parents are read volatile: other threads relink roots while a path is walked.
+struct VolatileRead {
+  const int* parent;
+  __device__ int operator()(int x) const { return static_cast<const volatile int*>(parent)[x]; }
+};
+struct AtomicMinParent {
+  int* parent;
+  __device__ int operator()(int at, int value) const { return atomicMin(&parent[at], value); }
+};
 
 __global__ void ccl_init_kernel(const uint8_t* __restrict__ mask, int n, int* __restrict__ parent) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
@@ -144,10 +108,7 @@ __global__ void ccl_init_kernel(const uint8_t* __restrict__ mask, int n, int* __
 
 __global__ void ccl_merge_kernel(const uint8_t* __restrict__ mask, int H, int W, int* parent) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
-  if (p >= H * W || !mask[p]) return;
-  const int y = p / W, x = p - y * W;
-  if (x > 0 && mask[p - 1]) unite(parent, p, p - 1);
-  if (y > 0 && mask[p - W]) unite(parent, p, p - W);
+  if (p < H * W) lr::merge_at(mask, H, W, VolatileRead{parent}, AtomicMinParent{parent}, p);
 }
 
 // Flattens every path to its root and flags the roots (the first pixel of each component).
@@ -158,7 +119,7 @@ __global__ void ccl_flatten_kernel(const uint8_t* __restrict__ mask, int n, int*
     root_flag[p] = 0;
     return;
   }
-  const int root = find_root(parent, p);
+  const int root = lr::find_root(VolatileRead{parent}, p);
   parent[p] = root;
   root_flag[p] = root == p;
 }
@@ -198,26 +159,14 @@ __global__ void init_labels_kernel(const uint8_t* __restrict__ kind, int n, int*
   if (p < n) L[p] = kind[p] == kLineBit ? kLine : 0;
 }
 
-// One growth round: an `open` pixel takes the smallest positive label among its 4-neighbours.
+// One growth round (double-buffered, so every pixel reads the previous round).
 __global__ void grow_kernel(const int* __restrict__ in, int* __restrict__ out, int H, int W, int open,
                             int* __restrict__ changed) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= H * W) return;
-  const int v = in[p];
-  if (v == open) {
-    const int y = p / W, x = p - y * W;
-    int best = INT_MAX;
-    if (x > 0 && in[p - 1] > 0) best = min(best, in[p - 1]);
-    if (x + 1 < W && in[p + 1] > 0) best = min(best, in[p + 1]);
-    if (y > 0 && in[p - W] > 0) best = min(best, in[p - W]);
-    if (y + 1 < H && in[p + W] > 0) best = min(best, in[p + W]);
-    if (best != INT_MAX) {
-      out[p] = best;
-      *changed = 1;
-      return;
-    }
-  }
-  out[p] = v;
+  bool grew = false;
+  out[p] = lr::grow_at(in, H, W, open, p, &grew);
+  if (grew) *changed = 1;
 }
 
 // From the first pixel of each row run of one label: the label's first pixel, and its area.
@@ -225,30 +174,22 @@ __global__ void stats_kernel(const int* __restrict__ L, int H, int W, bool with_
                              unsigned long long* __restrict__ area, long long* __restrict__ first) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= H * W) return;
-  const int y = p / W, x = p - y * W, l = L[p];
-  if (x > 0 && L[p - 1] == l) return;
-  atomicMin(&first[l], static_cast<long long>(p));
-  if (!with_area) return;
-  int e = x + 1;
-  while (e < W && L[y * W + e] == l) ++e;
-  atomicAdd(&area[l], static_cast<unsigned long long>(e - x));
+  const int length = lr::run_from(L, W, p);
+  if (length == 0) return;
+  atomicMin(&first[L[p]], static_cast<long long>(p));
+  if (with_area) atomicAdd(&area[L[p]], static_cast<unsigned long long>(length));
 }
 
-// Pixel edges between different labels (right and down neighbours), as (min << 32 | max) keys;
-// with keys == nullptr only counts them.
+// Pixel edges between different labels as keys (lr::edges_at); with keys == nullptr only counts them.
 __global__ void edges_kernel(const int* __restrict__ L, int H, int W, unsigned long long* __restrict__ keys,
                              unsigned int* __restrict__ counter) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= H * W) return;
-  const int y = p / W, x = p - y * W, l = L[p];
-  const int nb[2] = {x + 1 < W ? L[p + 1] : l, y + 1 < H ? L[p + W] : l};
-  for (int k = 0; k < 2; ++k) {
-    if (nb[k] == l) continue;
+  unsigned long long mine[2];
+  const int n = lr::edges_at(L, H, W, p, mine);
+  for (int k = 0; k < n; ++k) {
     const unsigned int slot = atomicAdd(counter, 1u);
-    if (keys) {
-      const unsigned long long a = min(l, nb[k]), b = max(l, nb[k]);
-      keys[slot] = (a << 32) | b;
-    }
+    if (keys) keys[slot] = mine[k];
   }
 }
 
