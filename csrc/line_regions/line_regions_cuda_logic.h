@@ -33,6 +33,7 @@ REFCOLOR_HOST_DEVICE inline void column_distances(const uint8_t* line, int H, in
 // (h[d] = floor(sqrt(R2 - d^2))); r = 0 (gap 0) makes every non-line pixel a core.
 REFCOLOR_HOST_DEVICE inline uint8_t kind_at(const uint8_t* line, const int* vd, const int* h, int W, int r, int p) {
   if (line[p]) return kLineBit;
+  if (r == 0) return kCoreBit;  // vd is not computed then
   const int y = p / W, x = p - y * W;
   for (int dx = -r; dx <= r; ++dx) {
     const int xx = x + dx;
