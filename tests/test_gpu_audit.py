@@ -146,10 +146,11 @@ def test_triton_softmax_has_no_nan_for_any_scale(scale, block_m):
     torch.testing.assert_close(got, torch.softmax(scale * logits, dim=-1), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_16bit_logits_are_scaled_before_they_are_stored(dtype):
+def test_16bit_logits_are_scaled_before_they_are_stored():
     """d = 992 with entries of about 9: |q.k| ~ 8e4 overflows float16 (65504); the scaled logits
-    (scale = d^-1/2) are ~2.5e3. Stored unscaled, the Triton gemm path gave inf - inf = NaN."""
+    (scale = d^-1/2) are ~2.5e3. Stored unscaled, the Triton gemm path gave inf - inf = NaN.
+    (bfloat16 has float32's range: no overflow to show.)"""
+    dtype = torch.float16
     pytest.importorskip("triton")
     from refcolor.kernels.scft_attention import attention_forward
 
