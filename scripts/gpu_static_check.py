@@ -491,10 +491,13 @@ def _signature_key(launch: Launch, config: dict) -> tuple:
             return ("int", v == 1, v % 16 == 0, -(2**31) <= v < 2**31)
         return ("value", repr(v))
 
+    def exact(v):  # keyword arguments are constexprs and compile options: each value compiles anew
+        return ("tensor", str(v.dtype)) if isinstance(v, torch.Tensor) else ("value", repr(v))
+
     return (
         launch.kernel.fn.__name__,  # type: ignore[attr-defined]
-        tuple(key(a) for a in launch.args),
-        tuple(sorted((k, key(v)) for k, v in {**launch.kwargs, **config}.items())),
+        tuple(exact(a) if i in launch.kernel.constexprs else key(a) for i, a in enumerate(launch.args)),  # type: ignore[attr-defined]
+        tuple(sorted((k, exact(v)) for k, v in {**launch.kwargs, **config}.items())),
     )
 
 

@@ -130,6 +130,12 @@ for tf32 in (False, True):
             sa.flash_forward(q, q, q, None, 0.5)
         precision[f"{tf32}-{dtype}"] = got[0].kwargs["DOT_PRECISION"]
 out["precision"] = precision
+torch.backends.cuda.matmul.allow_tf32 = False
+
+# Every autotune config is its own compilation: none may be merged away as a duplicate.
+flash = {g._signature_key(l, c) for l in launches for c in l.configs if l.kernel.fn.__name__ == "_flash_forward_kernel"}
+configs = sa._CUDA_CONFIGS
+out["flash_compilations"] = [len(flash), 2 * (2 * len(configs["16bit"]) + len(configs["float32"]) + len(configs["float64"]))]
 
 # One real compilation per target: the row softmax (float32, M = 256) for sm_80 and sm_90.
 one = [l for l in launches if l.kernel.fn.__name__ == "_softmax_rows_kernel"][:1]
@@ -179,6 +185,12 @@ def test_tf32_in_tl_dot_exactly_when_torch_allows_it(captured):
 def test_autotune_keys_hold_every_shape_argument(captured):
     (keys,) = captured["autotune_keys"]
     assert set(keys) == {"N", "M", "D", "DV", "HAS_RESIDUAL", "DOT_PRECISION"}
+
+
+def test_every_autotune_config_is_compiled(captured):
+    """Per dtype (float16 and bfloat16 share the 16-bit configs), with and without a residual."""
+    found, expected = captured["flash_compilations"]
+    assert found == expected
 
 
 def test_a_triton_kernel_compiles_for_sm80_and_sm90_without_a_gpu(captured):
