@@ -266,7 +266,7 @@ def _flash_forward_kernel(
     total = tl.zeros([BLOCK_N], acc_t)
     acc = tl.zeros([BLOCK_N, BLOCK_DV], acc_t)
     for key0 in range(0, M, BLOCK_M):
-        keys = key0 + tl.arange(0, BLOCK_M)
+        keys = key0 + tl.arange(0, BLOCK_M).to(tl.int64)  # keys * D passes 2^31 for M * d > 2^31
         key_ok = keys < M
         # S tile = q k^T over d in BLOCK_D chunks; q is re-read per key block (it cannot stay in
         # registers at d ~ 1000) and comes from L1/L2.
