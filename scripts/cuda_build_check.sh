@@ -77,7 +77,7 @@ else
   tar --exclude=.venv --exclude=build --exclude='*.so' -cf - . | tar -xf - -C "$SRC"
 fi
 rm -f "$SRC"/refcolor/_C*.so
-ln -s ../kernels "$SRC/refcolor/kernels" # refcolor.kernels, as pyproject.toml's package-dir maps it
+ln -sfn ../kernels "$SRC/refcolor/kernels" # refcolor.kernels, as pyproject.toml's package-dir maps it
 
 say "building the extension: FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST='$ARCHS' MAX_JOBS=$MAX_JOBS"
 BUILD_LOG=$CACHE/build.log

@@ -34,6 +34,10 @@ def main() -> int:
     if not _extension.has_cuda_kernels():
         print(f"cuda_dispatch_check: refcolor._C has no CUDA kernels ({_extension.load_error()})", file=sys.stderr)
         return 1
+    built = _extension.compiled_module().torch_version()  # type: ignore[union-attr]
+    if built != torch.__version__.split("+")[0]:
+        print(f"cuda_dispatch_check: refcolor._C reports torch {built}, not {torch.__version__}", file=sys.stderr)
+        return 1
     expected = expected_cuda_ops()
     if not expected:
         print("cuda_dispatch_check: no csrc/*/cuda/*.cu found", file=sys.stderr)

@@ -133,9 +133,10 @@ out["precision"] = precision
 torch.backends.cuda.matmul.allow_tf32 = False
 
 # Every autotune config is its own compilation: none may be merged away as a duplicate.
-flash = {g._signature_key(l, c) for l in launches for c in l.configs if l.kernel.fn.__name__ == "_flash_forward_kernel"}
-configs = sa._CUDA_CONFIGS
-out["flash_compilations"] = [len(flash), 2 * (2 * len(configs["16bit"]) + len(configs["float32"]) + len(configs["float64"]))]
+flash = [l for l in launches if l.kernel.fn.__name__ == "_flash_forward_kernel"]
+keys = {g._signature_key(l, c) for l in flash for c in l.configs}
+n = {kind: len(configs) for kind, configs in sa._CUDA_CONFIGS.items()}
+out["flash_compilations"] = [len(keys), 2 * (2 * n["16bit"] + n["float32"] + n["float64"])]
 
 # One real compilation per target: the row softmax (float32, M = 256) for sm_80 and sm_90.
 one = [l for l in launches if l.kernel.fn.__name__ == "_softmax_rows_kernel"][:1]
