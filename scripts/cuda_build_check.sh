@@ -67,16 +67,9 @@ if Version(torch.__version__.split("+")[0]) != Version(want) or torch.version.cu
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, GPU visible: {torch.cuda.is_available()}")
 EOF
 
-say "copying the checkout's files to $SRC (mtimes kept: ninja rebuilds only what changed)"
+say "syncing the checkout's files to $SRC (changed files only: ninja rebuilds what changed)"
 mkdir -p "$SRC"
-rm -rf "$SRC/csrc" "$SRC/kernels" "$SRC/refcolor" "$SRC/scripts"
-if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  git -C "$ROOT" ls-files -co --exclude-standard -z | grep -zv '^benchmarks/results/' |
-    tar --null -T - -cf - | tar -xf - -C "$SRC"
-else
-  tar --exclude=.venv --exclude=build --exclude='*.so' -cf - . | tar -xf - -C "$SRC"
-fi
-rm -f "$SRC"/refcolor/_C*.so
+"$PYTHON" scripts/sync_tree.py "$ROOT" "$SRC" --exclude benchmarks/results/
 ln -sfn ../kernels "$SRC/refcolor/kernels" # refcolor.kernels, as pyproject.toml's package-dir maps it
 
 say "building the extension: FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST='$ARCHS' MAX_JOBS=$MAX_JOBS"

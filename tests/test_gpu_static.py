@@ -199,3 +199,27 @@ def test_a_triton_kernel_compiles_for_sm80_and_sm90_without_a_gpu(captured):
     assert set(compiled) == {80, 90}
     for regs, threads, problems in compiled.values():
         assert 0 < regs <= 255 and threads % 32 == 0 and problems == []
+
+
+def test_sync_tree_rewrites_only_changed_files(tmp_path):
+    """scripts/cuda_build_check.sh's copy of the checkout: an edit gets a new mtime however old it is
+    (ninja compares mtimes), untouched files keep theirs, deleted files go, build outputs stay."""
+    spec = importlib.util.spec_from_file_location("sync_tree", ROOT / "scripts" / "sync_tree.py")
+    sync_tree = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sync_tree)
+    root, copy = tmp_path / "root", tmp_path / "copy"
+    (root / "csrc").mkdir(parents=True)
+    for name in ("a.cpp", "b.cpp", "gone.cpp"):
+        (root / "csrc" / name).write_text(name)
+    assert sync_tree.sync(root, copy) == 3
+    (copy / "x.so").write_text("built")
+    past = 1_000_000_000
+    for name in ("a.cpp", "b.cpp"):
+        os.utime(copy / "csrc" / name, (past, past))
+    (root / "csrc" / "a.cpp").write_text("edited")
+    os.utime(root / "csrc" / "a.cpp", (past - 10, past - 10))  # an edit older than the copy's file
+    (root / "csrc" / "gone.cpp").unlink()
+    assert sync_tree.sync(root, copy) == 1
+    assert (copy / "csrc" / "a.cpp").read_text() == "edited" and (copy / "csrc" / "a.cpp").stat().st_mtime > past
+    assert (copy / "csrc" / "b.cpp").stat().st_mtime == past
+    assert not (copy / "csrc" / "gone.cpp").exists() and (copy / "x.so").exists()
