@@ -168,6 +168,12 @@ def self_check_failure(op: str, backend: str, device: torch.device, dtype: torch
     if backend not in SELF_CHECKED or device.type != "cuda" or not self_check_enabled():
         return None
     key = (op, backend, gpu_arch(device), dtype)
+    if key not in _VERIFIED and torch.compiler.is_compiling():
+        # Tracing (fake tensors) cannot run a kernel: until an eager call has checked it, the
+        # compiled graph takes the next backend. Not cached, so the first eager call checks it.
+        reason = "not verified on this GPU yet (the check runs on an eager call, not while torch.compile traces)"
+        logger.debug("%s: %s kernel %s", op, backend, reason)
+        return reason
     if key not in _VERIFIED:
         check = _SELF_CHECKS.get(op)
         result: str | None
@@ -175,7 +181,9 @@ def self_check_failure(op: str, backend: str, device: torch.device, dtype: torch
             result = f"{op} has no self-check, so its {backend} kernel is not verified on this GPU"
         else:
             try:
-                result = check(backend, device, dtype)
+                # The op may be called under no_grad or inference_mode; the check needs autograd.
+                with torch.inference_mode(False), torch.enable_grad():
+                    result = check(backend, device, dtype)
             except Exception as exc:  # a kernel that cannot launch here (arch, resources, driver)
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 result = f"it raised {type(exc).__name__}: {first}"

@@ -115,6 +115,23 @@ def test_auto_checks_a_gpu_kernel_once_per_arch_and_dtype_and_falls_back_with_on
     assert len(calls) == 4
 
 
+def test_self_check_runs_with_autograd_even_under_no_grad_and_inference_mode(fake_gpu):
+    from refcolor.backends import compare_with_reference
+
+    def check(backend, device, dtype):  # a real comparison on the CPU: it needs autograd
+        x = torch.randn(4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        return compare_with_reference(lambda t, backend: t.exp(), [x], backend, torch.float64)
+
+    fake_gpu.register_self_check("fake_op", check)
+    gpu = torch.device("cuda")
+    with torch.inference_mode():
+        assert choose_backend("fake_op", "auto", gpu, torch.float32, GPU_DTYPES) == "cuda"
+    fake_gpu._VERIFIED.clear()
+    with torch.no_grad():
+        assert choose_backend("fake_op", "auto", gpu, torch.float32, GPU_DTYPES) == "cuda"
+    assert fake_gpu.verified_kernels() == {("fake_op", "cuda", "sm_90", torch.float32): None}
+
+
 def test_a_kernel_that_raises_or_has_no_check_is_never_picked_silently(fake_gpu, caplog):
     def check(backend, device, dtype):
         raise RuntimeError("CUDA error: no kernel image is available for execution on the device\nmore")
