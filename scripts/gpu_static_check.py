@@ -141,7 +141,7 @@ def parse_max_threads(text: str, sm: int | None = None) -> dict[tuple[int, str],
     for arch, section in _sections(text, sm):
         for m in re.finditer(r"\.nv\.info\.(\S+)(.*?)(?=\n\.\S|\Z)", section, flags=re.S):
             threads = re.search(
-                r"EIATTR_(?:MAX_THREADS|REQNTID).*?\n\s*Value:\s*0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)",
+                r"EIATTR_(?:MAX_THREADS|REQNTID)\s*\n(?:\s*Format:[^\n]*\n)?\s*Value:\s*0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)",
                 m.group(2),
             )
             if threads:

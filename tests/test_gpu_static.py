@@ -95,6 +95,28 @@ SASS = """
 """
 
 
+ELF = """
+arch = sm_90
+.nv.info._Z6kernelPf
+	<0x1>
+	Attribute:	EIATTR_KPARAM_INFO
+	Format:	EIFMT_SVAL
+	Value:	Index : 0x0	Ordinal : 0x0	Offset  : 0x0	Size    : 0x8
+	<0x2>
+	Attribute:	EIATTR_MAX_THREADS
+	Format:	EIFMT_SVAL
+	Value:	0x100 0x1 0x1
+.nv.info._Z5otherv
+	Attribute:	EIATTR_CRS_STACK_SIZE
+	Format:	EIFMT_SVAL
+	Value:	0x0
+"""
+
+
+def test_launch_bounds_are_read_from_the_elf_listing():
+    assert g.parse_max_threads(ELF) == {(90, "_Z6kernelPf"): 256}
+
+
 def test_cuobjdump_listings_are_parsed_per_arch():
     found = g.parse_res_usage(RES_USAGE)
     assert found[(80, "_Z6kernelPf")] == g.Resources(regs=40, stack=16, local=8, shared=128)
