@@ -276,14 +276,14 @@ def _flash_forward_kernel(
             dim_ok = dims < D
             q = tl.load(Qb + rows[:, None] * D + dims[None, :], mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
             kt = tl.load(Kb + keys[None, :] * D + dims[:, None], mask=dim_ok[:, None] & key_ok[None, :], other=0.0)
-            s = tl.dot(q, kt, acc=s, input_precision=DOT_PRECISION)
+            s = tl.dot(q, kt, acc=s, input_precision=DOT_PRECISION, out_dtype=acc_t)
         s = tl.where(key_ok[None, :], s * scale, float("-inf"))
         new_max = tl.maximum(row_max, tl.max(s, axis=1))  # finite: every block has a valid key
         p = tl.exp(s - new_max[:, None])
         correction = tl.exp(row_max - new_max)
         total = total * correction + tl.sum(p, axis=1)
         v = tl.load(Vb + keys[:, None] * DV + dv_cols[None, :], mask=key_ok[:, None] & dv_ok[None, :], other=0.0)
-        acc = tl.dot(p.to(v.dtype), v, acc=acc * correction[:, None], input_precision=DOT_PRECISION)
+        acc = tl.dot(p.to(v.dtype), v, acc=acc * correction[:, None], input_precision=DOT_PRECISION, out_dtype=acc_t)
         row_max = new_max
     out = acc / total[:, None]
     tile = (b * N + rows[:, None]) * DV + dv_cols[None, :]
