@@ -357,6 +357,13 @@ def _scft_attention(mod, device: str, dtype) -> None:
             for impl in mod.IMPLS:
                 out, probs = mod.attention_forward(q, k, v, residual, 0.03, impl)
                 mod.attention_backward(torch.empty_like(out), q, k, v, probs, 0.03)
+            if dtype == torch.float32 and M == 4096:  # the TF32 variant of the flash kernel's tl.dot
+                allowed = torch.backends.cuda.matmul.allow_tf32
+                torch.backends.cuda.matmul.allow_tf32 = True
+                try:
+                    mod.flash_forward(q, k, v, residual, 0.03)
+                finally:
+                    torch.backends.cuda.matmul.allow_tf32 = allowed
 
 
 def _segment_hint_colors(mod, device: str, dtype) -> None:
