@@ -3,6 +3,8 @@
 Environment switches (as in torchvision / pytorch_scatter):
   FORCE_CUDA=1          build the CUDA kernels even when no GPU is visible (e.g. in a container
                         build); fails if torch has no CUDA or nvcc is missing.
+  TORCH_CUDA_ARCH_LIST  the GPU architectures (e.g. "8.0;9.0"); default: the visible GPUs', or
+                        with none visible cuda_arch.DEFAULT_ARCHS. Compute capability 6.0 at least.
   REFCOLOR_NO_CUDA=1    never build the CUDA kernels.
   REFCOLOR_NO_EXT=1     build no compiled extension at all (pure-Python install; every op then
                         runs its reference or Triton path).
@@ -10,11 +12,20 @@ Environment switches (as in torchvision / pytorch_scatter):
 """
 
 import glob
+import importlib.util
 import os
 
 from setuptools import setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _cuda_arch():
+    # By path: setup.py's folder is not always on sys.path (isolated and editable builds).
+    spec = importlib.util.spec_from_file_location("cuda_arch", os.path.join(ROOT, "cuda_arch.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _flag(name):
@@ -54,6 +65,13 @@ def _extensions():
     ext_cls = CppExtension
     if _want_cuda(torch, CUDA_HOME):
         ext_cls = CUDAExtension
+        cuda_arch = _cuda_arch()
+        archs = cuda_arch.arch_list(
+            os.environ.get("TORCH_CUDA_ARCH_LIST"), torch.cuda.is_available(), cuda_arch.nvcc_archs(CUDA_HOME)
+        )
+        if archs is not None:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = archs
+            print(f"refcolor: building CUDA kernels for TORCH_CUDA_ARCH_LIST={archs}")
         sources += [p for p in rel("csrc/**/*.cpp") if is_cuda(p)] + rel("csrc/**/cuda/*.cu")
         define_macros.append(("WITH_CUDA", None))
         extra["nvcc"] = ["-O3", "--expt-relaxed-constexpr"]

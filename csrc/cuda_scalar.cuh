@@ -5,6 +5,12 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+// The minimum architecture, declared (setup.py's cuda_arch.MIN_ARCH checks TORCH_CUDA_ARCH_LIST):
+// atomicAdd on double (tps_warp's backward) exists from sm_60 on.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 600
+#error "refcolor's CUDA kernels need compute capability 6.0 or newer (atomicAdd on double)"
+#endif
+
 namespace refcolor {
 namespace cuda {
 

@@ -4,8 +4,8 @@ The regime is SCFT's (Lee et al., CVPR 2020): one head, d and dv of 500 to 1000 
 N, M = 256 to 4096 tokens. Two implementations, selected by REFCOLOR_SCFT_IMPL=gemm|flash (read at
 each call; default DEFAULT_IMPL):
 
-"gemm" (default): S = q k^T by cuBLAS (torch.bmm); a Triton kernel turns each row of S into
-P = softmax(scale * S), in place (float32 math, P stored in the input dtype); then
+"gemm" (default): S = scale * q k^T by cuBLAS (torch.baddbmm); a Triton kernel turns each row of
+S into P = softmax(S), in place (float32 math, P stored in the input dtype); then
 out = torch.baddbmm(residual, P, v), the residual add riding in cuBLAS's epilogue (beta = 1). P is
 saved for the backward, four more GEMMs around one row-wise Triton kernel:
     dV = P^T dO,  dP = dO V^T,  dS = scale * P * (dP - rowsum(P * dP))  (Triton, in place over dP),
@@ -27,11 +27,16 @@ backward recomputes P with the gemm forward (see attention_backward for why not 
 logsumexp) and runs the gemm backward. It is the candidate for small dv, or sequences whose
 N x M matrix would not fit; benchmarks/gpu_scft_attention.py measures both.
 
-Every kernel accumulates in float32 (float64 for float64 inputs). float32 tl.dot uses
-input_precision="ieee": Triton's default for float32 on GPUs is TF32 (10-bit mantissa), which would
-fail the float32 accuracy tests (torch's own matmuls keep float32 unless
-torch.backends.cuda.matmul.allow_tf32 is set); for 16-bit inputs the flag changes nothing. Rows,
-columns, d and dv are masked, so no size needs to be a multiple of a block; offsets are int64.
+Every kernel accumulates in float32 (float64 for float64 inputs). float32 tl.dot follows torch's
+own matmul setting, read at each call: TF32 (tensor cores, 10-bit mantissa) exactly when
+torch.backends.cuda.matmul.allow_tf32 is set, else input_precision="ieee" (Triton's default would be
+TF32 always, against torch's default); for 16-bit inputs the flag changes nothing. Rows, columns, d
+and dv are masked, so no size needs to be a multiple of a block; offsets are int64.
+
+The logits are scaled before they are stored: S = scale * q k^T comes out of the GEMM (cuBLAS applies
+alpha in float32), so 16-bit logits overflow only where the scaled ones would; unscaled, |q.k| passes
+65504 (float16's largest) at d ~ 1000 with entries of about 8. Every launch runs under
+torch.cuda.device(<the tensors' device>): Triton launches on the current device.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ import os
 import torch
 import triton
 import triton.language as tl
+
+from refcolor.kernels import device_guard
 
 IMPLS = ("gemm", "flash")
 IMPL_ENV_VAR = "REFCOLOR_SCFT_IMPL"
@@ -57,6 +64,21 @@ def selected_impl() -> str:
 
 def accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """tl.dot's input_precision for `dtype` operands: "tf32" exactly when torch's own float32
+    matmuls may use TF32 (torch.backends.cuda.matmul.allow_tf32, which
+    torch.set_float32_matmul_precision("high") also sets), else "ieee"."""
+    return "tf32" if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
+
+
+def scaled_logits(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    """scale * q k^T (B, N, M) in q's dtype, scaled inside the GEMM (beta = 0: the uninitialised
+    input is never read)."""
+    B, N, M = q.shape[0], q.shape[1], k.shape[1]
+    out = torch.empty((B, N, M), device=q.device, dtype=q.dtype)
+    return torch.baddbmm(out, q, k.transpose(1, 2), beta=0, alpha=scale)
 
 
 # ----------------------------------------------------------------------------- row-wise kernels
@@ -76,8 +98,10 @@ def _row_tile(row0, chunk, n_rows, M, ROWS: tl.constexpr, BLOCK_M: tl.constexpr)
 @triton.jit
 def _scaled_logits(S, offs, mask, row_ok, scale):
     """scale * S in the accumulation dtype (scale's); -inf in padding columns, 0 in padding rows
-    (which keeps their max finite: -inf - -inf would be NaN)."""
-    x = tl.load(S + offs, mask=mask, other=float("-inf")).to(scale.dtype) * scale
+    (which keeps their max finite: -inf - -inf would be NaN). The padding is set after the scaling:
+    -inf * scale would be +inf for scale < 0 and NaN for scale = 0."""
+    x = tl.load(S + offs, mask=mask, other=0.0).to(scale.dtype) * scale
+    x = tl.where(mask, x, float("-inf"))
     return tl.where(row_ok[:, None], x, 0.0)
 
 
@@ -175,16 +199,17 @@ def _launch_rows(kernel, matrix: torch.Tensor, pointers, scale: float, block_m: 
     """One program per ROWS rows of `matrix` (B, N, M)."""
     B, N, M = matrix.shape
     rows, block_m, warps = _row_config(M, matrix.device, block_m)
-    kernel[(triton.cdiv(B * N, rows),)](
-        *pointers,
-        B * N,
-        M,
-        scale_tensor(scale, matrix.dtype, matrix.device),
-        ROWS=rows,
-        BLOCK_M=block_m,
-        SINGLE_PASS=M <= block_m,
-        num_warps=warps,
-    )
+    with device_guard(matrix.device):
+        kernel[(triton.cdiv(B * N, rows),)](
+            *pointers,
+            B * N,
+            M,
+            scale_tensor(scale, matrix.dtype, matrix.device),
+            ROWS=rows,
+            BLOCK_M=block_m,
+            SINGLE_PASS=M <= block_m,
+            num_warps=warps,
+        )
 
 
 def softmax_rows_(logits: torch.Tensor, scale: float, *, block_m: int | None = None) -> torch.Tensor:
@@ -216,6 +241,7 @@ def _flash_forward_kernel(
     DV,
     SCALE,
     HAS_RESIDUAL: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr,
@@ -240,7 +266,7 @@ def _flash_forward_kernel(
     total = tl.zeros([BLOCK_N], acc_t)
     acc = tl.zeros([BLOCK_N, BLOCK_DV], acc_t)
     for key0 in range(0, M, BLOCK_M):
-        keys = key0 + tl.arange(0, BLOCK_M)
+        keys = key0 + tl.arange(0, BLOCK_M).to(tl.int64)  # keys * D passes 2^31 for M * d > 2^31
         key_ok = keys < M
         # S tile = q k^T over d in BLOCK_D chunks; q is re-read per key block (it cannot stay in
         # registers at d ~ 1000) and comes from L1/L2.
@@ -250,14 +276,14 @@ def _flash_forward_kernel(
             dim_ok = dims < D
             q = tl.load(Qb + rows[:, None] * D + dims[None, :], mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
             kt = tl.load(Kb + keys[None, :] * D + dims[:, None], mask=dim_ok[:, None] & key_ok[None, :], other=0.0)
-            s = tl.dot(q, kt, acc=s, input_precision="ieee")
+            s = tl.dot(q, kt, acc=s, input_precision=DOT_PRECISION, out_dtype=acc_t)
         s = tl.where(key_ok[None, :], s * scale, float("-inf"))
         new_max = tl.maximum(row_max, tl.max(s, axis=1))  # finite: every block has a valid key
         p = tl.exp(s - new_max[:, None])
         correction = tl.exp(row_max - new_max)
         total = total * correction + tl.sum(p, axis=1)
         v = tl.load(Vb + keys[:, None] * DV + dv_cols[None, :], mask=key_ok[:, None] & dv_ok[None, :], other=0.0)
-        acc = tl.dot(p.to(v.dtype), v, acc=acc * correction[:, None], input_precision="ieee")
+        acc = tl.dot(p.to(v.dtype), v, acc=acc * correction[:, None], input_precision=DOT_PRECISION, out_dtype=acc_t)
         row_max = new_max
     out = acc / total[:, None]
     tile = (b * N + rows[:, None]) * DV + dv_cols[None, :]
@@ -292,7 +318,11 @@ _CUDA_CONFIGS = {
 
 @functools.cache
 def _autotuned_flash_kernel(kind: str):
-    return triton.autotune(_CUDA_CONFIGS[kind], key=["N", "M", "D", "DV", "HAS_RESIDUAL"])(_flash_forward_kernel)
+    # Every argument that changes the best tiles is in the key (the autotuner adds the tensors'
+    # dtypes); B only scales the grid.
+    return triton.autotune(_CUDA_CONFIGS[kind], key=["N", "M", "D", "DV", "HAS_RESIDUAL", "DOT_PRECISION"])(
+        _flash_forward_kernel
+    )
 
 
 def flash_forward(q, k, v, residual, scale: float, **blocks) -> tuple[torch.Tensor, torch.Tensor]:
@@ -314,7 +344,8 @@ def flash_forward(q, k, v, residual, scale: float, **blocks) -> tuple[torch.Tens
     def grid(meta):
         return (B * triton.cdiv(N, meta["BLOCK_N"]) * triton.cdiv(DV, meta["BLOCK_DV"]),)
 
-    kernel[grid](*args, HAS_RESIDUAL=residual is not None, **blocks)
+    with device_guard(q.device):
+        kernel[grid](*args, HAS_RESIDUAL=residual is not None, DOT_PRECISION=dot_precision(q.dtype), **blocks)
     return out, lse
 
 
@@ -327,7 +358,7 @@ def attention_forward(q, k, v, residual, scale: float, impl: str, *, block_m: in
     if impl == "flash":
         out, _ = flash_forward(q, k, v, residual, scale)
         return out, q.new_empty((0,))
-    probs = softmax_rows_(torch.bmm(q, k.transpose(1, 2)), scale, block_m=block_m)
+    probs = softmax_rows_(scaled_logits(q, k, scale), 1.0, block_m=block_m)
     out = torch.bmm(probs, v) if residual is None else torch.baddbmm(residual, probs, v)
     return out, probs
 
@@ -340,7 +371,7 @@ def attention_backward(grad_out, q, k, v, probs, scale: float, *, block_m: int |
     rows would not sum to 1, which tripled the gradient error against float64 under the
     interpreter; a fresh softmax costs the same single pass over S."""
     if probs.numel() == 0:
-        probs = softmax_rows_(torch.bmm(q, k.transpose(1, 2)), scale, block_m=block_m)
+        probs = softmax_rows_(scaled_logits(q, k, scale), 1.0, block_m=block_m)
     grad_out = grad_out.to(q.dtype)
     grad_v = torch.bmm(probs.transpose(1, 2), grad_out)
     grad_logits = softmax_grad_(probs, torch.bmm(grad_out, v.transpose(1, 2)), scale, block_m=block_m)

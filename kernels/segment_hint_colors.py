@@ -17,6 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
+from refcolor.kernels import device_guard
+
 
 @triton.jit
 def _active_segments(NH, b, Nc):
@@ -54,12 +56,12 @@ def _segment_reduce_kernel(
     WITH_COUNT: tl.constexpr,
 ):
     """PARTIAL[b, pb, i, c] = sum over this pixel block of S_i X_c (c < C); slot C: sum S_i."""
-    pb = tl.program_id(0)
+    pb = tl.program_id(0).to(tl.int64)  # pixel offsets: P * strides can pass 2^31 (e.g. Nc channels-last)
     b = tl.program_id(1).to(tl.int64)
     acc_t = PARTIAL.dtype.element_ty
     nh = _active_segments(NH, b, Nc)
     offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
-    offs_c = tl.arange(0, BLOCK_C)
+    offs_c = tl.arange(0, BLOCK_C).to(tl.int64)
     pmask = offs_p < P
     cmask = offs_c < C
     # The block's image values stay in registers while the segment rows stream past.
@@ -81,7 +83,7 @@ def _segment_reduce_kernel(
 @triton.jit
 def _block_totals(PARTIAL, b, i, active, Nc, C, n_pblocks, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
     """Sum over pixel blocks of the partials of (b, i): (BLOCK_C,), slot C = count; 0 if not active."""
-    offs_c = tl.arange(0, BLOCK_C)
+    offs_c = tl.arange(0, BLOCK_C).to(tl.int64)
     row = C + 1
     total = tl.zeros([BLOCK_C], dtype=PARTIAL.dtype.element_ty)
     n_read = tl.where(active, n_pblocks, 0)  # rows of inactive segments hold no data
@@ -109,7 +111,7 @@ def _finalize_forward_kernel(
 ):
     i = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
-    offs_c = tl.arange(0, BLOCK_C)
+    offs_c = tl.arange(0, BLOCK_C).to(tl.int64)
     active = i < _active_segments(NH, b, Nc)
     total = _block_totals(PARTIAL, b, i, active, Nc, C, n_pblocks, BLOCK_K, BLOCK_C)
     count = tl.sum(tl.where(offs_c == C, total, 0.0), axis=0)
@@ -135,7 +137,7 @@ def _finalize_backward_kernel(
 ):
     i = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
-    offs_c = tl.arange(0, BLOCK_C)
+    offs_c = tl.arange(0, BLOCK_C).to(tl.int64)
     cmask = offs_c < C
     active = i < _active_segments(NH, b, Nc)
     grad_color = tl.where(cmask, _block_totals(PARTIAL, b, i, active, Nc, C, n_pblocks, BLOCK_K, BLOCK_C), 0.0)
@@ -174,12 +176,12 @@ def _paint_forward_kernel(
     BLOCK_P: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
-    pb = tl.program_id(0)
+    pb = tl.program_id(0).to(tl.int64)  # pixel offsets: P * strides can pass 2^31 (e.g. Nc channels-last)
     b = tl.program_id(1).to(tl.int64)
     acc_t = COLORS.dtype.element_ty
     nh = _active_segments(NH, b, Nc)
     offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
-    offs_c = tl.arange(0, BLOCK_C)
+    offs_c = tl.arange(0, BLOCK_C).to(tl.int64)
     pmask = offs_p < P
     cmask = offs_c < C
     s_pix = S + b * ssb + _pixel_offset(offs_p, width, ssh, ssw)
@@ -237,12 +239,12 @@ def _paint_backward_kernel(
     BLOCK_P: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
-    pb = tl.program_id(0)
+    pb = tl.program_id(0).to(tl.int64)  # pixel offsets: P * strides can pass 2^31 (e.g. Nc channels-last)
     b = tl.program_id(1).to(tl.int64)
     acc_t = COLORS.dtype.element_ty
     nh = _active_segments(NH, b, Nc)
     offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
-    offs_c = tl.arange(0, BLOCK_C)
+    offs_c = tl.arange(0, BLOCK_C).to(tl.int64)
     pmask = offs_p < P
     cmask = offs_c < C
     tmask = cmask[:, None] & pmask[None, :]
@@ -298,9 +300,20 @@ def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _block_pixels(pixels: int, device: torch.device) -> int:
+# The kernels hold [BLOCK_C, BLOCK_P] tiles (every channel of a pixel block) in registers: on a GPU
+# at most GPU_TILE elements, i.e. fewer pixels per block for more channels (1024 pixels of 3 or 4
+# channels; 64 of 64), and at most MAX_CHANNELS channels at all.
+GPU_TILE = 4096
+MAX_CHANNELS = 1024
+
+
+def _block_pixels(pixels: int, device: torch.device, channels: int) -> int:
     # The interpreter pays per program instance, so CPU runs use few, large blocks.
-    cap = 4096 if device.type == "cpu" else 1024
+    if channels > MAX_CHANNELS:
+        raise ValueError(
+            f"segment_hint_colors (triton): images must have at most {MAX_CHANNELS} channels, got {channels}"
+        )
+    cap = 4096 if device.type == "cpu" else max(16, min(1024, GPU_TILE // triton.next_power_of_2(channels + 1)))
     return min(cap, triton.next_power_of_2(pixels))
 
 
@@ -316,27 +329,28 @@ def _reduce(S, X, num_hints, width: int, with_count: bool):
     B, Nc, H, W = S.shape
     _check_batch(B)
     C, P = X.shape[1], H * W
-    block_p = _block_pixels(P, S.device)
+    block_p = _block_pixels(P, S.device, C)
     n_pblocks = triton.cdiv(P, block_p)
     # Rows of inactive segments are never written; the finalize kernels never read them.
     partial = torch.empty((B, n_pblocks, Nc, C + 1), device=S.device, dtype=_accumulate_dtype(S.dtype))
-    _segment_reduce_kernel[(n_pblocks, B)](
-        S,
-        *_strides(S),
-        X,
-        *_strides(X),
-        num_hints,
-        partial,
-        Nc,
-        C,
-        P,
-        width,
-        n_pblocks,
-        BLOCK_P=block_p,
-        BLOCK_C=triton.next_power_of_2(C),
-        WITH_COUNT=with_count,
-        num_warps=4,
-    )
+    with device_guard(S.device):
+        _segment_reduce_kernel[(n_pblocks, B)](
+            S,
+            *_strides(S),
+            X,
+            *_strides(X),
+            num_hints,
+            partial,
+            Nc,
+            C,
+            P,
+            width,
+            n_pblocks,
+            BLOCK_P=block_p,
+            BLOCK_C=triton.next_power_of_2(C),
+            WITH_COUNT=with_count,
+            num_warps=4,
+        )
     return partial, n_pblocks
 
 
@@ -358,38 +372,40 @@ def segment_hint_colors_forward(segments: torch.Tensor, image: torch.Tensor, num
     colors = torch.empty((B, Nc, C), device=S.device, dtype=acc)
     counts = torch.empty((B, Nc), device=S.device, dtype=acc)
     block_c = triton.next_power_of_2(C + 1)
-    _finalize_forward_kernel[(Nc, B)](
-        partial,
-        nh,
-        colors,
-        counts,
-        Nc,
-        C,
-        n_pblocks,
-        BLOCK_K=_finalize_blocks(n_pblocks),
-        BLOCK_C=block_c,
-    )
+    with device_guard(S.device):
+        _finalize_forward_kernel[(Nc, B)](
+            partial,
+            nh,
+            colors,
+            counts,
+            Nc,
+            C,
+            n_pblocks,
+            BLOCK_K=_finalize_blocks(n_pblocks),
+            BLOCK_C=block_c,
+        )
     smb, _, smh, smw = _strides(mask)
-    block_p = _block_pixels(P, S.device)
-    _paint_forward_kernel[(triton.cdiv(P, block_p), B)](
-        S,
-        *_strides(S),
-        nh,
-        colors,
-        hints,
-        *_strides(hints),
-        mask,
-        smb,
-        smh,
-        smw,
-        Nc,
-        C,
-        P,
-        width,
-        BLOCK_P=block_p,
-        BLOCK_C=triton.next_power_of_2(C),
-        num_warps=4,
-    )
+    block_p = _block_pixels(P, S.device, C)
+    with device_guard(S.device):
+        _paint_forward_kernel[(triton.cdiv(P, block_p), B)](
+            S,
+            *_strides(S),
+            nh,
+            colors,
+            hints,
+            *_strides(hints),
+            mask,
+            smb,
+            smh,
+            smw,
+            Nc,
+            C,
+            P,
+            width,
+            BLOCK_P=block_p,
+            BLOCK_C=triton.next_power_of_2(C),
+            num_warps=4,
+        )
     return hints, mask, colors, counts
 
 
@@ -406,46 +422,48 @@ def segment_hint_colors_backward(grad_hints, grad_mask, segments, image, num_hin
     grad_sum = torch.empty(colors.shape, device=S.device, dtype=colors.dtype)
     grad_count = torch.empty(counts.shape, device=S.device, dtype=counts.dtype)
     colors, counts = colors.contiguous(), counts.contiguous()  # (B, Nc, C), (B, Nc): tiny
-    _finalize_backward_kernel[(Nc, B)](
-        partial,
-        nh,
-        colors,
-        counts,
-        grad_sum,
-        grad_count,
-        Nc,
-        C,
-        n_pblocks,
-        BLOCK_K=_finalize_blocks(n_pblocks),
-        BLOCK_C=triton.next_power_of_2(C + 1),
-    )
+    with device_guard(S.device):
+        _finalize_backward_kernel[(Nc, B)](
+            partial,
+            nh,
+            colors,
+            counts,
+            grad_sum,
+            grad_count,
+            Nc,
+            C,
+            n_pblocks,
+            BLOCK_K=_finalize_blocks(n_pblocks),
+            BLOCK_C=triton.next_power_of_2(C + 1),
+        )
     smb, _, smh, smw = _strides(gM)
-    block_p = _block_pixels(P, S.device)
-    _paint_backward_kernel[(triton.cdiv(P, block_p), B)](
-        gH,
-        *_strides(gH),
-        gM,
-        smb,
-        smh,
-        smw,
-        S,
-        *_strides(S),
-        Y,
-        *_strides(Y),
-        nh,
-        colors,
-        grad_sum,
-        grad_count,
-        grad_s,
-        *_strides(grad_s),
-        grad_y,
-        *_strides(grad_y),
-        Nc,
-        C,
-        P,
-        width,
-        BLOCK_P=block_p,
-        BLOCK_C=triton.next_power_of_2(C),
-        num_warps=4,
-    )
+    block_p = _block_pixels(P, S.device, C)
+    with device_guard(S.device):
+        _paint_backward_kernel[(triton.cdiv(P, block_p), B)](
+            gH,
+            *_strides(gH),
+            gM,
+            smb,
+            smh,
+            smw,
+            S,
+            *_strides(S),
+            Y,
+            *_strides(Y),
+            nh,
+            colors,
+            grad_sum,
+            grad_count,
+            grad_s,
+            *_strides(grad_s),
+            grad_y,
+            *_strides(grad_y),
+            Nc,
+            C,
+            P,
+            width,
+            BLOCK_P=block_p,
+            BLOCK_C=triton.next_power_of_2(C),
+            num_warps=4,
+        )
     return grad_s, grad_y

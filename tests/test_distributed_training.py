@@ -1,8 +1,10 @@
-"""DistributedDataParallel training on the CPU: two gloo processes started by torchrun."""
+"""DistributedDataParallel training on the CPU: two gloo processes started by torchrun, on one node
+and as two nodes rendezvousing over loopback."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -32,12 +34,15 @@ trainer.close()
 """
 
 
+def _env(tmp_path):
+    return {**os.environ, "OMP_NUM_THREADS": "1", "REFCOLOR_VGG19_WEIGHTS": "", "TORCH_HOME": str(tmp_path / "hub")}
+
+
 def _torchrun(tmp_path, model):
     script = tmp_path / "ddp_train.py"
     script.write_text(textwrap.dedent(SCRIPT))
     data = small_image_folder(tmp_path / "data", 8)
     out = tmp_path / f"run_{model}"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "REFCOLOR_VGG19_WEIGHTS": "", "TORCH_HOME": str(tmp_path / "hub")}
     result = subprocess.run(
         [
             sys.executable,
@@ -54,10 +59,16 @@ def _torchrun(tmp_path, model):
         capture_output=True,
         text=True,
         timeout=600,
-        env=env,
+        env=_env(tmp_path),
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out, result
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("model", ["scft", "guide"])
@@ -70,6 +81,55 @@ def test_two_gloo_processes_train_one_model(tmp_path, model):
     assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]
     assert sorted(p.name for p in (out / "checkpoints").glob("step_*.pt")) == ["step_00000002.pt", "step_00000003.pt"]
     assert (out / "samples" / "step_00000003.png").is_file() and (out / "model.safetensors").is_file()
+
+
+def test_two_nodes_over_loopback_train_the_same_weights_as_one_node(tmp_path):
+    """As on a cluster: one torchrun per node (--nnodes 2, one process each) meeting at a c10d
+    rendezvous, here 127.0.0.1 and gloo. Same world size, ranks and seeds as one node with two
+    processes, so the weights must be bitwise those of that run (NCCL on GPU nodes is not run here)."""
+    model = "guide"
+    one_node, _ = _torchrun(tmp_path, model)
+    script, data, out = tmp_path / "ddp_train.py", tmp_path / "data", tmp_path / "two_nodes"
+    endpoint = f"127.0.0.1:{_free_port()}"
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--nproc-per-node",
+                "1",
+                "--node-rank",
+                str(rank),
+                "--rdzv-backend",
+                "c10d",
+                "--rdzv-endpoint",
+                endpoint,
+                "--rdzv-id",
+                "refcolor-two-nodes",
+                "--local-addr",
+                "127.0.0.1",
+                str(script),
+                str(data),
+                str(out),
+                model,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=_env(tmp_path),
+        )
+        for rank in range(2)
+    ]
+    logs = [node.communicate(timeout=600)[0] for node in nodes]
+    for node, log in zip(nodes, logs, strict=True):
+        assert node.returncode == 0, log[-3000:]
+    rank0, rank1 = torch.load(out / "params_rank0.pt"), torch.load(out / "params_rank1.pt")
+    assert torch.equal(rank0, rank1)
+    assert torch.equal(rank0, torch.load(one_node / "params_rank0.pt"))
+    assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]
 
 
 def test_ranks_read_disjoint_shards_of_each_global_batch():

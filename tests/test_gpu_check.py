@@ -180,7 +180,7 @@ def test_train_target_is_the_reference_over_the_fused_step_time():
     assert [(t["value"], t["passed"]) for r in rows for t in r["targets"]] == [(1.25, False), (1.4, True)]
 
 
-@pytest.mark.parametrize("script", ["gpu_check.sh", "cpu_benchmarks.sh"])
+@pytest.mark.parametrize("script", ["gpu_check.sh", "cpu_benchmarks.sh", "cuda_build_check.sh"])
 def test_scripts_parse_and_pass_shellcheck(script):
     path = ROOT / "scripts" / script
     subprocess.run(["bash", "-n", str(path)], check=True)

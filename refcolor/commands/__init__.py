@@ -11,4 +11,4 @@ class CommandError(Exception):
     """A user-facing failure: printed as one line by the CLI (exit status 1)."""
 
 
-COMMAND_MODULES = ("train", "colorize", "guide", "evaluate", "serve")
+COMMAND_MODULES = ("train", "colorize", "guide", "evaluate", "serve", "doctor")

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from refcolor import _extension
-from refcolor.backends import choose_backend
+from refcolor.backends import choose_backend, compare_with_reference, register_self_check
 from refcolor.ops import _validation as check
 
 OP = "scft_attention"
@@ -266,6 +266,19 @@ def scft_attention(
         return out
     # A copy: the backward overwrites the op's P with the logits' gradient.
     return out, probs.detach().to(_compute_dtype(probs.dtype), copy=True)
+
+
+def _self_check(backend: str, device: torch.device, dtype: torch.dtype) -> str | None:
+    """The GPU first-use check (refcolor.backends): small q, k, v, residual against the reference."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(2, 8, 16), (2, 12, 16), (2, 12, 8), (2, 8, 8)]
+    inputs = [torch.randn(s, generator=gen).to(device=device, dtype=dtype) for s in shapes]
+    return compare_with_reference(
+        lambda q, k, v, r, backend: scft_attention(q, k, v, r, backend=backend), inputs, backend, dtype
+    )
+
+
+register_self_check(OP, _self_check)
 
 
 __all__ = ["scft_attention", "scft_attention_reference"]

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from refcolor import _extension
-from refcolor.backends import choose_backend
+from refcolor.backends import choose_backend, compare_with_reference, register_self_check
 from refcolor.ops import _validation as check
 
 OP = "segment_hint_colors"
@@ -167,3 +167,21 @@ def segment_hint_colors(segments: Tensor, image: Tensor, num_hints, *, backend: 
         return segment_hint_colors_reference(segments, image, num_hints)
     hints, mask, _, _ = _segment_hint_colors_op(segments, image, num_hints, chosen)
     return hints, mask
+
+
+def _self_check(backend: str, device: torch.device, dtype: torch.dtype) -> str | None:
+    """The GPU first-use check (refcolor.backends): soft segments of 2 samples (2 and 4 of 4 hints)
+    against the reference."""
+    gen = torch.Generator().manual_seed(0)
+    segments = torch.softmax(4 * torch.randn(2, 4, 6, 5, generator=gen), dim=1).to(device=device, dtype=dtype)
+    image = torch.rand(2, 3, 6, 5, generator=gen).to(device=device, dtype=dtype)
+    num_hints = torch.tensor([2, 4], device=device)
+    return compare_with_reference(
+        lambda s, y, n, backend: segment_hint_colors(s, y, n, backend=backend),
+        [segments, image, num_hints],
+        backend,
+        dtype,
+    )
+
+
+register_self_check(OP, _self_check)

@@ -19,11 +19,13 @@ grid_sample's grid gradient, the spline basis and the float64 solve.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
 from refcolor import _extension
-from refcolor.backends import choose_backend
+from refcolor.backends import choose_backend, compare_with_reference, register_self_check
 from refcolor.ops import _validation as check
 from refcolor.ops.tps import (
     PADDING_MODES,
@@ -63,11 +65,34 @@ def _(image, params, ctrl, padding_mode, backend):
     return torch.empty_like(image)  # the image's layout (channels-last in, channels-last out)
 
 
+# Backends whose image gradient is summed with atomic adds (the taps of neighbouring output pixels
+# overlap), so that its float rounding depends on the order threads arrive in on a GPU.
+ATOMIC_BACKENDS = ("cuda", "triton")
+
+
+def alert_if_nondeterministic(backend: str, device: torch.device) -> None:
+    """As torch's own ops do under torch.use_deterministic_algorithms(True): a RuntimeError (a
+    warning with warn_only=True) when the image gradient would be summed by GPU atomics."""
+    if backend not in ATOMIC_BACKENDS or device.type != "cuda" or not torch.are_deterministic_algorithms_enabled():
+        return
+    message = (
+        f"{OP} backward ({backend} backend) does not have a deterministic implementation (its image gradient "
+        "is summed with atomic adds), but you set 'torch.use_deterministic_algorithms(True)'. Pass "
+        "backend='reference' (or set REFCOLOR_BACKEND=reference) for a deterministic backward, or "
+        "torch.use_deterministic_algorithms(True, warn_only=True) to allow it."
+    )
+    if torch.is_deterministic_algorithms_warn_only_enabled():
+        warnings.warn(message, UserWarning, stacklevel=3)
+    else:
+        raise RuntimeError(message)
+
+
 @torch.library.custom_op("refcolor::tps_warp_backward", mutates_args=())
 def _tps_warp_backward_op(
     grad_out: Tensor, image: Tensor, params: Tensor, ctrl: Tensor, padding_mode: int, backend: str
 ) -> Tensor:
     """d loss / d image in the image's layout (`image` gives the layout only); grad_out any strides."""
+    alert_if_nondeterministic(backend, grad_out.device)
     _, backward = _kernels(backend)
     return backward(grad_out, image, params, ctrl, padding_mode)
 
@@ -210,3 +235,25 @@ def tps_warp(
     return tps_warp_from_params(  # tps_solve validates the points, tps_warp_from_params the rest
         image, tps_solve(src_points, dst_points), dst_points, padding_mode=padding_mode, backend=backend
     )
+
+
+def _self_check(backend: str, device: torch.device, dtype: torch.dtype) -> str | None:
+    """The GPU first-use check (refcolor.backends): a small warp, both padding modes, against the
+    reference."""
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 3, 10, 12, generator=gen).to(device=device, dtype=dtype)
+    src = (torch.rand(2, 5, 2, generator=gen) * 1.6 - 0.8).to(device=device, dtype=dtype)
+    dst = (src.double().cpu() + 0.1 * torch.randn(2, 5, 2, generator=gen)).to(device=device, dtype=dtype)
+    for mode in ("zeros", "border"):
+        failure = compare_with_reference(
+            lambda x, a, b, backend, mode=mode: tps_warp(x, a, b, padding_mode=mode, backend=backend),
+            [image, src, dst],
+            backend,
+            dtype,
+        )
+        if failure:
+            return f"padding_mode={mode!r}: {failure}"
+    return None
+
+
+register_self_check(OP, _self_check)

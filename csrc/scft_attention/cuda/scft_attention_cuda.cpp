@@ -47,8 +47,11 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& q, const at::T
   const c10::cuda::CUDAGuard guard(q.device());
   const cuda::ScftDType dtype = kernel_dtype(q.scalar_type());
   at::Tensor probs = at::empty({z.batch, z.queries, z.keys}, q.options());
-  at::bmm_out(probs, q, k.transpose(1, 2));
-  const cudaError_t err = cuda::scft_softmax_rows(dtype, probs.data_ptr(), z.batch * z.queries, z.keys, scale,
+  // The logits are scaled inside the GEMM (cuBLAS applies alpha in float32, before rounding to the
+  // storage type): unscaled 16-bit logits overflow once |q.k| > 65504, e.g. d ~ 1000 with entries of
+  // about 8. beta = 0: the uninitialised `probs` is not read.
+  at::baddbmm_out(probs, probs, q, k.transpose(1, 2), /*beta=*/0, /*alpha=*/scale);
+  const cudaError_t err = cuda::scft_softmax_rows(dtype, probs.data_ptr(), z.batch * z.queries, z.keys, 1.0,
                                                   c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "scft_attention softmax kernel failed: ", cudaGetErrorString(err));
   at::Tensor out = attention_output(probs, v, residual, z);

@@ -45,9 +45,10 @@ __device__ __forceinline__ acc_t warp_sum(acc_t v) {
 // partial[slot(b, blk, i, c0 + j)] = sum over the block's pixels of S_i X_{c0+j}; slot C holds
 // sum S_i when with_count (group 0 only). Only active segments are written.
 template <typename T, typename acc_t>
-__global__ void segment_reduce_kernel(const T* __restrict__ S, Strides4 ss, const T* __restrict__ X, Strides4 xs,
-                                      const int64_t* __restrict__ num_hints, acc_t* __restrict__ partial, int64_t Nc,
-                                      int64_t C, int64_t P, int64_t width, bool with_count) {
+__global__ void __launch_bounds__(kReduceThreads)
+    segment_reduce_kernel(const T* __restrict__ S, Strides4 ss, const T* __restrict__ X, Strides4 xs,
+                          const int64_t* __restrict__ num_hints, acc_t* __restrict__ partial, int64_t Nc, int64_t C,
+                          int64_t P, int64_t width, bool with_count) {
   const int64_t blk = blockIdx.x, b = blockIdx.y, nblocks = gridDim.x, group = blockIdx.z;
   const int64_t c0 = group * kReduceGroup;
   const int cg = reduce_group_channels(group, C);
@@ -77,9 +78,10 @@ __global__ void segment_reduce_kernel(const T* __restrict__ S, Strides4 ss, cons
 }
 
 template <typename acc_t>
-__global__ void finalize_forward_kernel(const acc_t* __restrict__ partial, const int64_t* __restrict__ num_hints,
-                                        acc_t* __restrict__ colors, acc_t* __restrict__ counts, int64_t B, int64_t Nc,
-                                        int64_t C, int64_t nblocks) {
+__global__ void __launch_bounds__(kPaintThreads)
+    finalize_forward_kernel(const acc_t* __restrict__ partial, const int64_t* __restrict__ num_hints,
+                            acc_t* __restrict__ colors, acc_t* __restrict__ counts, int64_t B, int64_t Nc, int64_t C,
+                            int64_t nblocks) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= B * Nc) return;
   const int64_t b = idx / Nc, i = idx % Nc;
@@ -87,10 +89,11 @@ __global__ void finalize_forward_kernel(const acc_t* __restrict__ partial, const
 }
 
 template <typename acc_t>
-__global__ void finalize_backward_kernel(const acc_t* __restrict__ partial, const int64_t* __restrict__ num_hints,
-                                         const acc_t* __restrict__ colors, const acc_t* __restrict__ counts,
-                                         acc_t* __restrict__ grad_sum, acc_t* __restrict__ grad_count, int64_t B,
-                                         int64_t Nc, int64_t C, int64_t nblocks) {
+__global__ void __launch_bounds__(kPaintThreads)
+    finalize_backward_kernel(const acc_t* __restrict__ partial, const int64_t* __restrict__ num_hints,
+                             const acc_t* __restrict__ colors, const acc_t* __restrict__ counts,
+                             acc_t* __restrict__ grad_sum, acc_t* __restrict__ grad_count, int64_t B, int64_t Nc,
+                             int64_t C, int64_t nblocks) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= B * Nc) return;
   const int64_t b = idx / Nc, i = idx % Nc;
@@ -99,9 +102,10 @@ __global__ void finalize_backward_kernel(const acc_t* __restrict__ partial, cons
 }
 
 template <typename T, typename acc_t>
-__global__ void paint_forward_kernel(const T* __restrict__ S, const int64_t* __restrict__ num_hints,
-                                     const acc_t* __restrict__ colors, T* __restrict__ hints, T* __restrict__ mask,
-                                     SegmentHintLayout layout, int64_t Nc, int64_t C, int64_t P) {
+__global__ void __launch_bounds__(kPaintThreads)
+    paint_forward_kernel(const T* __restrict__ S, const int64_t* __restrict__ num_hints,
+                         const acc_t* __restrict__ colors, T* __restrict__ hints, T* __restrict__ mask,
+                         SegmentHintLayout layout, int64_t Nc, int64_t C, int64_t P) {
   int64_t p;
   if (!paint_thread_pixel(blockIdx.x, threadIdx.x, P, &p)) return;
   const int64_t b = blockIdx.y;
@@ -110,12 +114,12 @@ __global__ void paint_forward_kernel(const T* __restrict__ S, const int64_t* __r
 }
 
 template <typename T, typename acc_t>
-__global__ void paint_backward_kernel(const T* __restrict__ grad_hints, const T* __restrict__ grad_mask,
-                                      const T* __restrict__ S, const T* __restrict__ Y,
-                                      const int64_t* __restrict__ num_hints, const acc_t* __restrict__ colors,
-                                      const acc_t* __restrict__ grad_sum, const acc_t* __restrict__ grad_count,
-                                      T* __restrict__ grad_segments, T* __restrict__ grad_image,
-                                      SegmentHintLayout layout, int64_t Nc, int64_t C, int64_t P) {
+__global__ void __launch_bounds__(kPaintThreads)
+    paint_backward_kernel(const T* __restrict__ grad_hints, const T* __restrict__ grad_mask, const T* __restrict__ S,
+                          const T* __restrict__ Y, const int64_t* __restrict__ num_hints,
+                          const acc_t* __restrict__ colors, const acc_t* __restrict__ grad_sum,
+                          const acc_t* __restrict__ grad_count, T* __restrict__ grad_segments,
+                          T* __restrict__ grad_image, SegmentHintLayout layout, int64_t Nc, int64_t C, int64_t P) {
   int64_t p;
   if (!paint_thread_pixel(blockIdx.x, threadIdx.x, P, &p)) return;
   const int64_t b = blockIdx.y;

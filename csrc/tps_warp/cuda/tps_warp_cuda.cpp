@@ -1,5 +1,6 @@
 // Torch glue of the tps_warp CUDA kernels: checks, allocation, stream, dtype mapping. The kernels
 // are in tps_warp_kernel.cu, which includes no torch headers.
+#include <ATen/Context.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
@@ -54,6 +55,8 @@ at::Tensor backward_cuda(const at::Tensor& grad_out, const at::Tensor& image, co
                          const at::Tensor& ctrl, int64_t padding_mode) {
   const TpsWarpSizes z = tps_warp_sizes(grad_out, params, ctrl, padding_mode);
   check_same_shape(grad_out, image);
+  // Overlapping taps are summed with atomicAdd: the rounding depends on the threads' order.
+  at::globalContext().alertNotDeterministic("tps_warp_backward_kernel (CUDA, atomicAdd)");
   const c10::cuda::CUDAGuard guard(grad_out.device());
   const auto acc = compute_type(grad_out.scalar_type());
   const at::Tensor p = params.to(acc).contiguous(), c = ctrl.to(acc).contiguous();

@@ -20,9 +20,10 @@ struct DeviceAtomicAdd {
 };
 
 template <typename T, typename acc_t>
-__global__ void tps_warp_forward_kernel(const T* __restrict__ image, TpsStrides is, const acc_t* __restrict__ params,
-                                        const acc_t* __restrict__ ctrl, T* __restrict__ out, TpsStrides os, int64_t C,
-                                        int64_t H, int64_t W, int64_t K, int padding) {
+__global__ void __launch_bounds__(kTpsThreads)
+    tps_warp_forward_kernel(const T* __restrict__ image, TpsStrides is, const acc_t* __restrict__ params,
+                            const acc_t* __restrict__ ctrl, T* __restrict__ out, TpsStrides os, int64_t C, int64_t H,
+                            int64_t W, int64_t K, int padding) {
   int64_t p;
   if (!tps_thread_pixel(blockIdx.x, threadIdx.x, H * W, &p)) return;
   const int64_t b = blockIdx.y;
@@ -30,10 +31,10 @@ __global__ void tps_warp_forward_kernel(const T* __restrict__ image, TpsStrides 
 }
 
 template <typename T, typename acc_t>
-__global__ void tps_warp_backward_kernel(const T* __restrict__ grad_out, TpsStrides os,
-                                         const acc_t* __restrict__ params, const acc_t* __restrict__ ctrl,
-                                         acc_t* __restrict__ grad_image, TpsStrides gs, int64_t C, int64_t H, int64_t W,
-                                         int64_t K, int padding) {
+__global__ void __launch_bounds__(kTpsThreads)
+    tps_warp_backward_kernel(const T* __restrict__ grad_out, TpsStrides os, const acc_t* __restrict__ params,
+                             const acc_t* __restrict__ ctrl, acc_t* __restrict__ grad_image, TpsStrides gs, int64_t C,
+                             int64_t H, int64_t W, int64_t K, int padding) {
   int64_t p;
   if (!tps_thread_pixel(blockIdx.x, threadIdx.x, H * W, &p)) return;
   const int64_t b = blockIdx.y;
