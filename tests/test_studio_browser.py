@@ -609,3 +609,32 @@ def test_fill_tab_on_a_large_drawing_draws_reduced_and_fills_at_full_size(browse
     )
     inside_a = int(((labels == labels[600, 400]) & ~lines).sum())
     assert layer == [1600, 1200, inside_a] and 0 < inside_a < 1600 * 1200 // 2  # box A only
+
+
+def test_fill_tab_keeps_its_work_when_a_sketch_fails_and_takes_pasted_ones(browser, server, files):
+    d = browser
+    d.get(server)
+    wait(d, lambda d: d.find_element(By.ID, "server-status").get_attribute("data-ready") == "true", what="health")
+    fill_sketch().save(files / "boxes.png")
+    d.find_element(By.ID, "tab-fill").click()
+    d.find_element(By.ID, "fill-sketch").send_keys(str(files / "boxes.png"))
+    wait(d, lambda d: fill_state(d) == ("done", "0", "2", "0"), what="loaded")
+    click_canvas(d, "fill-stage", *BOX_A, FILL_W, FILL_H)
+    wait(d, lambda d: fill_state(d)[3] == "1", what="box A filled")
+    d.find_element(By.ID, "fill-sketch").send_keys(str(files / "broken.png"))
+    wait(d, lambda d: fill_state(d)[0] == "error", what="error")
+    assert "sketch: corrupt or truncated PNG" in d.find_element(By.ID, "fill-message").text
+    assert fill_state(d)[1:] == ("0", "2", "1")  # the drawing and its fill are still there
+    assert d.execute_script("return window.studio.tabs.fill.width") == FILL_W
+
+    # A pasted sketch replaces it (and starts a new history).
+    d.execute_script(
+        JS_IMAGE_FILE
+        + """pngFile(100, 80, 'pasted.png', '#fff').then((file) => {
+            const data = new DataTransfer(); data.items.add(file);
+            document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data }));
+        });"""
+    )
+    wait(d, lambda d: d.execute_script("return window.studio.tabs.fill.width") == 100, what="pasted sketch")
+    wait(d, lambda d: fill_state(d) == ("done", "0", "2", "0"), what=f"its 2 areas, got {fill_state(d)}")
+    assert d.find_element(By.ID, "fill-undo").get_attribute("disabled") == "true"

@@ -54,6 +54,7 @@ export class FillTab {
     this.file = null; // the sketch File (sent again when the gap changes)
     this.pending = null;
     this.seq = 0; // the newest region request; older answers are dropped
+    this.asked = null; // the gap of the areas shown or on their way (null: ask again)
     this.width = 0;
     this.height = 0;
     this.count = 0;
@@ -142,16 +143,19 @@ export class FillTab {
     return this.fetchRegions(file, true);
   }
 
+  // The areas for the slider's gap, unless they are shown or on their way already (the slider's
+  // debounced `input` and its `change` both land here).
   refetch() {
     clearTimeout(this.timer);
-    const gap = this.gap();
-    if (!this.file || gap === Number(this.stage.dataset.gap)) return;
+    if (!this.file || this.gap() === this.asked) return;
     this.fetchRegions(this.file, false);
   }
 
   async fetchRegions(file, fresh) {
     const gap = this.gap();
     const id = ++this.seq;
+    const asked = this.asked;
+    this.asked = gap;
     const form = new FormData();
     form.append("sketch", file, file.name || "sketch.png");
     form.append("gap", String(gap));
@@ -193,7 +197,9 @@ export class FillTab {
       if (err.name === "AbortError" || id !== this.seq) return;
       this.progress.fail(err.message);
       this.message(err.message, true);
-      if (!fresh) this.stage.dataset.gap = ""; // the slider and the areas shown disagree: allow a retry
+      // The areas shown are still those of the last answer: a new sketch that failed leaves them
+      // (and their gap) as they were; a failed gap change may be retried.
+      this.asked = fresh ? asked : null;
     }
   }
 
