@@ -564,8 +564,12 @@ def test_fill_and_guided_keep_their_own_histories(browser, server, files):
     d.find_element(By.CSS_SELECTOR, '#guide-swatches [data-color="#e03c31"]').click()
     wait_colors(d, ["#e03c31"])
 
-    d.find_element(By.ID, "tab-fill").click()
+    d.find_element(By.ID, "tab-fill").click()  # it starts on the Guided tab's sketch
+    fill_file = "const f = window.studio.tabs.fill.file; return f && f.name;"
+    wait(d, lambda d: d.execute_script(fill_file) == "sketch.png", what="the guided sketch")
+    wait(d, lambda d: fill_state(d)[0] == "done", what="its areas")
     d.find_element(By.ID, "fill-sketch").send_keys(str(files / "boxes.png"))
+    wait(d, lambda d: d.execute_script(fill_file) == "boxes.png", what="its own sketch")
     wait(d, lambda d: fill_state(d) == ("done", "0", "2", "0"), what="fill sketch loaded")
     click_canvas(d, "fill-stage", *BOX_A, FILL_W, FILL_H)
     wait(d, lambda d: fill_state(d)[3] == "1", what="box A filled")

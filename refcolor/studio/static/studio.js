@@ -467,6 +467,9 @@ class Studio {
       button.setAttribute("aria-selected", String(on));
       $(button.getAttribute("aria-controls")).hidden = !on;
     }
+    // The Fill tab starts on the Guided tab's sketch, if it has none of its own yet.
+    const { fill, guide } = this.tabs;
+    if (name === "fill" && !fill.file && !fill.pending && guide.sketch) fill.loadSketch(guide.sketch);
   }
 
   async health() {
