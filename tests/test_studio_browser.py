@@ -400,7 +400,8 @@ BOX_A, BOX_B, OUTSIDE = (40, 60), (120, 60), (80, 5)
 
 def fill_sketch() -> Image.Image:
     """Two boxes with 2-px lines: A closed, B open by 3 pixels on its left side. Without gap closing
-    B's inside is the outside (2 areas); closing gaps of 4 px makes it an area of its own (3)."""
+    or closing gaps of 2 px (the Fill tab's default), B's inside is the outside (2 areas); closing
+    gaps of 4 px makes it an area of its own (3)."""
     image = Image.new("L", (FILL_W, FILL_H), 255)
     draw = ImageDraw.Draw(image)
     draw.rectangle([10, 15, 70, 105], outline=0, width=2)
@@ -473,13 +474,13 @@ def test_fill_tab_fills_areas_closes_gaps_undoes_and_downloads_the_layers(browse
     assert not d.find_element(By.ID, "panel-guide").is_displayed()
     assert d.find_element(By.ID, "fill-gap").get_attribute("max") == "32"  # from /api/health
     d.find_element(By.ID, "fill-sketch").send_keys(str(files / "boxes.png"))
-    wait(d, lambda d: fill_state(d) == ("done", "0", "2", "0"), what=f"2 areas, got {fill_state(d)}")
-    labels, lines = expected_regions(fill_sketch(), 0)
+    wait(d, lambda d: fill_state(d) == ("done", "2", "2", "0"), what=f"2 areas, got {fill_state(d)}")
+    labels, lines = expected_regions(fill_sketch(), 2)
     assert labels.max() + 1 == 2 and labels[BOX_B[1], BOX_B[0]] == labels[OUTSIDE[1], OUTSIDE[0]]
     assert "2 areas" in d.find_element(By.ID, "fill-progress").text
     assert d.find_element(By.ID, "fill-undo").get_attribute("disabled") == "true"
 
-    # A swatch's blue into box A; red typed as HEX into B, which leaks to the outside at gap 0.
+    # A swatch's blue into box A; red typed as HEX into B, which leaks to the outside at gap 2.
     d.find_element(By.CSS_SELECTOR, '#fill-swatches [data-color="#2a5bd7"]').click()
     click_canvas(d, "fill-stage", *BOX_A, FILL_W, FILL_H)
     wait(d, lambda d: fill_state(d)[3] == "1", what="box A filled")
@@ -501,7 +502,7 @@ def test_fill_tab_fills_areas_closes_gaps_undoes_and_downloads_the_layers(browse
     # Close gaps of 4 px (the slider, by keyboard): B's inside becomes its own area and the same
     # clicks are replayed on the new areas (red stays in B, the outside is empty).
     slider = d.find_element(By.ID, "fill-gap")
-    slider.send_keys(*[Keys.ARROW_RIGHT] * 4)
+    slider.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)  # from the default 2
     wait(d, lambda d: fill_state(d) == ("done", "4", "3", "2"), what=f"3 areas at gap 4, got {fill_state(d)}")
     assert d.find_element(By.ID, "fill-gap-value").text == "4 px"
     labels4, lines4 = expected_regions(fill_sketch(), 4)
@@ -520,6 +521,10 @@ def test_fill_tab_fills_areas_closes_gaps_undoes_and_downloads_the_layers(browse
         Keys.CONTROL
     ).perform()
     wait(d, lambda d: fill_state(d)[3] == "2", what="Ctrl+Shift+Z")
+    body.send_keys("e")  # E toggles the eraser, as the button does
+    assert d.find_element(By.ID, "fill-eraser").get_attribute("aria-pressed") == "true"
+    d.find_element(By.ID, "fill-eraser").click()
+    assert d.find_element(By.ID, "fill-eraser").get_attribute("aria-pressed") == "false"
     d.find_element(By.ID, "fill-eraser").click()
     assert d.find_element(By.ID, "fill-eraser").get_attribute("aria-pressed") == "true"
     click_canvas(d, "fill-stage", *BOX_A, FILL_W, FILL_H)
@@ -570,7 +575,7 @@ def test_fill_and_guided_keep_their_own_histories(browser, server, files):
     wait(d, lambda d: fill_state(d)[0] == "done", what="its areas")
     d.find_element(By.ID, "fill-sketch").send_keys(str(files / "boxes.png"))
     wait(d, lambda d: d.execute_script(fill_file) == "boxes.png", what="its own sketch")
-    wait(d, lambda d: fill_state(d) == ("done", "0", "2", "0"), what="fill sketch loaded")
+    wait(d, lambda d: fill_state(d) == ("done", "2", "2", "0"), what="fill sketch loaded")
     click_canvas(d, "fill-stage", *BOX_A, FILL_W, FILL_H)
     wait(d, lambda d: fill_state(d)[3] == "1", what="box A filled")
     body = d.find_element(By.TAG_NAME, "body")
@@ -600,12 +605,12 @@ def test_fill_tab_on_a_large_drawing_draws_reduced_and_fills_at_full_size(browse
     big.save(files / "boxes_large.png")
     d.find_element(By.ID, "tab-fill").click()
     d.find_element(By.ID, "fill-sketch").send_keys(str(files / "boxes_large.png"))
-    wait(d, lambda d: fill_state(d)[:3] == ("done", "0", "2"), what=f"large drawing, got {fill_state(d)}")
+    wait(d, lambda d: fill_state(d)[:3] == ("done", "2", "2"), what=f"large drawing, got {fill_state(d)}")
     stage = d.find_element(By.ID, "fill-stage")
     assert (stage.get_attribute("width"), stage.get_attribute("height")) == ("1024", "768")
     click_canvas(d, "fill-stage", 400, 600, 1600, 1200)  # box A, scaled by 10
     wait(d, lambda d: fill_state(d)[3] == "1", what="box A filled")
-    labels, lines = expected_regions(big, 0)
+    labels, lines = expected_regions(big, 2)
     layer = d.execute_script(
         """const t = window.studio.tabs.fill; const f = t.flatsLayer();
         let opaque = 0; for (let i = 3; i < f.data.length; i += 4) opaque += f.data[i] === 255;
@@ -622,13 +627,13 @@ def test_fill_tab_keeps_its_work_when_a_sketch_fails_and_takes_pasted_ones(brows
     fill_sketch().save(files / "boxes.png")
     d.find_element(By.ID, "tab-fill").click()
     d.find_element(By.ID, "fill-sketch").send_keys(str(files / "boxes.png"))
-    wait(d, lambda d: fill_state(d) == ("done", "0", "2", "0"), what="loaded")
+    wait(d, lambda d: fill_state(d) == ("done", "2", "2", "0"), what="loaded")
     click_canvas(d, "fill-stage", *BOX_A, FILL_W, FILL_H)
     wait(d, lambda d: fill_state(d)[3] == "1", what="box A filled")
     d.find_element(By.ID, "fill-sketch").send_keys(str(files / "broken.png"))
     wait(d, lambda d: fill_state(d)[0] == "error", what="error")
     assert "sketch: corrupt or truncated PNG" in d.find_element(By.ID, "fill-message").text
-    assert fill_state(d)[1:] == ("0", "2", "1")  # the drawing and its fill are still there
+    assert fill_state(d)[1:] == ("2", "2", "1")  # the drawing and its fill are still there
     assert d.execute_script("return window.studio.tabs.fill.width") == FILL_W
 
     # A pasted sketch replaces it (and starts a new history).
@@ -640,5 +645,5 @@ def test_fill_tab_keeps_its_work_when_a_sketch_fails_and_takes_pasted_ones(brows
         });"""
     )
     wait(d, lambda d: d.execute_script("return window.studio.tabs.fill.width") == 100, what="pasted sketch")
-    wait(d, lambda d: fill_state(d) == ("done", "0", "2", "0"), what=f"its 2 areas, got {fill_state(d)}")
+    wait(d, lambda d: fill_state(d) == ("done", "2", "2", "0"), what=f"its 2 areas, got {fill_state(d)}")
     assert d.find_element(By.ID, "fill-undo").get_attribute("disabled") == "true"

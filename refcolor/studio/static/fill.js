@@ -300,7 +300,9 @@ export class FillTab {
   }
 
   key(e) {
-    historyKey(e, this);
+    if (historyKey(e, this)) return;
+    if (e.target instanceof HTMLInputElement && e.target.type !== "checkbox" && e.target.type !== "range") return;
+    if (!(e.ctrlKey || e.metaKey || e.altKey) && (e.key === "e" || e.key === "E")) this.setEraser(!this.erasing);
   }
 
   // ---- pictures
