@@ -144,6 +144,7 @@ if ((probe_ok)); then
   step tests 110 gpu_tests
   step bench_segment_hint_colors 50 "$PYTHON" -m benchmarks.gpu_segment_hint_colors "${BENCH[@]}"
   step bench_tps_warp 50 "$PYTHON" -m benchmarks.gpu_tps_warp "${BENCH[@]}"
+  step bench_region_mean 40 "$PYTHON" -m benchmarks.gpu_region_mean "${BENCH[@]}"
   step bench_scft_attention 120 "$PYTHON" -m benchmarks.gpu_scft_attention "${BENCH[@]}"
   step bench_train_step 120 "$PYTHON" -m benchmarks.gpu_train_step "${BENCH[@]}"
 fi

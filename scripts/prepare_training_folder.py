@@ -25,6 +25,17 @@ recomputed, on every run: a later package version with other files cannot move a
 
     python scripts/prepare_training_folder.py openclipart data/openclipart128 --size 128
         -> data/openclipart128/train/..., data/openclipart128/heldout/...
+
+SRC "photos" means the photographs of Debian's wallpaper packages listed in
+refcolor/assets/photo_sources.tsv (apt-get install mate-backgrounds lomiri-wallpapers
+plasma-workspace-wallpapers) plus scikit-image's seven colour photos when scikit-image is
+installed. The split is by whole photo (the list's split column; scikit-image's photos are all held
+out): each training photo gives --crops random square crops at several scales
+(refcolor.data.photo_crops.crop_boxes), each held-out photo its centre crop and --heldout-crops
+random crops, so no crop of a held-out photo is ever trained on.
+
+    python scripts/prepare_training_folder.py photos data/photos128 --size 128 --crops 200
+        -> data/photos128/train/NAME_c000.png ..., data/photos128/heldout/NAME_centre.png ...
 """
 
 from __future__ import annotations
@@ -156,6 +167,62 @@ def _process(job: tuple[str, str, int, int, bool, bool]) -> str:
     return "written"
 
 
+def _photos() -> list[tuple[str, object, str]]:
+    """(name, file path or scikit-image loader name, split) of every photo of the photos source."""
+    from refcolor.data.photo_crops import photo_name, read_photo_sources
+
+    photos: list[tuple[str, object, str]] = []
+    for source in read_photo_sources():
+        if source.path.is_file():
+            photos.append((photo_name(source), source.path, source.split))
+        else:
+            print(f"skipped {source.path}: not installed (apt-get install {source.package})", file=sys.stderr)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from export_skimage_photos import PHOTOS
+
+    try:
+        import skimage.data  # noqa: F401
+    except ImportError:
+        print("scikit-image is not installed: its photos are left out", file=sys.stderr)
+        return photos
+    return photos + [(f"skimage_{name}", name, "heldout") for name in PHOTOS]
+
+
+def prepare_photos(out: Path, size: int, crops: int, heldout_crops: int, seed: int, overwrite: bool) -> int:
+    """The photos source: crops of each photo, one photo in memory at a time; reruns resume."""
+    from refcolor.data.photo_crops import centre_box, crop_boxes
+
+    counts: Counter[str] = Counter()
+    for name, where, split in _photos():
+        if isinstance(where, Path):
+            try:
+                im = open_rgb(where)
+            except Exception as e:  # an unreadable photo is skipped and counted, never fatal
+                print(f"skipped {where}: {type(e).__name__}: {e}", file=sys.stderr)
+                counts["unreadable"] += 1
+                continue
+        else:
+            import skimage.data
+
+            im = Image.fromarray(getattr(skimage.data, str(where))()).convert("RGB")
+        w, h = im.size
+        boxes = {} if split == "train" else {"centre": centre_box(w, h)}
+        count = crops if split == "train" else heldout_crops
+        boxes.update({f"c{i:03d}": b for i, b in enumerate(crop_boxes(w, h, count, seed=seed, key=name))})
+        for suffix, box in boxes.items():
+            dst = out / split / f"{name}_{suffix}.png"
+            if dst.exists() and not overwrite:
+                counts[f"{split} existing"] += 1
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(dst.name + f".tmp{os.getpid()}")
+            im.resize((size, size), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0).save(tmp, "PNG")
+            os.replace(tmp, dst)
+            counts[f"{split} written"] += 1
+    print(f"photos -> {out} ({size}x{size}): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("src", help='a folder of images, or "openclipart" for ' + OPENCLIPART)
@@ -184,8 +251,14 @@ def main(argv=None) -> int:
         action="store_true",
         help="(re)make refcolor/assets/openclipart_heldout.txt with heldout_rule and stop",
     )
+    ap.add_argument("--crops", type=int, default=200, help="photos source: random crops per training photo")
+    ap.add_argument("--heldout-crops", type=int, default=4, help="photos source: random crops per held-out photo")
     args = ap.parse_args(argv)
 
+    if args.src == "photos":
+        if args.crops < 1 or args.heldout_crops < 0:
+            ap.error(f"--crops must be >= 1 and --heldout-crops >= 0, got {args.crops} and {args.heldout_crops}")
+        return prepare_photos(args.out, args.size, args.crops, args.heldout_crops, args.seed, args.overwrite)
     clipart = args.src == "openclipart"
     src = Path(OPENCLIPART if clipart else args.src).expanduser()
     if not src.is_dir():

@@ -57,12 +57,12 @@ def test_guide_writes_overlay_and_regions_json(tmp_path, run_dir, capsys):
 
 
 def test_guide_colorizes_at_the_sketch_size(tmp_path, run_dir, capsys):
-    colors = _colors(tmp_path, ["#c03020", [20, 120, 220], "#0f0"])
+    colors = _colors(tmp_path, ["#c03020", [20, 120, 220]])  # the sample's snapped regions: 2 with this model
     output = tmp_path / "painted" / "result.png"
     assert cli.main(["guide", str(SAMPLE), "--checkpoint", str(run_dir), "--colors", colors, "-o", str(output)]) == 0
     with Image.open(output) as painted, Image.open(SAMPLE) as sketch:
         assert painted.size == sketch.size and painted.mode == "RGB"
-    assert "coloured 3 of" in capsys.readouterr().out
+    assert "coloured 2 of" in capsys.readouterr().out
     assert not list(tmp_path.glob("*_regions.*"))  # no --out: no overlay
 
 

@@ -12,8 +12,10 @@ import torch
 
 from refcolor import cli
 from refcolor.data import ImageFolder, sample_images_dir
+from refcolor.data.sketch_preparation import prepare_sketch
 from refcolor.evaluation import exemplar_eval as E
-from refcolor.lab import normalized_lab_to_rgb, rgb_to_normalized_lab
+from refcolor.inference import flats
+from refcolor.lab import gray_rgb, normalized_lab_to_rgb, rgb_to_normalized_lab
 from refcolor.models import ExemplarColorizer, ExemplarColorizerConfig, ExemplarOutput
 from refcolor.models.adain import channel_stats
 from refcolor.models.exemplar_transfer import TransferOutput
@@ -78,6 +80,16 @@ def test_known_models_score_their_baselines(images):
     oracle = E.evaluate_exemplar(Fake(images, "target"), images, timing_sizes=())
     assert (oracle.psnr[:, 0] > 50).all() and (oracle.ssim[:, 0] > 0.999).all()
     assert (oracle.psnr[:, 0] > oracle.psnr[:, 3] + 10).all()
+    # model_flat: the oracle's output (the target) as flats over its XDoG outline's line regions.
+    flat = E.METHODS.index("model_flat")
+    for i in range(len(dataset)):
+        target, _ = E.augmented_self_pair(dataset[i]["image"], i)
+        luminance = rgb_to_normalized_lab(target)[0]
+        soft = normalized_lab_to_rgb(luminance, rgb_to_normalized_lab(target)[1])
+        sketch = prepare_sketch(gray_rgb(luminance), extract="always")
+        expected = E.psnr(flats.flatten(soft, sketch).image, target)[0].to(oracle.psnr.dtype)
+        torch.testing.assert_close(oracle.psnr[i, flat], expected)
+    assert (oracle.psnr[:, flat] < oracle.psnr[:, 0]).all()
 
 
 def test_reinhard_transfers_the_exemplars_ab_statistics():
@@ -109,7 +121,7 @@ def test_timing_and_report_files(images, tmp_path):
     )
     paths = E.write_report(result, tmp_path / "report")
     rows = list(csv.reader(open(paths["csv"], encoding="utf-8")))
-    assert [r[0] for r in rows[1:7]] == [*E.METHODS, "exemplar"]
+    assert [r[0] for r in rows[1 : len(E.METHODS) + 2]] == [*E.METHODS, "exemplar"]
     assert rows[-2][0] == "16" and rows[-1][0] == "24"
     text = paths["md"].read_text()
     assert "| model |" in text and "| 24 x 24 |" in text and str(images.resolve()) in text

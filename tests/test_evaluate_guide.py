@@ -19,6 +19,7 @@ from refcolor.evaluation.guide_psnr import HintCurve, regions_to_channels
 from refcolor.models.guiding_painter import GuidingPainter, GuidingPainterConfig
 from refcolor.models.registry import describe
 from refcolor.models.weights import save_weights
+from refcolor.ops import line_regions
 from tests.helpers import HintColors
 
 NC = 8  # few regions keep the (Nc + 1)-point curve cheap
@@ -128,8 +129,8 @@ def test_report_files(images, tmp_path, monkeypatch):
     paths = write_report(curve, tmp_path / "report")
     with open(paths["csv"], newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["num_hints"]) for r in rows] == [0, 1, 4]
-    assert [float(r["psnr_mean"]) for r in rows] == pytest.approx(curve.psnr_mean, abs=1e-4)
+    assert [r["num_hints"] for r in rows] == ["0", "1", "4", "ceiling (median)", "ceiling (mean)"]
+    assert [float(r["psnr_mean"]) for r in rows[:3]] == pytest.approx(curve.psnr_mean, abs=1e-4)
     assert rows[0]["change_mean"] == "" and float(rows[2]["change_mean"]) == pytest.approx(
         float((curve.per_image[:, 2] - curve.per_image[:, 1]).mean()), abs=1e-4
     )
@@ -197,3 +198,48 @@ def test_regions_proposed_per_sketch(images, tmp_path):
     markdown = write_report(curve, tmp_path / "report")["md"].read_text()
     assert "median 3 (mean 3.0, min 3) holding any pixel" in markdown
     assert "median 2 (mean 2.0, min 2) covering at least 0.5% of the image" in markdown
+
+
+def test_flat_modes_and_ceilings(images, tmp_path):
+    model = _model()
+    curve = evaluate_guide_psnr(model, images, hint_counts=[0, 2, NC], batch_size=2)
+    assert list(curve.modes) == list(guide_psnr.FLAT_MODES) and list(curve.ceilings) == list(guide_psnr.CEILINGS)
+    assert all(v.shape == (3, 3) and torch.isfinite(v).all() for v in curve.modes.values())
+    # The ceilings, recomputed: every line region of the sketch filled with the target's own colour.
+    from refcolor.data.image_folder import ImageFolder
+    from refcolor.data.sketch_preparation import prepare_sketch
+    from refcolor.inference import flats
+
+    image = torch.stack([ImageFolder(images, size=32)[i]["image"] for i in range(3)])
+    paper = prepare_sketch(image, extract="always")
+    for method in guide_psnr.CEILINGS:
+        flat = flats.flatten(image, paper, method=method).image
+        expected = 10 * torch.log10(1 / ((flat.double() - image.double()) ** 2).mean(dim=(1, 2, 3)))
+        assert torch.allclose(curve.ceilings[method], expected, atol=1e-4)
+    # Snapped output: 2 hints numbered on the snapped regions, painted from them where hinted, from
+    # the model's own regions elsewhere; with every region hinted, the snapped regions alone.
+    with torch.no_grad():
+        sketch = paper * 2 - 1
+        own = model.segmentation.segments(sketch).argmax(dim=1)
+        snapped = flats.snap_regions(own, line_regions(paper))
+        one_hot = F.one_hot(snapped, NC).permute(0, 3, 1, 2).float()
+        for column, n in ((1, 2), (2, NC)):
+            k = regions_to_channels(one_hot, [n])[0]
+            painted = F.one_hot(flats.paint_channels(own, snapped, k), NC).permute(0, 3, 1, 2).float()
+            if n == NC:
+                assert torch.equal(painted, one_hot)
+            hints = model.hint_generator(painted, image * 2 - 1, num_hints=k)
+            output = model.paint(sketch, hints, painted)
+            expected = 10 * torch.log10(1 / (((output + 1) / 2 - image).double() ** 2).mean(dim=(1, 2, 3)))
+            assert torch.allclose(curve.modes["snapped"][:, column], expected, atol=1e-4)
+    # With no hint the model paints from its own regions: snapped is soft.
+    assert torch.allclose(curve.modes["snapped"][:, 0], curve.per_image[:, 0], atol=1e-6)
+    assert curve.border_share("snapped") == 1.0  # gap 0: snapped borders run along the lines
+    markdown = write_report(curve, tmp_path / "report")["md"].read_text()
+    assert "## Soft against snapped and flat output" in markdown
+    assert "| ceiling: every line region its target median |" in markdown and "flat (mean) (dB)" in markdown
+    with open(tmp_path / "report" / "psnr_vs_hints.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["num_hints"] for r in rows] == ["0", "2", str(NC), "ceiling (median)", "ceiling (mean)"]
+    assert float(rows[1]["psnr_snapped"]) == pytest.approx(float(curve.modes["snapped"][:, 1].mean()), abs=1e-4)
+    assert float(rows[3]["psnr_mean"]) == pytest.approx(float(curve.ceilings["median"].mean()), abs=1e-4)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from refcolor import cli
-from refcolor.data import sample_images_dir
+from refcolor.data import ImageFolder, sample_images_dir
 from refcolor.evaluation import report_files
 from refcolor.evaluation import scft_eval as S
 from refcolor.models.registry import describe
@@ -83,18 +83,27 @@ def test_oracle_scores_the_maximum(images):
     assert torch.all(result.palette[:, 0] == 1)  # the palette call returned the reference itself
     # The baselines do not depend on the model.
     copy = S.evaluate_scft(CopyReference(), images, image_size=SIZE, batch_size=3)
-    torch.testing.assert_close(result.psnr[:, 1:], copy.psnr[:, 1:], rtol=0, atol=0)
+    baselines = S.METHODS.index("copy_reference")
+    torch.testing.assert_close(result.psnr[:, baselines:], copy.psnr[:, baselines:], rtol=0, atol=0)
 
 
 def test_copying_the_reference_equals_the_copy_baseline(images):
     result = S.evaluate_scft(CopyReference(), images, image_size=SIZE, batch_size=2)
     # Equal up to the float rounding of the [0, 1] -> [-1, 1] -> [0, 1] round trip.
-    torch.testing.assert_close(result.psnr[:, 0], result.psnr[:, 1], atol=1e-4, rtol=0)
-    torch.testing.assert_close(result.ssim[:, 0], result.ssim[:, 1], atol=1e-6, rtol=0)
+    copy, fill = S.METHODS.index("copy_reference"), S.METHODS.index("mean_colour")
+    torch.testing.assert_close(result.psnr[:, 0], result.psnr[:, copy], atol=1e-4, rtol=0)
+    torch.testing.assert_close(result.ssim[:, 0], result.ssim[:, copy], atol=1e-6, rtol=0)
     assert result.correspondence is None and result.accuracy() is None  # no attention: no figure
-    assert torch.all(result.psnr < 60) and torch.all(result.psnr[:, 2] < result.psnr[:, 1] + 20)
+    assert torch.all(result.psnr < 60) and torch.all(result.psnr[:, fill] < result.psnr[:, copy] + 20)
     rows = {r["method"]: r for r in result.rows()}
-    assert set(rows) == {"model", "copy_reference", "mean_colour", "own_colours"}
+    assert set(rows) == {
+        "model",
+        "model_flat_median",
+        "model_flat_mean",
+        "copy_reference",
+        "mean_colour",
+        "own_colours",
+    }
     assert math.isnan(rows["own_colours"]["psnr_mean"]) and 0 < rows["own_colours"]["palette_mean"] <= 1
 
 
@@ -106,13 +115,14 @@ def test_results_do_not_depend_on_batch_size_and_the_seed_matters(images):
     torch.testing.assert_close(one.palette, three.palette, atol=1e-6, rtol=0)
     assert one.correspondence["valid"] == three.correspondence["valid"] > 0
     other_seed = S.evaluate_scft(model, images, batch_size=3, seed=1)
-    assert not torch.equal(other_seed.psnr[:, 1], three.psnr[:, 1])
+    copy = S.METHODS.index("copy_reference")
+    assert not torch.equal(other_seed.psnr[:, copy], three.psnr[:, copy])
     assert 0 <= three.accuracy()["exact"] <= three.accuracy()["within_one"] <= 1
 
 
 def test_a_single_image_has_no_palette_figure(images):
     result = S.evaluate_scft(CopyReference(), images, image_size=SIZE, max_images=1)
-    assert result.palette is None and len(result.rows()) == 3
+    assert result.palette is None and len(result.rows()) == len(S.METHODS)
 
 
 def test_mean_colour_fill_is_the_flat_mean_under_the_lines():
@@ -224,3 +234,14 @@ def test_evaluate_cli(tmp_path, images, capsys, monkeypatch):
     monkeypatch.setattr(report_files, "plotting_available", lambda: False)
     assert cli.main([*args, "--max-images", "2"]) == 0
     assert "no plot: matplotlib is not installed (pip install refcolor[plot])" in capsys.readouterr().out
+
+
+def test_flat_rows_are_the_flats_of_the_output(images):
+    result = S.evaluate_scft(Oracle(images), images, image_size=SIZE, batch_size=3)
+    triples = [S.augmented_self_triple(ImageFolder(images, size=SIZE)[i]["image"], i) for i in range(3)]
+    target, sketch = torch.cat([t["target"] for t in triples]), torch.cat([t["sketch"] for t in triples])
+    for name, flat in zip(("model_flat_median", "model_flat_mean"), S.flat_outputs(target, sketch), strict=True):
+        torch.testing.assert_close(
+            result.psnr[:, S.METHODS.index(name)], S.psnr(flat, target).double(), atol=1e-4, rtol=0
+        )
+    assert torch.all(result.psnr[:, 1:3] < S.MAX_PSNR)  # the oracle's target is not flat: its flats lose

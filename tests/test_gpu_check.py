@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import gpu_common, gpu_scft_attention, gpu_segment_hint_colors, gpu_tps_warp, gpu_train_step
+from benchmarks import (
+    gpu_common,
+    gpu_region_mean,
+    gpu_scft_attention,
+    gpu_segment_hint_colors,
+    gpu_tps_warp,
+    gpu_train_step,
+)
 from benchmarks.gpu_common import figure, floor_target, refused, target
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,14 +218,20 @@ def test_every_gpu_script_runs_end_to_end_in_its_cpu_smoke_mode(tmp_path, monkey
     # The GPU scripts run nowhere else in CI: --smoke (CPU, toy sizes) keeps them from rotting.
     # Without the Triton interpreter (slow, and tested elsewhere) the triton rows are refusals.
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    for script in (gpu_segment_hint_colors, gpu_tps_warp, gpu_scft_attention, gpu_train_step):
+    for script in (gpu_segment_hint_colors, gpu_tps_warp, gpu_region_mean, gpu_scft_attention, gpu_train_step):
         script.main(["--smoke", "--out", str(tmp_path)])
     result = json.loads(gpu_common.results_path(tmp_path, gpu_common.device_name("cpu")).read_text())
-    assert list(result["sections"]) == ["segment_hint_colors", "tps_warp", "scft_attention", "train_step"]
+    assert list(result["sections"]) == [
+        "segment_hint_colors",
+        "tps_warp",
+        "region_mean",
+        "scft_attention",
+        "train_step",
+    ]
     for name, section in result["sections"].items():
         timed = [r for r in section["rows"] if "ms" in r]
         assert timed and all(r["ms"] > 0 for r in timed), name
         assert section["floors"]["bandwidth_bytes_per_s"] > 0 and section["floors"]["bf16_matmul_flop_per_s"] > 0
-    assert {"segment_hint_colors", "tps_warp", "scft_attention", "train_step"} <= {
+    assert {"segment_hint_colors", "tps_warp", "region_mean", "scft_attention", "train_step"} <= {
         name for name, s in result["sections"].items() if s["targets"]
     }

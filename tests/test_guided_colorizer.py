@@ -23,10 +23,13 @@ def _model(**overrides) -> GuidingPainter:
     return GuidingPainter(GuidingPainterConfig.preset("small", image_size=32, **overrides))
 
 
-def _controlled() -> GuidedColorizer:
+def _controlled(**options) -> GuidedColorizer:
+    """Fixed geometric regions (tests.helpers.FixedRegions); unsnapped by default, so that the
+    tests of the numbering and the colour mapping see the model's regions as they are (snapping
+    has tests of its own in tests/test_flats.py)."""
     model = _model()
     model.segmentation = FixedRegions(model.num_segments)
-    return GuidedColorizer(model)
+    return GuidedColorizer(model, **({"snap": False} | options))
 
 
 def _sketch(width: int = 45, height: int = 37) -> Image.Image:

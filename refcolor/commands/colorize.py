@@ -53,6 +53,28 @@ def add_parser(sub) -> None:
         action="store_false",
         help="scft: the model's output resized alone, without the sketch's full-resolution lines over it",
     )
+    p.add_argument(
+        "--flat",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="one flat colour per area enclosed by the sketch's lines (the median of the model's colours over "
+        "it), the lines on top (default: off, soft colours: they measure better on the held-out split, "
+        "docs/training_log.md). exemplar: for line-art inputs only; a photo has no enclosed areas",
+    )
+    p.add_argument(
+        "--flats-layer",
+        metavar="FILE",
+        default=None,
+        help="also write the flats alone as an RGBA PNG with transparent lines, the layer to put under the "
+        "line art (a folder for a folder SKETCH)",
+    )
+    p.add_argument(
+        "--gap",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="flats: close gaps in the lines up to PX pixels wide (default: refcolor.inference.flats.GAP)",
+    )
     p.set_defaults(run=run)
 
 
@@ -69,13 +91,18 @@ def run(args) -> int:
     sketch = Path(args.sketch)
     if not sketch.exists():
         raise FileNotFoundError(f"{'image' if args.model == 'exemplar' else 'sketch'} not found: {sketch}")
+    if args.gap is not None and args.gap < 0:
+        raise CommandError(f"--gap must be >= 0, got {args.gap}")
     reference = im.read_image(args.reference)  # fail on a bad reference before loading the model
+    flat_options = {"flat": args.flat} | ({"gap": args.gap} if args.gap is not None else {})
     colorizer: Colorizer | ExemplarColorizer
     if args.model == "exemplar":
         if args.checkpoint is None:
-            colorizer = ExemplarColorizer.pretrained(device=args.device, size=args.size)
+            colorizer = ExemplarColorizer.pretrained(device=args.device, size=args.size, **flat_options)
         else:
-            colorizer = ExemplarColorizer.from_checkpoint(args.checkpoint, device=args.device, size=args.size)
+            colorizer = ExemplarColorizer.from_checkpoint(
+                args.checkpoint, device=args.device, size=args.size, **flat_options
+            )
     else:
         colorizer = Colorizer.from_checkpoint(
             checkpoint_or_bundled(args.checkpoint, "scft"),
@@ -83,17 +110,21 @@ def run(args) -> int:
             size=args.size,
             extract=args.extract,
             keep_lines=args.keep_lines,
+            **flat_options,
         )
     if sketch.is_file():
-        out = colorizer.colorize_file(sketch, reference, args.output)
-        print(f"wrote {out}")
+        out = colorizer.colorize_file(sketch, reference, args.output, flats_layer=args.flats_layer)
+        print(f"wrote {out}" + (f" and {args.flats_layer}" if args.flats_layer is not None else ""))
         return 0
     files = im.image_files(sketch)
     written = skipped = 0
     for path in files:
         target = Path(args.output) / path.relative_to(sketch).with_suffix(".png")
+        layer = (
+            None if args.flats_layer is None else Path(args.flats_layer) / path.relative_to(sketch).with_suffix(".png")
+        )
         try:
-            colorizer.colorize_file(path, reference, target)
+            colorizer.colorize_file(path, reference, target, flats_layer=layer)
         except ValueError as err:  # unreadable image: skip and count
             print(f"refcolor colorize: warning: {err}", file=sys.stderr)
             skipped += 1

@@ -4,11 +4,14 @@
         GuidingPainter's PSNR against the number of simulated hints (0..Nc), see
         refcolor.evaluation.guide_psnr; writes DIR/psnr_vs_hints.csv, .md and .png.
 
-    refcolor evaluate --model scft --checkpoint RUN --data DIR [--max-images N] [--batch-size B] --out DIR
+    refcolor evaluate --model scft --checkpoint RUN --data DIR [--warp mild|strong] [--max-images N] --out DIR
         SCFT's augmented-self protocol: PSNR and SSIM against the target beside the copy-the-warped-
-        reference and mean-colour baselines, the attention's correspondence accuracy and the palette
-        match with another image's reference, see refcolor.evaluation.scft_eval; writes
-        DIR/scft_eval.csv, .md and (with matplotlib, the extra refcolor[plot]) .png.
+        reference and mean-colour baselines, the attention's correspondence accuracy (with the
+        same-position guess) and the palette match with another image's reference, see
+        refcolor.evaluation.scft_eval; writes DIR/scft_eval.csv, .md and (with matplotlib, the extra
+        refcolor[plot]) .png. --warp strong: references flipped, rotated, scaled and shifted, so
+        that copying by position fails. --pairs DIR instead of --data: real (target, reference)
+        pairs of one subject, DIR/NAME_target.png + DIR/NAME_reference.png (refcolor.evaluation.scft_pairs).
 
     refcolor evaluate --model exemplar --checkpoint RUN --data DIR [--max-images N] [--batch-size B] --out DIR
         The exemplar colorizer on augmented-self pairs: PSNR and SSIM against the jittered target beside
@@ -49,10 +52,25 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--data",
-        required=True,
+        default=None,
         metavar="DIR",
-        help="held-out image folder to evaluate on (required: the bundled sample set is the "
-        "default training data, so it is never a silent default here)",
+        help="held-out image folder to evaluate on (required, except with --pairs: the bundled sample set "
+        "is the default training data, so it is never a silent default here)",
+    )
+    parser.add_argument(
+        "--warp",
+        choices=("mild", "strong"),
+        default="mild",
+        help="scft: how the reference is made from the target (mild: the training warp; strong: flip, "
+        "rotation, scale and shift, which copying by position cannot pass) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--pairs",
+        default=None,
+        metavar="DIR",
+        help="scft: score (target, reference) pairs of one subject instead of augmented-self triples: "
+        "DIR/NAME_target.png with DIR/NAME_reference.png (and optionally DIR/NAME_sketch.png), "
+        "see refcolor.evaluation.scft_pairs",
     )
     parser.add_argument("--max-images", type=int, default=None, metavar="N", help="the first N images (sorted)")
     parser.add_argument(
@@ -84,10 +102,18 @@ def run(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CommandError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.model != "scft" and (args.pairs is not None or args.warp != "mild"):
+        raise CommandError(f"--pairs and --warp apply to --model scft, got --model {args.model}")
+    if args.pairs is not None and args.data is not None:
+        raise CommandError("--pairs DIR replaces --data DIR: give one of them")
+    if args.pairs is None and args.data is None:
+        raise CommandError("--data DIR is required (a held-out image folder), or --pairs DIR with --model scft")
     device = resolve_device(args.device)
     loaded = load_model(checkpoint_or_bundled(args.checkpoint, args.model), expected_kind=args.model, device=device)
     model = loaded.model
     image_size: int = model.config.image_size  # type: ignore[union-attr,assignment]  # both kinds' configs have it (load_model checked the kind)
+    if args.pairs is not None:
+        return _evaluate_scft_pairs(args, model, image_size, device)
     with warnings.catch_warnings():  # unreadable files: one line each on stderr, not a warning dump
         warnings.simplefilter("always", UnreadableImageWarning)
         warnings.showwarning = _show_warning(warnings.showwarning, UnreadableImageWarning)
@@ -128,9 +154,27 @@ def _evaluate_with_report(module, evaluate, args, model, dataset, device, summar
 
 
 def _evaluate_scft(args, model, dataset, device) -> int:
+    from functools import partial
+
     from refcolor.evaluation import scft_eval
 
-    return _evaluate_with_report(scft_eval, scft_eval.evaluate_scft, args, model, dataset, device)
+    evaluate = partial(scft_eval.evaluate_scft, warp=args.warp)
+    return _evaluate_with_report(scft_eval, evaluate, args, model, dataset, device)
+
+
+def _evaluate_scft_pairs(args, model, image_size, device) -> int:
+    from refcolor.evaluation import scft_eval, scft_pairs
+
+    try:
+        pairs = scft_pairs.find_pairs(args.pairs)
+    except ValueError as exc:
+        raise CommandError(f"--pairs: {exc}") from None
+    print(f"evaluating on {len(pairs)} pairs of {args.pairs} at {image_size}px ({device})")
+
+    def evaluate(model, dataset, *, max_images, batch_size, device):
+        return scft_pairs.evaluate_scft_pairs(model, args.pairs, batch_size=batch_size, device=device)
+
+    return _evaluate_with_report(scft_eval, evaluate, args, model, None, device)
 
 
 def _evaluate_exemplar(args, model, dataset, device) -> int:

@@ -3,9 +3,13 @@
 refcolor guide SKETCH [--checkpoint RUN] --out DIR
     DIR/<stem>_regions.png (numbered overlay) and DIR/<stem>_regions.json (per region: rank,
     channel, pixels, bbox [x0, y0, x1, y1] inclusive, anchor [x, y]).
-refcolor guide SKETCH [--checkpoint RUN] --colors COLORS.json -o OUT.png [--out DIR]
+refcolor guide SKETCH [--checkpoint RUN] --colors COLORS.json -o OUT.png [--out DIR] [--flat] [--flats-layer FILE]
     the colorized sketch at SKETCH's size; COLORS.json is a list whose entry i ("#rrggbb",
     "#rgb" or [r, g, b]) is the colour of region i + 1. With --out the overlay is written too.
+    --flat: one flat colour per area enclosed by the lines; --flats-layer: the flats alone as an
+    RGBA PNG with transparent lines.
+
+The regions follow the sketch's lines (--no-snap: the model's own blobs).
 
 Without --checkpoint, the guide model bundled with refcolor (refcolor/models/pretrained/guide.safetensors).
 """
@@ -60,6 +64,33 @@ def add_parser(subparsers) -> None:
         action="store_false",
         help="colorized image without the sketch's full-resolution lines over the upsampled colours",
     )
+    parser.add_argument(
+        "--flat",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="one flat colour per area enclosed by the sketch's lines: the colour given for its region, or the "
+        "median of the model's colours over it, the lines on top (default: off; see the README's 'Flats')",
+    )
+    parser.add_argument(
+        "--flats-layer",
+        metavar="FILE",
+        default=None,
+        help="with --colors: also write the flats alone as an RGBA PNG with transparent lines",
+    )
+    parser.add_argument(
+        "--snap",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the model's regions follow the sketch's lines: each enclosed area joins the region that covers "
+        "most of it, the priority order kept (default: on)",
+    )
+    parser.add_argument(
+        "--gap",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="enclosed areas: close gaps in the lines up to PX pixels wide (default: refcolor.inference.flats.GAP)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -77,6 +108,10 @@ def run(args) -> int:
     from refcolor.inference.guided import GuidedColorizer, read_colors
     from refcolor.models.bundled import checkpoint_or_bundled
 
+    if args.flats_layer is not None and args.colors is None:
+        raise CommandError("--flats-layer needs --colors COLORS.json (the region colours to paint with)")
+    if args.gap is not None and args.gap < 0:
+        raise CommandError(f"--gap must be >= 0, got {args.gap}")
     if args.output is not None and args.colors is None:
         raise CommandError("-o/--output needs --colors COLORS.json (the region colours to paint with)")
     if args.colors is not None and args.output is None and args.out is None:
@@ -95,7 +130,8 @@ def run(args) -> int:
 
     image = read_image(args.sketch)
     checkpoint = checkpoint_or_bundled(args.checkpoint, "guide")
-    painter = GuidedColorizer.from_checkpoint(checkpoint, device=args.device, keep_lines=args.keep_lines)
+    options = {"snap": args.snap, "flat": args.flat} | ({"gap": args.gap} if args.gap is not None else {})
+    painter = GuidedColorizer.from_checkpoint(checkpoint, device=args.device, keep_lines=args.keep_lines, **options)
     regions = painter.regions(image)
     (w, h), (wh, ww) = regions.size, regions.working_size
     print(f"{args.sketch}: {w}x{h}, {len(regions)} regions (model at {ww}x{wh}, {painter.source})")
@@ -113,8 +149,15 @@ def run(args) -> int:
                 f"{args.colors}: {len(colors)} colours given but the sketch has only {len(regions)} regions "
                 f"(numbered 1..{len(regions)})"
             )
-        painted = painter.colorize(image, colors)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        painted.save(output)
+        from refcolor.inference import flats
+
+        if args.flats_layer is None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            painter.colorize(image, colors, flat=args.flat).save(output)
+        else:
+            soft, result = painter.flats(image, colors)
+            flats.save_image(result.image[0] if args.flat else soft[0], output)
+            flats.save_layer(result.layer[0], args.flats_layer)
+            print(f"wrote the flats layer {args.flats_layer}")
         print(f"coloured {len(colors)} of {len(regions)} regions; wrote {output} ({w}x{h})")
     return 0

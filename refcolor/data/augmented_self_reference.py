@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from refcolor.data.sketch import SketchExtractor
@@ -21,6 +22,15 @@ from refcolor.ops.tps_warp import tps_warp_with_grid
 
 OP = "AugmentedSelfReference"
 HUE_MODES = ("yuv", "hsv")
+# Named settings of the geometric part of s(.). "mild" is the paper's TPS jitter alone (content
+# moves by at most about a cell of SCFT's attention lattice, so copying by position is optimal);
+# "strong" adds a left-right flip for half of the pairs, rotation up to +-30 degrees, scale 0.7 to
+# 1.4, translation up to 20% of the side: a reference in another pose and framing, whose
+# correspondence is still known exactly (issue 27).
+WARPS = {
+    "mild": {},
+    "strong": {"flip": 0.5, "rotation": 30.0, "scale": (0.7, 1.4), "translation": 0.2},
+}
 # kornia.color.rgb_to_yuv's matrix (BT.601): rows Y, U, V. U and V vanish on gray.
 _RGB_TO_YUV = torch.tensor(
     [[0.299, 0.587, 0.114], [-0.147, -0.289, 0.436], [0.615, -0.515, -0.100]], dtype=torch.float64
@@ -98,6 +108,11 @@ class AugmentedSelfReference(nn.Module):
             fix_border, padding_mode and backend.
         sketch: the SketchExtractor of the target (default: SketchExtractor(), random XDoG).
         seed: seeds a private torch.Generator used when forward gets no `generator`.
+        flip, rotation, scale, translation: an affine warp composed with the spline (default: none;
+            `with_warp("strong")` sets the strong protocol's values): the probability of a
+            left-right flip, the largest rotation in degrees, the (low, high) range of the content's
+            scale (log-uniform), and the largest shift as a fraction of the side. Drawn per sample
+            after the spline (sample_affine); the grid stays the exact correspondence.
     """
 
     def __init__(
@@ -115,8 +130,23 @@ class AugmentedSelfReference(nn.Module):
         backend: str = "auto",
         sketch: SketchExtractor | None = None,
         seed: int | None = None,
+        flip: float = 0.0,
+        rotation: float = 0.0,
+        scale: tuple[float, float] = (1.0, 1.0),
+        translation: float = 0.0,
     ):
         super().__init__()
+        self.flip = _check_strength("flip", flip, 1.0)
+        self.rotation = _check_strength("rotation", rotation, 180.0)
+        self.translation = _check_strength("translation", translation)
+        if (
+            not isinstance(scale, Sequence)
+            or len(scale) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale)
+            or not 0 < scale[0] <= scale[1] < math.inf
+        ):
+            raise ValueError(f"{OP}: argument 'scale' must be (low, high) with 0 < low <= high, got {scale!r}")
+        self.scale = (float(scale[0]), float(scale[1]))
         self.brightness = _check_strength("brightness", brightness)
         self.contrast = _check_strength("contrast", contrast)
         self.saturation = _check_strength("saturation", saturation)
@@ -136,6 +166,51 @@ class AugmentedSelfReference(nn.Module):
         self.seed = seed
         self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
+    @classmethod
+    def with_warp(cls, warp: str, **kwargs) -> AugmentedSelfReference:
+        """An instance with the named geometric setting of WARPS ("mild" or "strong") and kwargs."""
+        if warp not in WARPS:
+            raise ValueError(f"{OP}: argument 'warp' must be one of {tuple(WARPS)}, got {warp!r}")
+        return cls(**{**WARPS[warp], **kwargs})
+
+    @property
+    def has_affine(self) -> bool:
+        return self.flip > 0 or self.rotation > 0 or self.scale != (1.0, 1.0) or self.translation > 0
+
+    def sample_affine(self, batch_size: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """The affine draw: float64 (batch_size, 5) on the generator's device, columns flip (1 or 0),
+        rotation (radians, uniform in +-rotation degrees), scale (log-uniform in `scale`) and the
+        translation (x, y) as fractions of the width and height (uniform in +-translation)."""
+        device = generator.device if generator is not None else torch.device("cpu")
+        u = torch.rand(batch_size, 5, generator=generator, dtype=torch.float64, device=device)
+        low, high = math.log(self.scale[0]), math.log(self.scale[1])
+        return torch.stack(
+            [
+                (u[:, 0] < self.flip).double(),
+                (2 * u[:, 1] - 1) * math.radians(self.rotation),
+                torch.exp(low + u[:, 2] * (high - low)),
+                (2 * u[:, 3] - 1) * self.translation,
+                (2 * u[:, 4] - 1) * self.translation,
+            ],
+            dim=1,
+        )
+
+    @staticmethod
+    def affine_grid(grid: Tensor, params: Tensor) -> Tensor:
+        """Map the sampling locations `grid` (B, H, W, 2) through the affine draw `params` (B, 5):
+        in pixel units about the image centre (so a rotation stays a rotation on non-square images),
+        q -> R(angle) diag(flip ? -1 : 1, 1) q / scale + translation."""
+        B, H, W, _ = grid.shape
+        half = grid.new_tensor([max(W - 1, 1) / 2, max(H - 1, 1) / 2])
+        p = params.to(device=grid.device, dtype=torch.float64)
+        q = grid.double() * half.double()
+        x = torch.where(p[:, 0, None, None] > 0, -q[..., 0], q[..., 0]) / p[:, 2, None, None]
+        y = q[..., 1] / p[:, 2, None, None]
+        c, s = p[:, 1].cos()[:, None, None], p[:, 1].sin()[:, None, None]
+        moved = torch.stack([c * x - s * y, s * x + c * y], dim=-1)
+        moved = moved + p[:, None, None, 3:] * 2 * half.double()
+        return (moved / half.double()).to(grid.dtype)
+
     def manual_seed(self, seed: int) -> AugmentedSelfReference:
         """(Re)start the private generator at `seed`; returns self."""
         self.seed = seed
@@ -150,6 +225,11 @@ class AugmentedSelfReference(nn.Module):
         return (
             f"brightness={self.brightness}, contrast={self.contrast}, saturation={self.saturation}, "
             f"hue={self.hue}, hue_mode={self.hue_mode!r}, seed={self.seed}"
+            + (
+                f", flip={self.flip}, rotation={self.rotation}, scale={self.scale}, translation={self.translation}"
+                if self.has_affine
+                else ""
+            )
         )
 
     def sample_jitter(self, batch_size: int, *, generator: torch.Generator | None = None) -> Tensor:
@@ -215,9 +295,19 @@ class AugmentedSelfReference(nn.Module):
             params[members, :n], params[members, K:] = solved[:, :n], solved[:, n:]
             ctrl[members, :n] = dst
         device = images.device
-        return tps_warp_with_grid(
+        warped, grid = tps_warp_with_grid(
             images, params.to(device), ctrl.to(device), padding_mode=self.tps.padding_mode, backend=self.tps.backend
         )
+        if not self.has_affine:
+            return warped, grid
+        # The affine part is drawn after the spline (runs without it keep their random streams) and
+        # composed with it: the reference samples the target at affine(spline grid), so the grid
+        # stays the exact correspondence and the triplet loss and evaluation need nothing else.
+        grid = self.affine_grid(grid, self.sample_affine(B, generator=generator))
+        warped = F.grid_sample(
+            images, grid.to(images.dtype), align_corners=True, padding_mode=self.tps.padding_mode, mode="bilinear"
+        )
+        return warped, grid
 
 
-__all__ = ["AugmentedSelfReference", "hue_rotation_matrices"]
+__all__ = ["WARPS", "AugmentedSelfReference", "hue_rotation_matrices"]

@@ -16,7 +16,10 @@ figures measure the colours alone; PSNR / SSIM (scft_eval.psnr, .ssim) against Y
     any method that aligns the exemplar with the input, which an AdaIN transfer (the exemplar's
     feature statistics, not its layout) by design does not. With another image as exemplar, as a
     user would give, pasting its colours by position means nothing; it is listed so that the
-    protocol's advantage for alignment is in the table, not a method to pick.
+    protocol's advantage for alignment is in the table, not a method to pick;
+  - model_flat: the model's output as flats (refcolor.inference.flats): every area enclosed by the
+    lines of the input's XDoG outline takes the median of the output over it, the outline on top.
+    Clip art and photos are no line drawings, so this measures what --flat costs on them.
 Cross exemplar (palette, colourfulness): image i's L coloured with image i + 1 (cyclically, plain,
 not jittered) as exemplar E. Palette: scft_eval.palette_intersection, the intersection of the
 a*b* histograms of the coloured pixels (chroma >= 10) of the output and of E (1: same palette).
@@ -42,14 +45,16 @@ from torch import Tensor
 
 from refcolor.data.augmented_self_reference import AugmentedSelfReference
 from refcolor.data.image_folder import ImageFolder
+from refcolor.data.sketch_preparation import prepare_sketch
 from refcolor.evaluation.guide_psnr import describe_data
 from refcolor.evaluation.report_files import write_report_files
 from refcolor.evaluation.scft_eval import palette_intersection, psnr, ssim
+from refcolor.inference import flats
 from refcolor.lab import gray_rgb, normalized_lab_to_rgb, rgb_to_normalized_lab
 from refcolor.models.adain import channel_stats
 
 REPORT_NAME = "exemplar_eval"
-METHODS = ("model", "transfer_only", "reinhard", "gray", "exemplar_copy")
+METHODS = ("model", "transfer_only", "reinhard", "gray", "exemplar_copy", "model_flat")
 TIMING_SIZES = (256, 512)
 _SEED_STRIDE = 1_000_003
 
@@ -85,12 +90,17 @@ def colourings(model, luminance: Tensor, exemplar: Tensor) -> list[Tensor]:
     """The METHODS' outputs (B, 3, S, S) in [0, 1] for L_n and exemplar."""
     out = model(luminance, exemplar)
     zero_ab = luminance.new_zeros(luminance.shape[0], 2, *luminance.shape[-2:])
+    soft = normalized_lab_to_rgb(luminance, out.ab.float())
+    # model_flat: the output as flats over the line regions of the input's XDoG outline (what
+    # ExemplarColorizer(flat=True) does with an input that is no line drawing).
+    sketch = prepare_sketch(gray_rgb(luminance), extract="always")
     return [
-        normalized_lab_to_rgb(luminance, out.ab.float()),
+        soft,
         normalized_lab_to_rgb(luminance, out.transfer.t_ab.float()),
         normalized_lab_to_rgb(luminance, reinhard_ab(luminance, zero_ab, exemplar)),
         gray_rgb(luminance),
         normalized_lab_to_rgb(luminance, rgb_to_normalized_lab(exemplar)[1]),
+        flats.flatten(soft, sketch).image,
     ]
 
 

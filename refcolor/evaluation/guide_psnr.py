@@ -26,21 +26,36 @@ import csv
 import math
 import os
 from collections.abc import Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from refcolor.data.image_folder import ImageFolder, sample_images_dir
 from refcolor.data.sketch_preparation import prepare_sketch
 from refcolor.evaluation.report_files import write_report_files
 from refcolor.images import from_model_range
+from refcolor.inference import flats as fl
+from refcolor.inference.full_resolution import line_free_colours
 from refcolor.models.guiding_painter import GuidingPainter
+from refcolor.ops import line_regions
 
 REPORT_NAME = "psnr_vs_hints"
 MIN_REGION_AREA = 0.005  # fraction of the image: 82 px at 128 x 128
 MAX_PSNR = 100.0  # dB; a per-image MSE below 1e-10 (identical images) counts as this, keeping means finite
+# The modes measured beside the soft output of the model's regions ("soft"), in the report's order:
+# "snapped": the model's output with its regions snapped to the line regions (refcolor guide's
+# default; hints numbered on the snapped regions, the unhinted areas painted from the model's own:
+# refcolor.inference.flats.paint_channels); "flat (median)" / "flat (mean)": flats over the
+# snapped output (hinted line regions take the hint colour, the others the median / mean of the
+# output over their paper pixels);
+# "flat unsnapped (median)": flats over the soft output of the model's own regions (a line region
+# takes a hint's colour where hints cover most of its paper).
+FLAT_MODES = ("snapped", "flat (median)", "flat (mean)", "flat unsnapped (median)")
+CEILINGS = ("median", "mean")  # every line region filled with the target's own median / mean
 
 
 @dataclass
@@ -63,6 +78,16 @@ class HintCurve:
     # Regions proposed per image, (num_images,) int64: any pixel / at least MIN_REGION_AREA.
     regions: Tensor | None = None
     large_regions: Tensor | None = None
+    # Flats and snapped regions (evaluate_guide_psnr(flats=True)): per mode (FLAT_MODES) the
+    # per-image PSNR (num_images, len(hints)); the ceilings' per-image PSNR (num_images,) (every
+    # line region filled with the target's own mean / median); per region kind ("model",
+    # "snapped") the border pixels on or within 1 px of a line and all border pixels, summed over
+    # images; the line regions' options and count per image.
+    modes: dict[str, Tensor] = field(default_factory=dict)
+    ceilings: dict[str, Tensor] = field(default_factory=dict)
+    borders: dict[str, tuple[int, int]] = field(default_factory=dict)
+    line_options: dict[str, float] = field(default_factory=dict)
+    line_regions: Tensor | None = None
 
     @property
     def num_images(self) -> int:
@@ -80,6 +105,18 @@ class HintCurve:
             spread = float(diff.std(correction=1)) if n > 1 else math.nan
             changes.append((float(diff.mean()), 1.96 * spread / math.sqrt(n)))
         return changes
+
+    def mode_means(self) -> dict[str, list[float]]:
+        """Mean PSNR per hint count of every mode: "soft" (the model's regions, its output as it
+        is) first, then FLAT_MODES that were measured."""
+        means = {"soft": self.psnr_mean}
+        means.update({name: per_image.mean(dim=0).tolist() for name, per_image in self.modes.items()})
+        return means
+
+    def border_share(self, kind: str) -> float:
+        """The share of `kind`'s border pixels ("model" or "snapped") on or within 1 px of a line."""
+        on, total = self.borders[kind]
+        return on / total if total else math.nan
 
     def rows(self) -> list[dict]:
         return [
@@ -120,6 +157,14 @@ def hinted_outputs(
     num_hints=regions_to_channels(segments, [n])[0]).output for each n (n regions hinted, as a user
     numbers them), with the counts batched; pass `segments` (the argmax one-hot of
     model.segmentation.segments(sketch)) to reuse one segmentation pass for several calls."""
+    output, hints = _hinted(model, sketch, target, counts, segments)
+    return output, hints[:, :, 3:]
+
+
+def _hinted(
+    model: GuidingPainter, sketch: Tensor, target: Tensor, counts: list[int], segments: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """hinted_outputs with the whole hint maps U = [C, M]: (len(counts), B, 4, H, W)."""
     if segments is None:
         segments = model.segmentation.segments(sketch)
     k, b = len(counts), sketch.shape[0]
@@ -128,7 +173,7 @@ def hinted_outputs(
     sketch_k = sketch.repeat(k, 1, 1, 1)
     hints = model.hint_generator(segments_k, target.repeat(k, 1, 1, 1).to(segments.dtype), num_hints=num_hints)
     output = model.paint(sketch_k, hints, segments_k)
-    return output.reshape(k, b, *output.shape[1:]), hints[:, 3:].reshape(k, b, 1, *hints.shape[2:])
+    return output.reshape(k, b, *output.shape[1:]), hints.reshape(k, b, *hints.shape[1:])
 
 
 def evaluate_guide_psnr(
@@ -140,10 +185,16 @@ def evaluate_guide_psnr(
     hint_counts: list[int] | None = None,
     samples_per_pass: int = 32,
     device: str | torch.device | None = None,
+    flats: bool = True,
+    threshold: float = fl.THRESHOLD,
+    gap: int = fl.GAP,
+    min_area: int = fl.MIN_AREA,
 ) -> HintCurve:
     """The PSNR-vs-hints curve of `model` on `data` (a folder, or a dataset of {"image": (3, S, S) in
     [0, 1], "path"} items at a size the model accepts). hint_counts default: 0..Nc. batch_size images
-    share a segmentation pass; up to samples_per_pass (image, count) pairs share a colorization pass."""
+    share a segmentation pass; up to samples_per_pass (image, count) pairs share a colorization pass.
+    flats: also measure FLAT_MODES, the CEILINGS and how well the regions follow the lines, over
+    line_regions(sketch, threshold, gap, min_area) (one more colorization pass per count)."""
     if not isinstance(model, GuidingPainter):
         raise TypeError(f"model: expected a GuidingPainter, got {type(model).__name__}")
     nc = model.num_segments
@@ -166,6 +217,11 @@ def evaluate_guide_psnr(
     was_training = model.training
     model.eval()
     psnrs, coverages, hint_map, paths, regions, large_regions = [], [], [], [], [], []
+    options: dict[str, Any] = {"threshold": threshold, "gap": gap, "min_area": min_area}
+    modes: dict[str, list[Tensor]] = {name: [] for name in FLAT_MODES}
+    ceilings: dict[str, list[Tensor]] = {name: [] for name in CEILINGS}
+    borders = {"model": [0, 0], "snapped": [0, 0]}
+    region_counts: list[Tensor] = []
     try:
         with torch.no_grad():
             for start in range(0, total, batch_size):
@@ -180,12 +236,17 @@ def evaluate_guide_psnr(
                 large_regions.append((areas >= MIN_REGION_AREA).sum(dim=1).cpu())
                 step = max(1, samples_per_pass // len(items))
                 batch_psnr, batch_cover = [], []
+                measure = _FlatMeasure(model, sketch, image, segments, options) if flats else None
                 for i in range(0, len(counts), step):
-                    output, mask = hinted_outputs(model, sketch, target, counts[i : i + step], segments)
+                    output, hints = _hinted(model, sketch, target, counts[i : i + step], segments)
                     batch_psnr.append(_psnr(from_model_range(output), image).cpu())
-                    batch_cover.append(mask.double().mean(dim=(-3, -2, -1)).cpu())
+                    batch_cover.append(hints[:, :, 3:].double().mean(dim=(-3, -2, -1)).cpu())
+                    if measure is not None:
+                        measure.add(counts[i : i + step], output, hints)
                 psnrs.append(torch.cat(batch_psnr).T)  # (b, len(counts))
                 coverages.append(torch.cat(batch_cover).T)
+                if measure is not None:
+                    measure.collect(modes, ceilings, borders, region_counts)
                 full = model.hint_generator(segments, target.to(segments.dtype), num_hints=nc)
                 hint_map.append(_psnr(from_model_range(full[:, :3]), image).cpu())
     finally:
@@ -205,7 +266,83 @@ def evaluate_guide_psnr(
         data=describe_data(data, dataset),
         regions=torch.cat(regions),
         large_regions=torch.cat(large_regions),
+        modes={name: torch.cat(values) for name, values in modes.items() if values},
+        ceilings={name: torch.cat(values) for name, values in ceilings.items() if values},
+        borders={kind: (on, total) for kind, (on, total) in borders.items()} if flats else {},
+        line_options=dict(options) if flats else {},
+        line_regions=torch.cat(region_counts) if region_counts else None,
     )
+
+
+class _FlatMeasure:
+    """The flat modes of one batch of evaluate_guide_psnr: the line regions of its sketches, the
+    snapped segments, the ceilings and border shares once; then add() per chunk of hint counts."""
+
+    def __init__(self, model: GuidingPainter, sketch: Tensor, image: Tensor, segments: Tensor, options: dict):
+        self.model, self.sketch, self.image, self.options = model, sketch, image, options
+        self.paper = (sketch + 1) / 2  # the sketch in [0, 1]: white paper, dark lines
+        self.labels = line_regions(self.paper.float(), **options)
+        channel_map = segments.argmax(dim=1)
+        snapped_map = fl.snap_regions(channel_map.cpu(), self.labels.cpu()).to(segments.device)
+        self.channel_map, self.snapped_map = channel_map, snapped_map
+        self.snapped = F.one_hot(snapped_map, model.num_segments).permute(0, 3, 1, 2).to(segments.dtype)
+        threshold = options["threshold"]
+        self.borders = {
+            "model": fl.borders_on_lines(channel_map, self.paper, threshold),
+            "snapped": fl.borders_on_lines(snapped_map, self.paper, threshold),
+        }
+        self.ceilings = {method: _psnr(self._flatten(image, None, method), image).cpu() for method in CEILINGS}
+        self.psnrs: dict[str, list[Tensor]] = {name: [] for name in FLAT_MODES}
+
+    def _flatten(self, colours: Tensor, hints: Tensor | None, method: str) -> Tensor:
+        """Flats (in [0, 1]) of colours (N, 3, H, W) in [0, 1] over this batch's line regions
+        (repeated for N = k * B), with hints U (N, 4, H, W) in [-1, 1] when given."""
+        k = colours.shape[0] // self.paper.shape[0]
+        paper = self.paper.repeat(k, 1, 1, 1)
+        labels = self.labels.repeat(k, 1, 1)
+        given: dict[str, Any] = {}
+        if hints is not None:
+            given = {"hints": from_model_range(hints[:, :3]), "hint_mask": hints[:, 3:] > 0}
+        result = fl.flatten(colours, paper, labels=labels, method=method, **given, **self.options)
+        return result.image
+
+    def add(self, counts: list[int], output: Tensor, hints: Tensor) -> None:
+        """output (k, B, 3, H, W) and hints (k, B, 4, H, W) of the model's regions for `counts`."""
+        k = len(counts)
+        target = self.image.repeat(k, 1, 1, 1)
+        flat_input = output.flatten(0, 1)
+        paper = self.paper.repeat(k, 1, 1, 1)
+        unsnapped = line_free_colours(from_model_range(flat_input.float()), paper, (paper.shape[-2], paper.shape[-1]))
+        self.psnrs["flat unsnapped (median)"].append(
+            _psnr(self._flatten(unsnapped, hints.flatten(0, 1), "median"), target).reshape(k, -1).cpu()
+        )
+        # Hints numbered on the snapped regions; the model paints from them where hinted and from its
+        # own regions elsewhere (flats.paint_channels, as GuidedColorizer does).
+        num_hints = regions_to_channels(self.snapped, counts).flatten().to(self.sketch.device)
+        b = self.sketch.shape[0]
+        channels = fl.paint_channels(self.channel_map.repeat(k, 1, 1), self.snapped_map.repeat(k, 1, 1), num_hints)
+        segments = F.one_hot(channels, self.model.num_segments).permute(0, 3, 1, 2).to(self.snapped.dtype)
+        hints = self.model.hint_generator(segments, self.image.repeat(k, 1, 1, 1) * 2 - 1, num_hints=num_hints)
+        painted = self.model.paint(self.sketch.repeat(k, 1, 1, 1), hints, segments)
+        snapped_output = painted.reshape(k, b, *painted.shape[1:])
+        snapped_hints = hints.reshape(k, b, *hints.shape[1:])
+        self.psnrs["snapped"].append(_psnr(from_model_range(snapped_output), self.image).cpu())
+        free = line_free_colours(
+            from_model_range(snapped_output.flatten(0, 1).float()), paper, (paper.shape[-2], paper.shape[-1])
+        )
+        for method, name in (("median", "flat (median)"), ("mean", "flat (mean)")):
+            flat = self._flatten(free, snapped_hints.flatten(0, 1), method)
+            self.psnrs[name].append(_psnr(flat, target).reshape(k, -1).cpu())
+
+    def collect(self, modes, ceilings, borders, region_counts) -> None:
+        for name, values in self.psnrs.items():
+            modes[name].append(torch.cat(values).T)  # (b, len(counts))
+        for name, per_image in self.ceilings.items():
+            ceilings[name].append(per_image)
+        for kind, (on, total) in self.borders.items():
+            borders[kind][0] += int(on.sum())
+            borders[kind][1] += int(total.sum())
+        region_counts.append((self.labels.flatten(1).amax(dim=1) + 1).cpu())
 
 
 def describe_data(data, dataset) -> str:
@@ -272,16 +409,77 @@ def regions_line(curve: HintCurve) -> str:
     )
 
 
+def _slug(mode: str) -> str:
+    """A mode's CSV column: "flat unsnapped (median)" -> "psnr_flat_unsnapped_median"."""
+    return "psnr_" + "_".join(mode.replace("(", " ").replace(")", " ").split())
+
+
 def write_csv(curve: HintCurve, path: str | os.PathLike) -> None:
+    """One row per hint count: the soft curve's columns, then one PSNR column per flat mode, and
+    the ceilings as rows whose num_hints is "ceiling (median)" / "ceiling (mean)"."""
+    modes = {name: values for name, values in curve.mode_means().items() if name != "soft"}
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["num_hints", "psnr_mean", "psnr_std", "coverage", "change_mean", "change_ci95"])
-        for r in curve.rows():
+        writer.writerow(
+            ["num_hints", "psnr_mean", "psnr_std", "coverage", "change_mean", "change_ci95"] + [_slug(m) for m in modes]
+        )
+        for i, r in enumerate(curve.rows()):
             change = r["change"]
             writer.writerow(
                 [r["num_hints"], f"{r['psnr_mean']:.4f}", f"{r['psnr_std']:.4f}", f"{r['coverage']:.4f}"]
                 + (["", ""] if change is None else [f"{change[0]:.4f}", f"{change[1]:.4f}"])
+                + [f"{values[i]:.4f}" for values in modes.values()]
             )
+        for name, values in curve.ceilings.items():
+            writer.writerow(
+                [f"ceiling ({name})", f"{float(values.mean()):.4f}", f"{float(values.std(correction=0)):.4f}"]
+            )
+
+
+def flats_table(curve: HintCurve) -> str:
+    """Soft against snapped and flat output at every hint count, the ceilings below (empty when
+    the flats were not measured)."""
+    if not curve.modes:
+        return ""
+    means = curve.mode_means()
+    names = list(means)
+    lines = [
+        "| hints | " + " | ".join(f"{name} (dB)" for name in names) + " |",
+        "|---:|" + "---:|" * len(names),
+    ]
+    for i, n in enumerate(curve.hints):
+        best = max(means[name][i] for name in names)
+        cells = [f"**{means[name][i]:.2f}**" if means[name][i] == best else f"{means[name][i]:.2f}" for name in names]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    for name, values in curve.ceilings.items():
+        lines.append(
+            f"| ceiling: every line region its target {name} | {float(values.mean()):.2f} |" + " |" * (len(names) - 1)
+        )
+    return "\n".join(lines)
+
+
+def flats_text(curve: HintCurve) -> str:
+    """The flats section of the report (empty when not measured)."""
+    if not curve.modes:
+        return ""
+    options = ", ".join(f"{k} {v}" for k, v in curve.line_options.items())
+    regions = curve.line_regions.double() if curve.line_regions is not None else torch.zeros(1)
+    return (
+        f"\n## Soft against snapped and flat output\n\n"
+        f"Line regions: `refcolor.ops.line_regions` of the sketch ({options}): median {regions.median():.0f} "
+        f"per sketch (min {regions.min():.0f}, max {regions.max():.0f}). "
+        f"*soft*: the model's output on its own regions (the table above). *snapped*: the model's output on "
+        f"its regions snapped to the line regions (each line region joins the region covering most of it; "
+        f"`refcolor guide`'s regions), hints numbered on them. *flat (median / mean)*: flats over the snapped "
+        f"output: hinted line regions take the hint colour, the others the median / mean of the output over "
+        f"their paper pixels, the sketch multiplied on top. *flat unsnapped (median)*: the same over the soft "
+        f"output of the model's own regions. Ceilings: every line region filled with the target's own median / "
+        f"mean over it, the sketch on top: the best any flat output over these regions scores. The best "
+        f"mode of each row is in bold.\n\n"
+        f"{flats_table(curve)}\n\n"
+        f"Region borders on or within 1 px of a sketch line: {curve.border_share('model'):.1%} of the model's "
+        f"own, {curve.border_share('snapped'):.1%} of the snapped regions' (over all images' border pixels).\n"
+    )
 
 
 def write_markdown(curve: HintCurve, path: str | os.PathLike, title: str) -> None:
@@ -297,6 +495,7 @@ def write_markdown(curve: HintCurve, path: str | os.PathLike, title: str) -> Non
         f"For context: the all-regions hint map itself (each region filled with its mean colour) "
         f"scores {curve.hint_map_psnr:.2f} dB.\n"
         f"{regions_line(curve)}"
+        f"{flats_text(curve)}"
     )
     Path(path).write_text(text, encoding="utf-8")
 
@@ -327,11 +526,19 @@ def plot_curve(curve: HintCurve, path: str | os.PathLike, title: str) -> None:
     ax.axhline(
         curve.hint_map_psnr, color="tab:orange", ls="--", label=f"hint map, all regions ({curve.hint_map_psnr:.2f} dB)"
     )
+    styles = {"snapped": "tab:green", "flat (median)": "tab:red", "flat (mean)": "tab:purple"}
+    styles["flat unsnapped (median)"] = "tab:gray"
+    for name, values in curve.mode_means().items():
+        if name != "soft":
+            ax.plot(curve.hints, values, "s-" if name == "snapped" else ".--", color=styles.get(name), ms=3, label=name)
+    for (name, per_image), style in zip(curve.ceilings.items(), (":", "-."), strict=False):
+        value = float(per_image.mean())
+        ax.axhline(value, color="black", ls=style, lw=1, label=f"ceiling, line regions' target {name} ({value:.2f} dB)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("number of hints (regions coloured)")
     ax.set_ylabel("PSNR (dB)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=9)
+    ax.legend(loc="lower right" if curve.modes else "upper left", fontsize=8 if curve.modes else 9)
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -346,10 +553,14 @@ def write_report(curve: HintCurve, out_dir: str | os.PathLike, *, title: str | N
 
 
 __all__ = [
+    "CEILINGS",
+    "FLAT_MODES",
     "MAX_PSNR",
     "REPORT_NAME",
     "HintCurve",
     "evaluate_guide_psnr",
+    "flats_table",
+    "flats_text",
     "hinted_outputs",
     "markdown_table",
     "plot_curve",

@@ -23,6 +23,11 @@ from). The model colours X with R; everything is measured on [0, 1] images:
   (a uniform random argmax) and "same position", a guess that ignores both images and picks the
   reference cell at the sketch cell's own place: the protocol's warp is mild, so this guess is
   hard to beat on it, and a model only shows that it matches content where it beats it.
+- The warp (`warp`): "mild" is the training warp above, under which the same-position guess is
+  hard to beat; "strong" (WARPS["strong"] of refcolor.data.augmented_self_reference) composes it
+  with a left-right flip for half of the pairs, rotation up to +-30 degrees, scale 0.7 to 1.4 and a
+  shift up to 20% of the side, so copying by position scores low and only matching by content
+  passes. The correspondence stays exact (the composed grid).
 - Palette transfer, with a reference from another image: X of image i coloured with the plain,
   unwarped image i + 1 (cyclically) as R'. Score: the intersection sum_k min(p_k, q_k) of the
   normalised a*b* histograms (CIELAB via kornia.color.rgb_to_lab, 16 x 16 bins over [-128, 128]^2)
@@ -48,15 +53,20 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from refcolor.data.augmented_self_reference import AugmentedSelfReference
+from refcolor.data.augmented_self_reference import WARPS, AugmentedSelfReference
 from refcolor.data.image_folder import ImageFolder
 from refcolor.evaluation.guide_psnr import describe_data
 from refcolor.evaluation.report_files import write_report_files
+from refcolor.inference import flats
+from refcolor.inference.full_resolution import line_free_colours
+from refcolor.ops import line_regions
 from refcolor.ops.tps_correspondence import tps_correspondence
 
 REPORT_NAME = "scft_eval"
 MAX_PSNR = 100.0  # dB; identical images count as this, keeping means finite
-METHODS = ("model", "copy_reference", "mean_colour")
+# model_flat_median / model_flat_mean: the model's output as flats (refcolor.inference.flats: every
+# line region of X takes the median / mean of the output over its paper pixels, X's lines on top).
+METHODS = ("model", "model_flat_median", "model_flat_mean", "copy_reference", "mean_colour")
 PALETTE_METHODS = ("model", "own_colours", "mean_colour")
 AB_BINS = 16
 AB_RANGE = 128.0
@@ -106,6 +116,16 @@ def ab_histogram(images: Tensor, bins: int = AB_BINS, min_chroma: float = MIN_CH
 def palette_intersection(images: Tensor, references: Tensor, bins: int = AB_BINS) -> Tensor:
     """Per-image histogram intersection (B,) in [0, 1] of the a*b* histograms of images and references."""
     return torch.minimum(ab_histogram(images, bins), ab_histogram(references, bins)).sum(dim=1)
+
+
+def flat_outputs(output: Tensor, sketch: Tensor) -> tuple[Tensor, Tensor]:
+    """The output (B, 3, H, W) in [0, 1] as flats over the line regions of `sketch` (B, 1, H, W) in
+    [0, 1] (refcolor.inference.flats defaults), each region's colour its median and its mean."""
+    free = line_free_colours(output, sketch, (output.shape[-2], output.shape[-1]))
+    labels = line_regions(sketch.float(), flats.THRESHOLD, flats.GAP, flats.MIN_AREA)
+    return tuple(
+        flats.flatten(free, sketch, labels=labels, method=m).image.to(output.dtype) for m in ("median", "mean")
+    )  # type: ignore[return-value]
 
 
 def correspondence_hits(
@@ -158,11 +178,12 @@ def correspondence_hits(
 # --------------------------------------------------------------------------- the protocol
 
 
-def augmented_self_triple(image: Tensor, index: int, seed: int = 0) -> dict[str, Tensor]:
+def augmented_self_triple(image: Tensor, index: int, seed: int = 0, warp: str = "mild") -> dict[str, Tensor]:
     """The protocol's triple for image `index` (3, S, S) in [0, 1]: {"sketch" (1, 1, S, S),
-    "reference", "target" (1, 3, S, S), "grid" (1, S, S, 2)}, all in [0, 1] on image's device."""
+    "reference", "target" (1, 3, S, S), "grid" (1, S, S, 2)}, all in [0, 1] on image's device.
+    warp: "mild" (the training warp) or "strong" (WARPS["strong"]: flip, rotation, scale, shift)."""
     generator = torch.Generator().manual_seed(seed * _SEED_STRIDE + index)
-    augment = AugmentedSelfReference()
+    augment = AugmentedSelfReference.with_warp(warp)
     return augment(image.unsqueeze(0), generator)
 
 
@@ -181,6 +202,7 @@ class SCFTEvaluation:
     correspondence: dict[str, float] | None = None
     methods: tuple[str, ...] = field(default=METHODS)
     data: str = ""  # what was evaluated: the folder (or dataset) the images came from
+    warp: str = "mild"  # the reference's warp (WARPS), or "pairs" for evaluate_scft_pairs
 
     @property
     def num_images(self) -> int:
@@ -253,9 +275,11 @@ def evaluate_scft(
     batch_size: int = 8,
     seed: int = 0,
     device: str | torch.device | None = None,
+    warp: str = "mild",
 ) -> SCFTEvaluation:
     """Run the protocol of the module docstring on `data` (a folder, or a dataset of {"image": (3, S, S)
-    in [0, 1], "path"} items). `model` is called as model(sketch, reference, return_attention=True)
+    in [0, 1], "path"} items), with references made by the named `warp` (see WARPS). `model` is called
+    as model(sketch, reference, return_attention=True)
     (-> an SCFTColorizerOutput or a bare image) and model(sketch, reference) (-> an image), with
     sketch (B, 1, S, S) and reference (B, 3, S, S) in [-1, 1]; it returns images in [-1, 1].
     image_size: default model.config.image_size."""
@@ -266,6 +290,8 @@ def evaluate_scft(
         raise ValueError(f"max_images: expected an integer >= 1, got {max_images}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+    if warp not in WARPS:
+        raise ValueError(f"warp: expected one of {tuple(WARPS)}, got {warp!r}")
     if image_size is None:
         image_size = getattr(getattr(model, "config", None), "image_size", None)
         if image_size is None:
@@ -292,14 +318,15 @@ def evaluate_scft(
                 items = [dataset[i] for i in indices]
                 paths += [str(item.get("path", i)) for i, item in zip(indices, items, strict=True)]
                 triples = [
-                    augmented_self_triple(item["image"], i, seed) for i, item in zip(indices, items, strict=True)
+                    augmented_self_triple(item["image"], i, seed, warp) for i, item in zip(indices, items, strict=True)
                 ]
                 sketch, reference, target, grid = (
                     torch.cat([t[k] for t in triples]).to(device) for k in ("sketch", "reference", "target", "grid")
                 )
                 image, attention, sizes = _call(model, sketch * 2 - 1, reference * 2 - 1, with_attention=True)
                 output = ((image.float() + 1) / 2).clamp(0, 1)
-                candidates = (output, reference, mean_colour_fill(sketch, reference))
+                flat_median, flat_mean = flat_outputs(output, sketch)
+                candidates = (output, flat_median, flat_mean, reference, mean_colour_fill(sketch, reference))
                 psnrs.append(torch.stack([psnr(c, target) for c in candidates], dim=1).cpu())
                 ssims.append(torch.stack([ssim(c, target) for c in candidates], dim=1).cpu())
                 if attention is None:
@@ -332,6 +359,7 @@ def evaluate_scft(
         palette=torch.cat(palettes) if palettes else None,
         correspondence=hits or None,
         data=describe_data(data, dataset),
+        warp=warp,
     )
 
 
@@ -388,14 +416,22 @@ def write_csv(result: SCFTEvaluation, path: str | os.PathLike) -> None:
 
 
 def write_markdown(result: SCFTEvaluation, path: str | os.PathLike, title: str) -> None:
+    if result.warp == "pairs":
+        protocol = "(target, reference) pairs of one subject, the sketch drawn from the target"
+    else:
+        settings = ", ".join(f"{k} {v}" for k, v in WARPS[result.warp].items()) or "TPS jitter only"
+        protocol = f"augmented-self triples (seed {result.seed}; warp {result.warp}: {settings})"
     text = (
         f"# {title}\n\n"
-        f"{result.num_images} images at {result.image_size}x{result.image_size}, augmented-self triples "
-        f"(seed {result.seed}): PSNR and SSIM against the target, mean +- std over images. Baselines: "
-        f"copy_reference (the warped reference itself), mean_colour (the reference's mean colour under "
-        f"the sketch's lines). Palette match: a*b* histogram intersection (coloured pixels, chroma >= "
-        f"{MIN_CHROMA:g}) of the output and an unwarped reference from the next image (own_colours: the "
-        f"target's own colours against it).\n\n"
+        f"{result.num_images} images at {result.image_size}x{result.image_size}, {protocol}: "
+        f"PSNR and SSIM against the target, mean +- std over images. Baselines: "
+        f"copy_reference (the reference as given), mean_colour (the reference's mean colour under "
+        f"the sketch's lines). model_flat_median / model_flat_mean: the model's output as flats, every area "
+        f"enclosed by the sketch's lines (refcolor.ops.line_regions) one colour, the median / mean of the "
+        f"output over it, the lines on top. Palette match: a*b* histogram intersection (coloured pixels, "
+        f"chroma >= {MIN_CHROMA:g}) of the output and "
+        + ("the pair's reference" if result.warp == "pairs" else "an unwarped reference from the next image")
+        + " (own_colours: the target's own colours against it).\n\n"
         f"Data: {result.data or 'not recorded'}.\n\n"
         f"{markdown_table(result)}\n"
     )
@@ -412,14 +448,14 @@ def plot_results(result: SCFTEvaluation, path: str | os.PathLike, title: str) ->
 
     rows = [r for r in result.rows() if not math.isnan(r["psnr_mean"])]
     names = [r["method"] for r in rows]
-    colours = ["tab:blue", "tab:gray", "tab:orange"][: len(rows)]
+    colours = ["tab:blue", "tab:cyan", "tab:purple", "tab:gray", "tab:orange"][: len(rows)]
     panels = 2 + (result.accuracy() is not None) + (result.palette is not None)
     fig, grid = plt.subplots(1, panels, figsize=(3.6 * panels, 3.6), squeeze=False)
     axes = list(grid[0])
     for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
         ax.bar(names, [r[f"{key}_mean"] for r in rows], yerr=[r[f"{key}_std"] for r in rows], color=colours, capsize=4)
         ax.set_ylabel(label)
-        ax.tick_params(axis="x", labelrotation=20)
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")  # long names, no overlap
     next_ax = 2
     acc = result.accuracy()
     if acc is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from PIL import Image
@@ -34,7 +34,8 @@ from refcolor.data.sketch_preparation import (
     resize_colour,
     scaled_size,
 )
-from refcolor.inference.full_resolution import lay_lines
+from refcolor.inference import flats
+from refcolor.inference.full_resolution import line_free_colours
 from refcolor.models.bundled import bundled_weights_path
 from refcolor.models.loading import load_model, resolve_device
 from refcolor.models.scft_colorizer import SCFTColorizer
@@ -52,6 +53,11 @@ class Colorizer:
         extract: "auto" (outline colour sketches, keep gray line art), "always" or "never".
         keep_lines: lay the sketch's own lines, at its full resolution, over the upsampled colours
             (crisp lines at any size); False returns the model's output resized alone.
+        flat: one flat colour per area enclosed by the sketch's lines, the lines on top
+            (refcolor.inference.flats; the default of colorize_tensor's `flat`). Off by default: on
+            the held-out split the flats score below the soft output (docs/training_log.md, "Flats").
+        flat_method, threshold, gap, min_area: how the flats choose a region's colour and find
+            the line regions (refcolor.inference.flats).
     """
 
     def __init__(
@@ -62,6 +68,11 @@ class Colorizer:
         size: int | None = None,
         extract: str = "auto",
         keep_lines: bool = True,
+        flat: bool = False,
+        flat_method: str = "median",
+        threshold: float = flats.THRESHOLD,
+        gap: int = flats.GAP,
+        min_area: int = flats.MIN_AREA,
     ):
         if not isinstance(model, SCFTColorizer):
             raise TypeError(f"Colorizer: argument 'model' must be a SCFTColorizer, got {type(model).__name__}")
@@ -74,6 +85,13 @@ class Colorizer:
         self.size = size or model.config.image_size
         self.extract = extract
         self.keep_lines = bool(keep_lines)
+        if flat_method not in flats.METHODS:
+            raise ValueError(
+                f"Colorizer: argument 'flat_method' must be one of {', '.join(flats.METHODS)}, got {flat_method!r}"
+            )
+        self.flat = bool(flat)
+        self.flat_method = flat_method
+        self.line_options: dict[str, Any] = {"threshold": threshold, "gap": gap, "min_area": min_area}
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, *, device: str | torch.device = "cpu", **kwargs) -> Colorizer:
@@ -108,11 +126,9 @@ class Colorizer:
         return im.to_model_range(resize_colour(reference.float(), size)).to(self.device)
 
     # ------------------------------------------------------------------ call
-    @torch.no_grad()
-    def colorize_tensor(self, sketch: ImageLike, reference: ImageLike) -> Tensor:
-        """sketch (C, H, W) or (B, C, H, W), reference (C, H', W') or (B | 1, C, H', W'), checked by
-        images.to_tensor (in [0, 1] or uint8; C = 1, 3 or 4) -> (B, 3, H, W) in [0, 1] on the CPU.
-        One reference is shared by the whole batch."""
+    def _paint(self, sketch: ImageLike, reference: ImageLike) -> tuple[Tensor, Tensor, Tensor]:
+        """-> (soft output (B, 3, H, W), its colours without the model's painted lines at the
+        sketch's size, the sketch's lines (B, 1, H, W) at its size), all in [0, 1] on the CPU."""
         sketches = im.to_tensor(sketch, "sketch", op="Colorizer")
         references = im.to_tensor(reference, "reference", op="Colorizer")
         if references.shape[0] not in (1, sketches.shape[0]):
@@ -120,33 +136,67 @@ class Colorizer:
                 f"Colorizer: argument 'reference' must hold 1 image or one per sketch ({sketches.shape[0]}), "
                 f"got {references.shape[0]}"
             )
-        outputs = []
+        soft, line_free, all_lines = [], [], []
+        size = (sketches.shape[-2], sketches.shape[-1])
         for b in range(sketches.shape[0]):
             s, box = self.prepare_sketch(sketches[b : b + 1])
             r = self.prepare_reference(references[b if references.shape[0] > 1 else 0][None])
             out = crop(im.from_model_range(self.model(s, r).float()), box).cpu()
+            working_sketch = crop(im.from_model_range(s.float()), box).cpu()
+            lines = prepare_sketch(sketches[b : b + 1].float(), extract=self.extract).cpu()  # at its own size
+            free = line_free_colours(out, working_sketch, size)
             # A sketch at the working size keeps the model's own lines: nothing blurred to restore.
             if self.keep_lines and out.shape[-2:] != sketches.shape[-2:]:
-                working_sketch = crop(im.from_model_range(s.float()), box).cpu()
-                lines = prepare_sketch(sketches[b : b + 1].float(), extract=self.extract).cpu()  # at its own size
-                outputs.append(lay_lines(out, working_sketch, lines)[0])
+                soft.append((free * lines)[0])
             else:
-                outputs.append(im.resize_output(out, (sketches.shape[-2], sketches.shape[-1]))[0])
-        return torch.stack(outputs)
+                soft.append(im.resize_output(out, size)[0])
+            line_free.append(free[0])
+            all_lines.append(lines[0])
+        return torch.stack(soft), torch.stack(line_free), torch.stack(all_lines)
 
-    def __call__(self, sketch: ImageLike, reference: ImageLike) -> Image.Image | Tensor:
+    @torch.no_grad()
+    def flats(self, sketch: ImageLike, reference: ImageLike) -> tuple[Tensor, flats.Flats]:
+        """Soft and flat output of one model pass: (the soft output (B, 3, H, W) in [0, 1] as
+        colorize_tensor(flat=False) gives it, the Flats: .image the flat picture, .layer the RGBA
+        flats layer with transparent lines; refcolor.inference.flats), on the CPU."""
+        soft, line_free, lines = self._paint(sketch, reference)
+        return soft, flats.flatten(line_free, lines, method=self.flat_method, **self.line_options)
+
+    @torch.no_grad()
+    def colorize_tensor(self, sketch: ImageLike, reference: ImageLike, *, flat: bool | None = None) -> Tensor:
+        """sketch (C, H, W) or (B, C, H, W), reference (C, H', W') or (B | 1, C, H', W'), checked by
+        images.to_tensor (in [0, 1] or uint8; C = 1, 3 or 4) -> (B, 3, H, W) in [0, 1] on the CPU.
+        One reference is shared by the whole batch. flat: flat colours (default: the constructor's)."""
+        if self.flat if flat is None else flat:
+            return self.flats(sketch, reference)[1].image
+        return self._paint(sketch, reference)[0]
+
+    def __call__(self, sketch: ImageLike, reference: ImageLike, *, flat: bool | None = None) -> Image.Image | Tensor:
         """A (B, 3, H, W) tensor in [0, 1] when `sketch` is a tensor, else a PIL image of the
-        sketch's size (paths, PIL images and arrays hold one image; an array batch gives its first)."""
-        out = self.colorize_tensor(sketch, reference)
+        sketch's size (paths, PIL images and arrays hold one image; an array batch gives its first).
+        flat: flat colours (default: the constructor's)."""
+        out = self.colorize_tensor(sketch, reference, flat=flat)
         return out if isinstance(sketch, Tensor) else im.tensor_to_pil(out[0])
 
-    def colorize_file(self, sketch: str | os.PathLike, reference: ImageLike, out: str | os.PathLike) -> Path:
-        """Colorize a sketch file and write the result (format from out's suffix, PNG when none)."""
-        result = im.tensor_to_pil(self.colorize_tensor(sketch, reference)[0])
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        result.save(out, format=None if out.suffix else "PNG")
-        return out
+    def colorize_file(
+        self,
+        sketch: str | os.PathLike,
+        reference: ImageLike,
+        out: str | os.PathLike,
+        *,
+        flat: bool | None = None,
+        flats_layer: str | os.PathLike | None = None,
+    ) -> Path:
+        """Colorize a sketch file and write the result (format from out's suffix, PNG when none);
+        flat: flat colours (default: the constructor's); flats_layer: also write the flats layer
+        there (RGBA PNG, lines transparent)."""
+        flat = self.flat if flat is None else flat
+        if flats_layer is None and not flat:
+            return flats.save_image(self.colorize_tensor(sketch, reference, flat=False)[0], out)
+        soft, result = self.flats(sketch, reference)
+        if flats_layer is not None:
+            flats.save_layer(result.layer[0], flats_layer)
+        return flats.save_image(result.image[0] if flat else soft[0], out)
 
 
 __all__ = ["Colorizer"]

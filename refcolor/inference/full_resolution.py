@@ -82,8 +82,14 @@ def lay_lines(colours: Tensor, working_sketch: Tensor, lines: Tensor) -> Tensor:
         )
     if lines.shape[0] != colours.shape[0] or lines.shape[1] != 1:
         raise ValueError(f"lay_lines: argument 'lines' must be ({colours.shape[0]}, 1, H, W), got {tuple(lines.shape)}")
-    line_free = fill_lines(colours, line_mask(working_sketch))
-    return resize_output(line_free, (lines.shape[-2], lines.shape[-1])) * lines.to(colours.dtype)
+    return line_free_colours(colours, working_sketch, (lines.shape[-2], lines.shape[-1])) * lines.to(colours.dtype)
 
 
-__all__ = ["LINE_GROWTH", "LINE_THRESHOLD", "fill_lines", "lay_lines", "line_mask"]
+def line_free_colours(colours: Tensor, working_sketch: Tensor, size: tuple[int, int]) -> Tensor:
+    """Steps 1-2 of lay_lines: the model's colours (B, 3, h, w) without its painted lines (where
+    `working_sketch` (B, 1, h, w) is dark), upsampled to `size` (H, W). What the flats
+    (refcolor.inference.flats) draw each region's colour from."""
+    return resize_output(fill_lines(colours, line_mask(working_sketch)), size)
+
+
+__all__ = ["LINE_GROWTH", "LINE_THRESHOLD", "fill_lines", "lay_lines", "line_free_colours", "line_mask"]

@@ -26,7 +26,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -36,10 +36,12 @@ from torch import Tensor
 from refcolor import images
 from refcolor.data.sketch_preparation import crop, pad_to_multiple, prepare_sketch, scaled_size
 from refcolor.images import region_palette
-from refcolor.inference.full_resolution import lay_lines
+from refcolor.inference import flats
+from refcolor.inference.full_resolution import line_free_colours
 from refcolor.models.bundled import bundled_weights_path
 from refcolor.models.guiding_painter import GuidingPainter
 from refcolor.models.loading import load_model, resolve_device
+from refcolor.ops import line_regions
 
 Color = tuple[int, int, int]
 
@@ -252,7 +254,18 @@ def region_map(channel_map: Tensor, sketch: Tensor, working_size: tuple[int, int
 
 
 class GuidedColorizer:
-    """A GuidingPainter for interactive use on sketches of any size (see the module docstring)."""
+    """A GuidingPainter for interactive use on sketches of any size (see the module docstring).
+
+    snap: the model's proposed regions follow the drawing (refcolor.inference.flats.snap_regions:
+        each area enclosed by the sketch's lines, at the sketch's own size, joins the proposed
+        region that covers most of it; the priority order stays the model's). True by default: on
+        the held-out split it puts the borders between numbered regions on the lines and scores as
+        well as the unsnapped regions (docs/training_log.md, "Flats").
+    flat: the default of colorize(flat=...): one flat colour per enclosed area, the lines on top
+        (refcolor.inference.flats).
+    flat_method, threshold, gap, min_area: how the flats choose an unhinted region's colour and
+        find the line regions (refcolor.inference.flats; the same regions snap the model's).
+    """
 
     def __init__(
         self,
@@ -261,33 +274,46 @@ class GuidedColorizer:
         device: str | torch.device = "cpu",
         source: Path | None = None,
         keep_lines: bool = True,
+        snap: bool = True,
+        flat: bool = False,
+        flat_method: str = "median",
+        threshold: float = flats.THRESHOLD,
+        gap: int = flats.GAP,
+        min_area: int = flats.MIN_AREA,
     ):
         """keep_lines: lay the sketch's own lines, at its full resolution, over the upsampled
         colours of colorize() (crisp lines at any size); False returns the model's output resized alone."""
         if not isinstance(model, GuidingPainter):
             raise TypeError(f"model: expected a GuidingPainter, got {type(model).__name__}")
+        if flat_method not in flats.METHODS:
+            raise ValueError(f"flat_method: expected one of {', '.join(flats.METHODS)}, got {flat_method!r}")
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.config = model.config
         self.source = source
         self.keep_lines = bool(keep_lines)
+        self.snap = bool(snap)
+        self.flat = bool(flat)
+        self.flat_method = flat_method
+        self.line_options: dict[str, Any] = {"threshold": threshold, "gap": gap, "min_area": min_area}
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike, device: str | torch.device = "cpu", *, keep_lines: bool = True
+        cls, path: str | os.PathLike, device: str | torch.device = "cpu", *, keep_lines: bool = True, **options
     ) -> GuidedColorizer:
-        """Load a "guide" model from a run directory, .safetensors weights or a .pt checkpoint."""
+        """Load a "guide" model from a run directory, .safetensors weights or a .pt checkpoint;
+        options (snap, flat, flat_method, threshold, gap, min_area) as the constructor's."""
         device = resolve_device(device)
         loaded = load_model(path, expected_kind="guide", device=device)
         # load_model checked the kind and __init__ checks the type.
         model = cast(GuidingPainter, loaded.model)
-        return cls(model, device=device, source=loaded.source, keep_lines=keep_lines)
+        return cls(model, device=device, source=loaded.source, keep_lines=keep_lines, **options)
 
     @classmethod
-    def pretrained(cls, device: str | torch.device = "cpu", *, keep_lines: bool = True) -> GuidedColorizer:
+    def pretrained(cls, device: str | torch.device = "cpu", *, keep_lines: bool = True, **options) -> GuidedColorizer:
         """The guide model bundled with refcolor (refcolor/models/pretrained/guide.safetensors, its card
         guide.md); options as from_checkpoint. FileNotFoundError when this build bundles none."""
-        return cls.from_checkpoint(bundled_weights_path("guide"), device=device, keep_lines=keep_lines)
+        return cls.from_checkpoint(bundled_weights_path("guide"), device=device, keep_lines=keep_lines, **options)
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """The size the model runs at for a height x width sketch: the shorter side at the training
@@ -303,10 +329,20 @@ class GuidedColorizer:
         padded, box = pad_to_multiple(prepare_sketch(sketches.float(), size), 2**self.config.depth, 1.0)
         return images.to_model_range(padded).to(self.device), box
 
-    def _channel_maps(self, x: Tensor, box: tuple[int, int, int, int], size: tuple[int, int]) -> Tensor:
-        """The model's region channel per pixel, padding cropped, (B, *size) int64 on the CPU (nearest)."""
-        channels = crop(self.model.regions(x), box).cpu()
-        return F.interpolate(channels[:, None].float(), size=size, mode="nearest-exact")[:, 0].long()
+    def _channel_maps(
+        self, x: Tensor, box: tuple[int, int, int, int], lines: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The model's region channel per pixel at the sketch's size (nearest), snapped to the line
+        regions of `lines` (B, 1, H, W) when self.snap: (channel maps (B, H, W) int64 on the CPU,
+        the model's channels at the working size (B, h', w') padding included, line regions or None)."""
+        working = self.model.regions(x)
+        size = (lines.shape[-2], lines.shape[-1])
+        channels = crop(working, box).cpu()
+        maps = F.interpolate(channels[:, None].float(), size=size, mode="nearest-exact")[:, 0].long()
+        if not self.snap:
+            return maps, working, None
+        labels = line_regions(lines, **self.line_options)
+        return flats.snap_regions(maps, labels), working, labels
 
     def regions(self, sketch) -> RegionMap:
         """The numbered regions of one sketch (a path, PIL image, array, or (C, H, W) / (1, C, H, W) tensor)."""
@@ -314,23 +350,20 @@ class GuidedColorizer:
         if sketches.shape[0] != 1:
             raise ValueError(f"sketch: regions() takes one sketch, got a batch of {sketches.shape[0]}")
         x, box = self._prepare(sketches)
-        size = (sketches.shape[-2], sketches.shape[-1])
-        channel_map = self._channel_maps(x, box, size)[0]
-        # The overlay's lines: the same preparation at the sketch's own size.
-        return region_map(channel_map, prepare_sketch(sketches.float())[0].cpu(), (x.shape[-2], x.shape[-1]))
+        lines = prepare_sketch(sketches.float()).cpu()  # at the sketch's own size: the overlay's and the snap's lines
+        channel_map = self._channel_maps(x, box, lines)[0][0]
+        return region_map(channel_map, lines[0], (x.shape[-2], x.shape[-1]))
 
-    def colorize(self, sketch, colors):
-        """Paint `sketch` with colors[i] as the colour of region i + 1 (numbering of regions()).
-
-        colors: "#rrggbb" / "#rgb" strings or [r, g, b] integers 0..255; fewer than the regions is
-        normal (the rest get no hint), more is a ValueError. A tensor batch gets the same colour list
-        applied to each sketch's own regions. Returns a PIL RGB image of the sketch's size for a
-        path, PIL image or numpy array, else a (B, 3, H, W) tensor in [0, 1] on the input's device."""
+    def _paint(self, sketch, colors) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None, bool]:
+        """The model's output for `colors` on each sketch's (snapped) regions: (soft output (B, 3, H, W),
+        its colours without the model's painted lines at the sketch's size, the sketch's lines
+        (B, 1, H, W), the per-pixel hint colours (B, 4, H, W) = [rgb in [0, 1], given], the line
+        regions or None, as_image)."""
         parsed = parse_colors(colors)
         sketches, as_image = load_sketches(sketch)
         x, box = self._prepare(sketches)
-        size = (sketches.shape[-2], sketches.shape[-1])
-        channel_maps = self._channel_maps(x, box, size)
+        lines = prepare_sketch(sketches.float()).cpu()  # at the sketch's own size
+        channel_maps, working, labels = self._channel_maps(x, box, lines)
         mapped = []  # per sketch: the channel each colour goes to
         for b, channel_map in enumerate(channel_maps):
             present = torch.bincount(channel_map.flatten()).nonzero().flatten().tolist()
@@ -342,21 +375,81 @@ class GuidedColorizer:
                 )
             mapped.append(present[: len(parsed)])
         counts = [chans[-1] + 1 if chans else 0 for chans in mapped]
+        nc = self.model.num_segments
         # Channels below a sketch's count that got no colour cover no pixel at the sketch's size (at
         # most sub-pixel specks at the working size): they keep a neutral gray; those above a
         # sketch's count get no hint through num_hints.
-        table = torch.zeros(len(mapped), max(counts), 3)
+        table = torch.zeros(len(mapped), max(counts + [1]), 3)
+        given = torch.zeros(len(mapped), nc + 1, dtype=torch.bool)
         rgb = torch.tensor(parsed, dtype=torch.float32).reshape(-1, 3) / 127.5 - 1
         for b, chans in enumerate(mapped):
             table[b, chans] = rgb
-        output = self.model.colorize(x, table.to(self.device), num_hints=counts)
+            given[b, chans] = True
+        if self.snap:
+            # The model paints the snapped regions: inside the sketch's box, the snapped map taken
+            # back to the working size (nearest, as the regions came up); the white padding keeps
+            # the model's own channels, and so do the unhinted areas (flats.paint_channels).
+            top, left, h, w = box
+            small = F.interpolate(channel_maps[:, None].float(), size=(h, w), mode="nearest-exact")[:, 0].long()
+            snapped = working.clone()
+            snapped[:, top : top + h, left : left + w] = small.to(working.device)
+            working = flats.paint_channels(working, snapped, torch.tensor(counts))
+            segments = F.one_hot(working, nc).permute(0, 3, 1, 2).to(x.dtype)
+            with torch.no_grad():
+                hints = self.model.hint_generator(segments, colors=table.to(self.device), num_hints=counts)
+                output = self.model.paint(x, hints, segments)
+        else:
+            output = self.model.colorize(x, table.to(self.device), num_hints=counts)
         output = crop(images.from_model_range(output.float()), box).cpu()
+        working_sketch = crop(images.from_model_range(x.float()), box).cpu()
+        size = (sketches.shape[-2], sketches.shape[-1])
+        line_free = line_free_colours(output, working_sketch, size)
         # A sketch at the working size keeps the model's own lines: nothing blurred to restore.
         if self.keep_lines and output.shape[-2:] != sketches.shape[-2:]:
-            working_sketch = crop(images.from_model_range(x.float()), box).cpu()
-            output = lay_lines(output, working_sketch, prepare_sketch(sketches.float()).cpu())  # lines at its own size
+            soft = line_free * lines
         else:
-            output = images.resize_output(output, size)
+            soft = images.resize_output(output, size)
+        # The colour given for each pixel's region (what the flats keep exact).
+        padded = torch.cat([table, torch.zeros(len(mapped), nc + 1 - table.shape[1], 3)], dim=1)
+        index = channel_maps.clamp_max(nc)
+        hint_rgb = torch.stack(
+            [images.from_model_range(padded[b][index[b]]).permute(2, 0, 1) for b in range(len(mapped))]
+        )
+        hint_given = torch.stack([given[b][index[b]] for b in range(len(mapped))])[:, None]
+        return soft, line_free, lines, torch.cat([hint_rgb, hint_given.float()], dim=1), labels, as_image
+
+    def flats(self, sketch, colors) -> tuple[Tensor, flats.Flats]:
+        """Soft and flat output for the same colours (one model pass): (the soft output (B, 3, H, W)
+        in [0, 1] as colorize(flat=False) gives it, the Flats on the CPU: .image the flat picture,
+        .layer the RGBA flats layer with transparent lines). Every area enclosed by the lines takes
+        the colour given for the (snapped) region it lies in, or, unhinted, the `flat_method` of the
+        model's output over it."""
+        soft, line_free, lines, hints, labels, _ = self._paint(sketch, colors)
+        result = flats.flatten(
+            line_free,
+            lines,
+            hints=hints[:, :3],
+            hint_mask=hints[:, 3:] > 0,
+            labels=labels,
+            method=self.flat_method,
+            **self.line_options,
+        )
+        return soft, result
+
+    def colorize(self, sketch, colors, *, flat: bool | None = None):
+        """Paint `sketch` with colors[i] as the colour of region i + 1 (numbering of regions()).
+
+        colors: "#rrggbb" / "#rgb" strings or [r, g, b] integers 0..255; fewer than the regions is
+        normal (the rest get no hint), more is a ValueError. A tensor batch gets the same colour list
+        applied to each sketch's own regions. flat: one flat colour per area enclosed by the lines
+        (flats(); default: the constructor's `flat`). Returns a PIL RGB image of the sketch's size
+        for a path, PIL image or numpy array, else a (B, 3, H, W) tensor in [0, 1] on the input's device."""
+        flat = self.flat if flat is None else bool(flat)
+        as_image = not isinstance(sketch, Tensor)
+        if flat:
+            output = self.flats(sketch, colors)[1].image
+        else:
+            output = self._paint(sketch, colors)[0]
         if as_image:
             return images.tensor_to_pil(output[0])
         return output.to(sketch.device)

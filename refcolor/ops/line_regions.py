@@ -30,9 +30,18 @@ dark lines), every backend computes exactly these steps, per sample:
    holding pixel (0, 0) is 0).
 
 Backends: "reference" (NumPy and scipy.ndimage on the CPU, the ground truth), "cpp"
-(csrc/line_regions/cpu), "cuda" (csrc/line_regions/cuda) and "triton" where they are built; every
-backend returns the same labels, label for label. The op is not differentiable (its output is
-integer). Steps 2-6 are per-pixel work; step 7 works on the region adjacency graph.
+(csrc/line_regions/cpu) and "cuda" (csrc/line_regions/cuda) where they are built; every backend
+returns the same labels, label for label. The compiled backends run through the custom op
+`refcolor::line_regions`, which has a fake implementation, so the op works under torch.compile. The
+op is not differentiable (its output is integer). Steps 2-6 are per-pixel work; steps 7-8 work on
+the region adjacency graph, in one host function both compiled backends share
+(csrc/line_regions/line_regions_graph.h).
+
+There is no Triton backend: connected components need union-find (pointer chasing with atomics
+across the whole image) or an unbounded number of propagation rounds, and growth needs rounds until
+nothing changes; Triton has no grid-wide synchronisation and no efficient scattered atomics on
+arbitrary addresses, so a Triton version would be a chain of many small launches driven from the
+host, slower than the CUDA kernels it would stand beside.
 """
 
 from __future__ import annotations
@@ -41,11 +50,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from refcolor import _extension
 from refcolor.ops import _validation as check
 
 OP = "line_regions"
 _ALL_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-DTYPES = {"reference": _ALL_FLOATS}
+# The kernels compare in the sketch's own dtype (the threshold rounded to it as torch rounds a
+# Python scalar), so every float dtype gives the reference's line mask.
+DTYPES = {"reference": _ALL_FLOATS, "cpp": _ALL_FLOATS, "cuda": _ALL_FLOATS}
 
 _FOUR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 _UNSET = np.iinfo(np.int64).max
@@ -179,6 +191,19 @@ def line_regions_reference(sketch: Tensor, threshold: float = 0.8, gap: int = 0,
     return torch.from_numpy(np.stack(out)).to(sketch.device)
 
 
+@torch.library.custom_op("refcolor::line_regions", mutates_args=())
+def _line_regions_op(sketch: Tensor, threshold: float, gap: int, min_area: int, backend: str) -> Tensor:
+    """The compiled kernels (backend "cpp" or "cuda"): int64 labels (B, H, W)."""
+    _extension.compiled_module()  # registers the kernels with the dispatcher
+    return torch.ops.refcolor.line_regions_kernel(sketch, threshold, gap, min_area)
+
+
+@_line_regions_op.register_fake
+def _(sketch, threshold, gap, min_area, backend):
+    B, _, H, W = sketch.shape
+    return sketch.new_empty((B, H, W), dtype=torch.int64)
+
+
 def validate_inputs(sketch, threshold, gap, min_area) -> None:
     check.check_image(OP, "sketch", sketch, 1)
     check.check_nonempty(OP, "sketch", sketch, "(B, 1, H, W)")
@@ -215,4 +240,4 @@ def line_regions(
     chosen = choose_backend(OP, backend, sketch.device, sketch.dtype, DTYPES)
     if chosen == "reference":
         return line_regions_reference(sketch, threshold, gap, min_area)
-    raise AssertionError(f"{OP}: backend {chosen!r} has no implementation")
+    return _line_regions_op(sketch, float(threshold), gap, min_area, chosen)
