@@ -142,6 +142,71 @@ def test_guide_colorize_paints_each_region_its_colour_at_full_size(client, color
     assert _close(out.getpixel((30, 30)), (128, 128, 128))  # region 3: no colour -> gray oracle
 
 
+def _one_colour_per_line_region(picture: Image.Image, sketch: Image.Image) -> None:
+    """Within every area the sketch's lines enclose (refcolor.ops.line_regions, gap 0) larger than
+    50 px, away from the lines (2 px), the picture's colour varies by less than 2/255."""
+    from scipy import ndimage
+
+    rgb = np.asarray(picture.convert("RGB")).astype(np.int64)
+    gray, labels = _expected_regions(sketch, 0)
+    lines = gray < 0.8
+    away = ~ndimage.binary_dilation(lines, iterations=2)
+    checked = 0
+    for region in range(labels.max() + 1):
+        inside = (labels == region) & away
+        if (labels == region).sum() > 50 and inside.any():
+            spread = rgb[inside].max(axis=0) - rgb[inside].min(axis=0)
+            assert spread.max() < 2, (region, spread)
+            checked += 1
+    assert checked >= 2
+
+
+@pytest.mark.parametrize("mode", ["guide", "reference", "exemplar"])
+def test_flat_colours_on_every_mode(client, colorizers, mode):
+    """flat=true: the model's own flat output (one colour per area enclosed by the lines, the
+    lines on top), as the Python API gives it; false and absent: the soft output."""
+    sketch = sketch_image(96, 80)
+    reference = colour_image(50, 40, seed=4)
+    if mode == "guide":
+        fields = {"mode": "guide", "colors": '["#e03c31", "#285ac8"]'}
+        files = {"sketch": ("s.png", png(sketch), "image/png")}
+
+        def direct(flat):
+            return colorizers.guide.colorize(sketch, ["#e03c31", "#285ac8"], flat=flat)
+
+    else:
+        name = "sketch" if mode == "reference" else "image"
+        fields = {"mode": mode}
+        files = {name: ("s.png", png(sketch), "image/png"), "reference": ("r.png", png(reference), "image/png")}
+        model = colorizers.scft if mode == "reference" else colorizers.exemplar
+
+        def direct(flat):
+            return model(sketch.convert("RGB"), reference, flat=flat)
+
+    flat = _image(client.post("/api/colorize", data={**fields, "flat": "true"}, files=files))
+    soft = _image(client.post("/api/colorize", data={**fields, "flat": "false"}, files=files))
+    default = _image(client.post("/api/colorize", data=fields, files=files))
+    assert flat.size == soft.size == (96, 80)
+    assert np.array_equal(np.asarray(flat), np.asarray(direct(True)))
+    assert np.array_equal(np.asarray(soft), np.asarray(direct(False)))
+    assert np.array_equal(np.asarray(default), np.asarray(soft))  # the server's models: soft by default
+    _one_colour_per_line_region(flat, sketch)
+    if mode == "guide":  # the oracle's quarters cross the ellipse: its soft output is not flat
+        with pytest.raises(AssertionError):
+            _one_colour_per_line_region(soft, sketch)
+
+
+@pytest.mark.parametrize("value", ["yes", "", "2", "truee", "x" * 500])
+def test_a_bad_flat_field_is_a_one_line_400(client, value):
+    files = {"sketch": ("s.png", png(sketch_image()), "image/png")}
+    message = _error(
+        client.post("/api/colorize", data={"mode": "guide", "flat": value}, files=files),
+        400,
+        "flat: expected true or false (or 1 / 0)",
+    )
+    assert len(message) < 200
+
+
 def test_colours_may_come_as_a_file_in_the_guide_colors_format(client, tmp_path):
     from refcolor.inference.guided import read_colors
 

@@ -647,3 +647,52 @@ def test_fill_tab_keeps_its_work_when_a_sketch_fails_and_takes_pasted_ones(brows
     wait(d, lambda d: d.execute_script("return window.studio.tabs.fill.width") == 100, what="pasted sketch")
     wait(d, lambda d: fill_state(d) == ("done", "2", "2", "0"), what=f"its 2 areas, got {fill_state(d)}")
     assert d.find_element(By.ID, "fill-undo").get_attribute("disabled") == "true"
+
+
+def result_image(driver, panel: str) -> np.ndarray:
+    """The result shown on a tab, at its natural size, read back through a canvas -> RGB array."""
+    url = driver.execute_script(
+        """const img = document.querySelector(`#${arguments[0]}-compare img.after`);
+        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+        c.getContext('2d').drawImage(img, 0, 0); return c.toDataURL('image/png');""",
+        panel,
+    )
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
+
+
+def test_flat_colours_toggle_on_the_guided_and_reference_tabs(browser, server, files, tiny_paths):
+    """The toggle sends `flat` with every update: the result is the models' own flat output (the
+    oracle painter and the tiny SCFT model served here), and off again gives the soft one."""
+    from refcolor.inference.colorizer import Colorizer
+
+    d = browser
+    d.get(server)
+    wait(d, lambda d: d.find_element(By.ID, "server-status").get_attribute("data-ready") == "true", what="health")
+    sketch = Image.open(files / "sketch.png")
+    d.find_element(By.ID, "guide-sketch").send_keys(str(files / "sketch.png"))
+    wait_colors(d, [])
+    d.find_element(By.CSS_SELECTOR, '#guide-swatches [data-color="#e03c31"]').click()
+    wait_colors(d, ["#e03c31"])
+    assert d.find_element(By.ID, "guide-compare").get_attribute("data-flat") == "false"
+    d.find_element(By.ID, "guide-flat").click()
+    wait(d, lambda d: d.find_element(By.ID, "guide-compare").get_attribute("data-flat") == "true", what="flat result")
+    wait_colors(d, ["#e03c31"])
+    painter = oracle_painter()
+    assert np.array_equal(result_image(d, "guide"), np.asarray(painter.colorize(sketch, ["#e03c31"], flat=True)))
+    assert not np.array_equal(result_image(d, "guide"), np.asarray(painter.colorize(sketch, ["#e03c31"])))
+    assert d.find_element(By.ID, "guide-download").get_attribute("download") == "sketch_flat.png"
+    d.find_element(By.ID, "guide-flat").click()
+    wait(d, lambda d: d.find_element(By.ID, "guide-compare").get_attribute("data-flat") == "false", what="soft again")
+    wait_colors(d, ["#e03c31"])
+    assert np.array_equal(result_image(d, "guide"), np.asarray(painter.colorize(sketch, ["#e03c31"], flat=False)))
+
+    d.find_element(By.ID, "tab-reference").click()
+    d.find_element(By.ID, "reference-flat").click()  # before the images: their first update is flat
+    d.find_element(By.ID, "reference-sketch").send_keys(str(files / "sketch.png"))
+    d.find_element(By.ID, "reference-reference").send_keys(str(files / "reference.png"))
+    wait(d, lambda d: d.find_element(By.ID, "reference-progress").get_attribute("data-state") == "done", what="done")
+    assert d.find_element(By.ID, "reference-compare").get_attribute("data-flat") == "true"
+    colorizer = Colorizer.from_checkpoint(tiny_paths["scft"])
+    reference = Image.open(files / "reference.png").convert("RGB")
+    expected = colorizer(sketch.convert("RGB"), reference, flat=True)
+    assert np.array_equal(result_image(d, "reference"), np.asarray(expected))

@@ -29,7 +29,7 @@ from refcolor.studio.worker import InferenceQueue, QueueFull
 
 STATIC = Path(__file__).parent / "static"
 MODES = ("guide", "reference", "exemplar")
-FIELDS = ("mode", "sketch", "reference", "image", "colors")  # /api/colorize's fields
+FIELDS = ("mode", "sketch", "reference", "image", "colors", "flat")  # /api/colorize's fields
 LINE_REGION_FIELDS = ("sketch", "gap")
 # The fill tool's gap closing, in pixels: wider openings are rarely gaps any more (two lines that
 # far apart enclose an area of their own), and the bound keeps a request's work bounded.
@@ -164,6 +164,20 @@ def label_image(labels) -> Image.Image:
     return Image.fromarray(rgb, "RGB")
 
 
+FLAGS = {"true": True, "1": True, "on": True, "false": False, "0": False, "off": False}
+
+
+def parse_flat_field(text: str | None) -> bool | None:
+    """The `flat` form field: true / false (also 1 / 0, on / off; a checkbox sends "on"), or None
+    when absent: the model's own default (refcolor.inference.flats)."""
+    if text is None:
+        return None
+    flag = FLAGS.get(text.strip().lower())
+    if flag is None:
+        raise ApiError(400, f"flat: expected true or false (or 1 / 0), got {text[:40]!r}")
+    return flag
+
+
 def parse_gap_field(text: str) -> int:
     """The `gap` form field: an integer 0..MAX_GAP (pixels of line gap to close)."""
     stripped = text.strip()
@@ -285,6 +299,8 @@ def create_app(
         mode = upload.text("mode")
         if mode not in MODES:
             raise ApiError(400, f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        # flat: one colour per area enclosed by the lines, the lines on top (refcolor.inference.flats).
+        flat = parse_flat_field(upload.text("flat") if "flat" in upload.fields else None)
         if mode == "guide":
             painter = model("guide", mode)
             sketch_data = upload.image_bytes("sketch")
@@ -293,7 +309,7 @@ def create_app(
             def job() -> bytes:
                 sketch = decode_image(sketch_data, "sketch", limits)
                 try:
-                    return png_bytes(painter.colorize(sketch, colors))
+                    return png_bytes(painter.colorize(sketch, colors, flat=flat))
                 except ValueError as err:  # more colours than regions
                     raise ApiError(400, str(err)) from None
 
@@ -304,7 +320,7 @@ def create_app(
             def job() -> bytes:
                 sketch = decode_image(sketch_data, "sketch", limits)
                 reference = decode_image(reference_data, "reference", limits)
-                return png_bytes(colorizer(sketch, reference))
+                return png_bytes(colorizer(sketch, reference, flat=flat))
 
         else:
             exemplar = model("exemplar", mode)
@@ -313,7 +329,7 @@ def create_app(
             def job() -> bytes:
                 image = decode_image(image_data, "image", limits)
                 reference = decode_image(reference_data, "reference", limits)
-                return png_bytes(exemplar(image, reference))
+                return png_bytes(exemplar(image, reference, flat=flat))
 
         body, queued, ran = await queue.run(job)
         return Response(body, media_type="image/png", headers=_timing_headers(queued, ran))

@@ -57,6 +57,7 @@ class GuidedTab {
     $("guide-auto").addEventListener("change", () => {
       if ($("guide-auto").checked) this.schedule();
     });
+    $("guide-flat").addEventListener("change", () => this.schedule(0));
     $("guide-export").addEventListener("click", () => this.exportColors());
     $("guide-import").addEventListener("change", () => {
       const file = $("guide-import").files[0];
@@ -241,13 +242,17 @@ class GuidedTab {
     form.append("mode", "guide");
     form.append("sketch", this.sketch, this.sketch.name || "sketch.png");
     form.append("colors", JSON.stringify(this.colors));
+    const flat = $("guide-flat").checked;
+    form.append("flat", String(flat));
     const count = this.colors.length;
     this.progress.busy(`Colorizing with ${count} colour${count === 1 ? "" : "s"}…`);
     try {
       const result = await this.runner.run("/api/colorize", form);
       if (!result) return;
-      const url = setDownload($("guide-download"), result.blob, `${stem(this.sketch.name)}_colorized.png`);
+      const name = `${stem(this.sketch.name)}_${flat ? "flat" : "colorized"}.png`;
+      const url = setDownload($("guide-download"), result.blob, name);
       this.compare.setAfter(url);
+      $("guide-compare").dataset.flat = String(flat);
       $("guide-compare").dataset.colors = JSON.stringify(this.colors.slice(0, count));
       this.progress.done(result.response, `${count} colour${count === 1 ? "" : "s"}`);
     } catch (err) {
@@ -372,6 +377,9 @@ class PairTab {
       fileTarget($(`${name}-drop-${field}`), $(`${name}-${field}`), (f) => this.setFile(field, f), (m) => this.message(m, true));
     }
     $(`${name}-update`).addEventListener("click", () => this.update());
+    $(`${name}-flat`).addEventListener("change", () => {
+      if ($(`${name}-auto`).checked && this.fields.every((f) => this.files[f])) this.update();
+    });
   }
 
   message(text, isError = false) {
@@ -385,6 +393,7 @@ class PairTab {
     $(`panel-${this.name}`).classList.toggle("unavailable", !available);
     for (const field of this.fields) $(`${this.name}-${field}`).disabled = !available;
     $(`${this.name}-update`).disabled = !available;
+    $(`${this.name}-flat`).disabled = !available;
     if (!available && reason) this.message(reason);
   }
 
@@ -417,14 +426,18 @@ class PairTab {
     const form = new FormData();
     form.append("mode", this.mode);
     for (const f of this.fields) form.append(f, this.files[f], this.files[f].name || `${f}.png`);
+    const flat = $(`${this.name}-flat`).checked;
+    form.append("flat", String(flat));
     this.progress.busy("Colorizing…");
     try {
       const result = await this.runner.run("/api/colorize", form);
       if (!result) return;
       const main = this.files[this.fields[0]];
-      const url = setDownload($(`${this.name}-download`), result.blob, `${stem(main.name)}_colorized.png`);
+      const name = `${stem(main.name)}_${flat ? "flat" : "colorized"}.png`;
+      const url = setDownload($(`${this.name}-download`), result.blob, name);
       this.compare.setAfter(url);
-      this.progress.done(result.response, "Colorized");
+      $(`${this.name}-compare`).dataset.flat = String(flat);
+      this.progress.done(result.response, flat ? "Colorized, flat colours" : "Colorized");
     } catch (err) {
       if (err.name === "AbortError") return;
       this.progress.fail(err.message);
