@@ -207,6 +207,25 @@ def test_a_bad_flat_field_is_a_one_line_400(client, value):
     assert len(message) < 200
 
 
+def test_regions_follow_the_drawing_with_a_snapping_painter(colorizers):
+    """GuidedColorizer(snap=True), the default: the studio's numbered regions (and so the colours
+    given for them) follow the lines: every area the lines enclose lies in one numbered region,
+    though the model's own regions (the oracle's quarters) cut across the ellipse."""
+    from refcolor.inference.guided import GuidedColorizer
+
+    painter = GuidedColorizer(colorizers.guide.model, snap=True)
+    sketch = sketch_image(90, 74)
+    with TestClient(create_app(Colorizers(guide=painter)), base_url=BASE) as c:
+        response = c.post("/api/regions", files={"sketch": ("s.png", png(sketch), "image/png")})
+    assert response.status_code == 200, response.text
+    numbers = _numbers(response.json()["labels"])
+    _, areas = _expected_regions(sketch, painter.line_options["gap"])
+    for area in range(areas.max() + 1):
+        assert len(np.unique(numbers[areas == area])) == 1, area
+    quarters = colorizers.guide.regions(sketch).labels.numpy()  # the unsnapped oracle (snap=False)
+    assert any(len(np.unique(quarters[areas == area])) > 1 for area in range(areas.max() + 1))
+
+
 def test_colours_may_come_as_a_file_in_the_guide_colors_format(client, tmp_path):
     from refcolor.inference.guided import read_colors
 
