@@ -1,11 +1,13 @@
-"""Screenshots of the studio's three tabs on the bundled demo pair, for the docs:
-docs/figures/studio_guided.png, studio_reference.png, studio_exemplar.png.
+"""Screenshots of the studio's tabs on the bundled demo pair, for the docs:
+docs/figures/studio_guided.png, studio_fill.png, studio_reference.png, studio_exemplar.png.
 
-    python scripts/studio_screenshots.py [--checkpoint KIND=RUN ...] [--tabs guided,reference,exemplar] [--out DIR]
+    python scripts/studio_screenshots.py [--checkpoint KIND=RUN ...] [--tabs guided,fill,reference,exemplar] [--out DIR]
 
 Starts `refcolor serve` (the bundled models unless --checkpoint says otherwise) on a free
 loopback port, drives Debian's headless Chromium through /usr/bin/chromedriver (Selenium), colours
-the first --colors regions of refcolor/assets/demo/sketch.png with the suggested swatches, colours
+the first --colors regions of refcolor/assets/demo/sketch.png with the suggested swatches, fills the
+--fills largest enclosed areas of the same sketch on the Fill tab (gaps of --gap px closed; the
+largest area, the paper around the drawing, is left white) by clicks on their innermost pixels, colours
 the demo reference's gray copy like the demo reference on the Exemplar tab (when the server has an
 exemplar model; else the shot shows the tab's notice), and writes the PNGs of --tabs
 (palette-quantised: small files for the repository).
@@ -27,7 +29,7 @@ from studio_server import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "refcolor" / "assets" / "demo"
-TABS = ("guided", "reference", "exemplar")
+TABS = ("guided", "fill", "reference", "exemplar")
 SWATCHES = ["#e03c31", "#2a5bd7", "#f6d155", "#7bc043", "#f5d0b0", "#6a4c93", "#f28c28", "#2a9d8f", "#8d5524"]
 
 
@@ -39,11 +41,60 @@ def save_small(png: bytes, path: Path) -> None:
     print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
 
 
+# Flat colours an artist might pick for the demo's areas (skin, cloth, cape, ground ...).
+FILLS = ["#f5d0b0", "#2a9d8f", "#f6d155", "#7bc043", "#e03c31", "#2a5bd7", "#f28c28", "#6a4c93", "#c68642", "#d85e9f"]
+
+
+def fill_points(url: str, sketch: Path, gap: int, count: int) -> list[tuple[int, int]]:
+    """The innermost pixel (farthest from the area's border) of each of the `count` largest areas
+    that /api/line_regions finds in `sketch`, after the largest (the paper around the drawing)."""
+    import base64
+    import io
+
+    import httpx
+    import numpy as np
+    from scipy import ndimage
+
+    answer = httpx.post(
+        f"{url}/api/line_regions",
+        data={"gap": str(gap)},
+        files={"sketch": (sketch.name, sketch.read_bytes(), "image/png")},
+        timeout=120,
+    ).json()
+
+    def decode(data_url: str) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))))
+
+    rgb = decode(answer["labels"]).astype(np.int64)
+    labels = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+    lines = decode(answer["line_mask"]).astype(bool)
+    sizes = np.bincount(labels[~lines].ravel(), minlength=answer["count"])
+    points = []
+    for region in np.argsort(-sizes, kind="stable")[1 : count + 1]:
+        inside = np.pad((labels == region) & ~lines, 1)  # the image border counts as a border
+        depth = ndimage.distance_transform_edt(inside)[1:-1, 1:-1]
+        y, x = np.unravel_index(np.argmax(depth), depth.shape)
+        points.append((int(x), int(y)))
+    return points
+
+
+def click_picture(driver, canvas, x: int, y: int, width: int, height: int) -> None:
+    """Click a stage canvas at the picture's pixel (x, y) (the picture is drawn `object-fit: contain`)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];", canvas)
+    scale = min(rect[0] / width, rect[1] / height)
+    offset = (int((x + 0.5 - width / 2) * scale), int((y + 0.5 - height / 2) * scale))
+    ActionChains(driver).move_to_element_with_offset(canvas, *offset).click().perform()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--checkpoint", action="append", default=[], metavar="KIND=PATH")
     parser.add_argument("--out", default=str(ROOT / "docs" / "figures"), help="folder (default: docs/figures)")
     parser.add_argument("--colors", type=int, default=4, help="regions to colour on the Guided tab (default: 4)")
+    parser.add_argument("--fills", type=int, default=10, help="areas to fill on the Fill tab (default: 10)")
+    parser.add_argument("--gap", type=int, default=3, help="the Fill tab's gap closing in px (default: 3)")
     parser.add_argument(
         "--tabs", default=",".join(TABS), help=f"the tabs to shoot, comma-separated (default: {','.join(TABS)})"
     )
@@ -54,6 +105,7 @@ def main() -> int:
 
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -93,6 +145,25 @@ def main() -> int:
                 )
             )
             save_small(driver.get_screenshot_as_png(), out / "studio_guided.png")
+
+        if "fill" in tabs:
+            driver.find_element(By.ID, "tab-fill").click()
+            driver.execute_script(  # the gap first: the sketch's areas are then fetched once
+                "const s = document.getElementById('fill-gap'); s.value = arguments[0];"
+                "s.dispatchEvent(new Event('input'));",
+                args.gap,
+            )
+            driver.find_element(By.ID, "fill-sketch").send_keys(str(DEMO / "sketch.png"))
+            stage = driver.find_element(By.ID, "fill-stage")
+            wait(lambda: state("fill") == "done" and stage.get_attribute("data-gap") == str(args.gap))
+            points = fill_points(url, DEMO / "sketch.png", args.gap, args.fills)
+            width, height = Image.open(DEMO / "sketch.png").size
+            for i, (x, y) in enumerate(points):
+                driver.find_element(By.CSS_SELECTOR, f'#fill-swatches [data-color="{FILLS[i % len(FILLS)]}"]').click()
+                click_picture(driver, stage, x, y, width, height)
+            wait(lambda: stage.get_attribute("data-filled") == str(len(points)))
+            ActionChains(driver).move_to_element(driver.find_element(By.ID, "fill-count")).perform()  # no hover
+            save_small(driver.get_screenshot_as_png(), out / "studio_fill.png")
 
         if "reference" in tabs:
             driver.find_element(By.ID, "tab-reference").click()

@@ -61,5 +61,5 @@ def test_regular_wheel_holds_refcolor_kernels_and_no_top_level_kernels(tmp_path)
         assert init.relative_to(ROOT).as_posix() in names, f"{init.parent.name} is not packaged"
     for asset in ("sample.png", "demo/sketch.png", "demo/reference.png", "samples/SOURCES.md"):
         assert f"refcolor/assets/{asset}" in names
-    for asset in ("index.html", "studio.css", "studio.js"):  # the studio's page, vendored
+    for asset in ("index.html", "studio.css", "studio.js", "common.js", "fill.js"):  # the studio's page, vendored
         assert f"refcolor/studio/static/{asset}" in names

@@ -21,7 +21,7 @@ pytest.importorskip("uvicorn", reason="the studio extra (uvicorn) is not install
 httpx = pytest.importorskip("httpx", reason="httpx (test extra) is not installed")
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
 
 with warnings.catch_warnings():  # Starlette >= 1.10 suggests httpx2 for its TestClient; httpx still works
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -106,7 +106,7 @@ def test_page_and_assets_are_served_with_a_strict_policy(client):
     assert page.status_code == 200 and "refcolor studio" in page.text
     policy = page.headers["content-security-policy"]
     assert "default-src 'self'" in policy and "script-src 'self'" in policy
-    for asset in ("studio.js", "studio.css"):
+    for asset in ("studio.js", "common.js", "fill.js", "studio.css"):
         response = client.get(f"/static/{asset}")
         assert response.status_code == 200 and len(response.text) > 1000
         assert "http://" not in response.text and "https://" not in response.text  # nothing from elsewhere
@@ -140,6 +140,90 @@ def test_guide_colorize_paints_each_region_its_colour_at_full_size(client, color
     assert _close(out.getpixel((120, 60)), (224, 60, 49))  # region 1: right half
     assert _close(out.getpixel((30, 95)), (40, 90, 200))  # region 2: bottom-left
     assert _close(out.getpixel((30, 30)), (128, 128, 128))  # region 3: no colour -> gray oracle
+
+
+def _one_colour_per_line_region(picture: Image.Image, sketch: Image.Image) -> None:
+    """Within every area the sketch's lines enclose (refcolor.ops.line_regions, gap 0) larger than
+    50 px, away from the lines (2 px), the picture's colour varies by less than 2/255."""
+    from scipy import ndimage
+
+    rgb = np.asarray(picture.convert("RGB")).astype(np.int64)
+    gray, labels = _expected_regions(sketch, 0)
+    lines = gray < 0.8
+    away = ~ndimage.binary_dilation(lines, iterations=2)
+    checked = 0
+    for region in range(labels.max() + 1):
+        inside = (labels == region) & away
+        if (labels == region).sum() > 50 and inside.any():
+            spread = rgb[inside].max(axis=0) - rgb[inside].min(axis=0)
+            assert spread.max() < 2, (region, spread)
+            checked += 1
+    assert checked >= 2
+
+
+@pytest.mark.parametrize("mode", ["guide", "reference", "exemplar"])
+def test_flat_colours_on_every_mode(client, colorizers, mode):
+    """flat=true: the model's own flat output (one colour per area enclosed by the lines, the
+    lines on top), as the Python API gives it; false and absent: the soft output."""
+    sketch = sketch_image(96, 80)
+    reference = colour_image(50, 40, seed=4)
+    if mode == "guide":
+        fields = {"mode": "guide", "colors": '["#e03c31", "#285ac8"]'}
+        files = {"sketch": ("s.png", png(sketch), "image/png")}
+
+        def direct(flat):
+            return colorizers.guide.colorize(sketch, ["#e03c31", "#285ac8"], flat=flat)
+
+    else:
+        name = "sketch" if mode == "reference" else "image"
+        fields = {"mode": mode}
+        files = {name: ("s.png", png(sketch), "image/png"), "reference": ("r.png", png(reference), "image/png")}
+        model = colorizers.scft if mode == "reference" else colorizers.exemplar
+
+        def direct(flat):
+            return model(sketch.convert("RGB"), reference, flat=flat)
+
+    flat = _image(client.post("/api/colorize", data={**fields, "flat": "true"}, files=files))
+    soft = _image(client.post("/api/colorize", data={**fields, "flat": "false"}, files=files))
+    default = _image(client.post("/api/colorize", data=fields, files=files))
+    assert flat.size == soft.size == (96, 80)
+    assert np.array_equal(np.asarray(flat), np.asarray(direct(True)))
+    assert np.array_equal(np.asarray(soft), np.asarray(direct(False)))
+    assert np.array_equal(np.asarray(default), np.asarray(soft))  # the server's models: soft by default
+    _one_colour_per_line_region(flat, sketch)
+    if mode == "guide":  # the oracle's quarters cross the ellipse: its soft output is not flat
+        with pytest.raises(AssertionError):
+            _one_colour_per_line_region(soft, sketch)
+
+
+@pytest.mark.parametrize("value", ["yes", "", "2", "truee", "x" * 500])
+def test_a_bad_flat_field_is_a_one_line_400(client, value):
+    files = {"sketch": ("s.png", png(sketch_image()), "image/png")}
+    message = _error(
+        client.post("/api/colorize", data={"mode": "guide", "flat": value}, files=files),
+        400,
+        "flat: expected true or false (or 1 / 0)",
+    )
+    assert len(message) < 200
+
+
+def test_regions_follow_the_drawing_with_a_snapping_painter(colorizers):
+    """GuidedColorizer(snap=True), the default: the studio's numbered regions (and so the colours
+    given for them) follow the lines: every area the lines enclose lies in one numbered region,
+    though the model's own regions (the oracle's quarters) cut across the ellipse."""
+    from refcolor.inference.guided import GuidedColorizer
+
+    painter = GuidedColorizer(colorizers.guide.model, snap=True)
+    sketch = sketch_image(90, 74)
+    with TestClient(create_app(Colorizers(guide=painter)), base_url=BASE) as c:
+        response = c.post("/api/regions", files={"sketch": ("s.png", png(sketch), "image/png")})
+    assert response.status_code == 200, response.text
+    numbers = _numbers(response.json()["labels"])
+    _, areas = _expected_regions(sketch, painter.line_options["gap"])
+    for area in range(areas.max() + 1):
+        assert len(np.unique(numbers[areas == area])) == 1, area
+    quarters = colorizers.guide.regions(sketch).labels.numpy()  # the unsnapped oracle (snap=False)
+    assert any(len(np.unique(quarters[areas == area])) > 1 for area in range(areas.max() + 1))
 
 
 def test_colours_may_come_as_a_file_in_the_guide_colors_format(client, tmp_path):
@@ -406,6 +490,135 @@ def test_safety_helpers():
     assert "192.168.1.5" in allowed_hosts("192.168.1.5")
     with pytest.raises(ValueError, match="max_queue must be a positive int, got 0"):
         Limits(max_queue=0)
+
+
+# --------------------------------------------------------------------------- line regions (the Fill tab)
+
+
+def _broken_box(width: int = 80, height: int = 60, gap: int = 3) -> Image.Image:
+    """A white picture with a 1-px black rectangle whose right side has a `gap`-pixel opening: one
+    area with no gap closing, two (inside, outside) once gaps of `gap` pixels are closed."""
+    image = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([15, 12, 60, 45], outline=0)
+    middle = (12 + 45) // 2
+    draw.line([60, middle - gap // 2, 60, middle - gap // 2 + gap - 1], fill=255)
+    return image
+
+
+def _decode(url: str) -> np.ndarray:
+    assert url.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+
+
+def _numbers(url: str) -> np.ndarray:
+    rgb = _decode(url).astype(np.int64)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+
+
+def _expected_regions(image: Image.Image, gap: int):
+    """The fill tool's contract: the sketch the guided tab would see (a colour image outlined),
+    labelled by refcolor.ops.line_regions at threshold 0.8."""
+    import torch
+
+    from refcolor.data.sketch_preparation import prepare_sketch
+    from refcolor.ops import line_regions
+
+    rgb = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+    sketch = prepare_sketch(rgb)
+    return sketch[0, 0].numpy(), line_regions(sketch, threshold=0.8, gap=gap)[0].numpy()
+
+
+@pytest.mark.parametrize("gap", [0, 4])
+def test_line_regions_answer_the_labels_lines_and_line_art_at_full_size(client, gap):
+    image = _broken_box()
+    files = {"sketch": ("box.png", png(image), "image/png")}
+    response = client.post("/api/line_regions", data={"gap": str(gap)}, files=files)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    sketch, labels = _expected_regions(image, gap)
+    assert data["sketch"] == "box.png" and data["size"] == [80, 60] and data["gap"] == gap
+    assert data["threshold"] == 0.8
+    assert data["count"] == (1 if gap == 0 else 2)  # the opening leaks at gap 0, is closed at 4
+    assert data["count"] == labels.max() + 1
+    assert np.array_equal(_numbers(data["labels"]), labels)
+    assert np.array_equal(_decode(data["line_mask"]).astype(bool), sketch < 0.8)
+    assert np.array_equal(_decode(data["line_art"]), np.rint(sketch * 255).astype(np.uint8))
+    assert set(data["seconds"]) == {"queue", "inference"} and float(response.headers["x-refcolor-seconds"]) >= 0
+
+
+def test_line_regions_outline_a_colour_image_as_the_guided_tab_does(client):
+    image = colour_image(64, 48, seed=5)
+    response = client.post("/api/line_regions", files={"sketch": ("photo.jpg", png(image), "image/png")})
+    assert response.status_code == 200, response.text
+    data = response.json()
+    sketch, labels = _expected_regions(image, 0)
+    assert data["gap"] == 0 and np.array_equal(_numbers(data["labels"]), labels)
+    # Outlined (XDoG), not thresholded: the random colours' own luminance would give other lines.
+    luminance = np.asarray(image.convert("L")) / 255
+    assert not np.array_equal(sketch < 0.8, luminance < 0.8)
+    assert np.array_equal(_decode(data["line_mask"]).astype(bool), sketch < 0.8)
+
+
+def test_line_regions_need_no_model_and_run_through_the_queue():
+    with TestClient(create_app(Colorizers()), base_url=BASE) as c:
+        health = c.get("/api/health").json()
+        assert health["line_regions"] == {"max_gap": 32, "threshold": 0.8}
+        served = health["queue"]["served"]
+        for gap in ("8", "32"):  # 32: the largest allowed
+            response = c.post("/api/line_regions", data={"gap": gap}, files={"sketch": ("s.png", png(_broken_box()))})
+            assert response.status_code == 200 and response.json()["gap"] == int(gap)
+        assert c.get("/api/health").json()["queue"]["served"] == served + 2
+
+
+def test_label_image_carries_numbers_beyond_65535_in_blue():
+    import torch
+
+    from refcolor.studio.app import label_image
+
+    numbers = torch.tensor([[0, 255, 256, 65535], [65536, 70000, 1 << 23, (1 << 24) - 1]])
+    rgb = np.asarray(label_image(numbers)).astype(np.int64)
+    assert np.array_equal(rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2], numbers.numpy())
+    assert (rgb[0, :, 2] == 0).all()  # below 65536: the guided tab's red + 256 * green form
+    with pytest.raises(ValueError, match=r"label_image: region numbers must be in \[0, 2\*\*24\), got 0..16777216"):
+        label_image(torch.tensor([[0, 1 << 24]]))
+
+
+BOX = png(_broken_box())
+BAD_LINE_REGION_REQUESTS = {
+    "negative gap": ({"gap": "-1"}, {"sketch": BOX}, 400, ["gap: expected an integer from 0 to 32", "'-1'"]),
+    "gap too large": ({"gap": "33"}, {"sketch": BOX}, 400, ["gap: expected an integer from 0 to 32", "'33'"]),
+    "fractional gap": ({"gap": "1.5"}, {"sketch": BOX}, 400, ["gap: expected an integer", "'1.5'"]),
+    "gap not a number": ({"gap": "wide"}, {"sketch": BOX}, 400, ["gap: expected an integer", "'wide'"]),
+    "empty gap": ({"gap": ""}, {"sketch": BOX}, 400, ["gap: expected an integer", "''"]),
+    "unicode digits": ({"gap": "\u0663"}, {"sketch": BOX}, 400, ["gap: expected an integer"]),
+    "huge gap": ({"gap": "9" * 5000}, {"sketch": BOX}, 400, ["gap: expected an integer from 0 to 32"]),
+    "no sketch": ({}, {"gap": b"2"}, 400, ["missing field 'sketch'"]),  # a file part: still multipart
+    "colorize fields": ({"mode": "guide"}, {"sketch": BOX}, 400, ["unknown field 'mode'", "sketch, gap"]),
+    "not an image": ({}, {"sketch": b"hello, world"}, 415, ["sketch: not a PNG, JPEG or WebP"]),
+    "corrupt": ({}, {"sketch": SKETCH[:200]}, 400, ["sketch: corrupt or truncated PNG"]),
+    "bomb": ({}, {"sketch": _bomb_png(8000, 8000)}, 413, ["sketch: ", "8000x8000 exceeds the limits"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_LINE_REGION_REQUESTS, ids=list(BAD_LINE_REGION_REQUESTS))
+def test_bad_line_region_requests_get_one_line_json_errors(client, case):
+    data, files, status, words = BAD_LINE_REGION_REQUESTS[case]
+    response = client.post("/api/line_regions", data=data, files={k: ("f.png", v) for k, v in files.items()})
+    message = _error(response, status, *words)
+    assert len(message) < 300  # the echoed value is cut short
+    assert client.get("/api/health").status_code == 200
+
+
+def test_line_regions_keep_the_servers_limits(colorizers):
+    limits = Limits(max_body_bytes=64 * 1024)
+    with TestClient(create_app(colorizers, limits=limits), base_url=BASE) as c:
+        big = png(colour_image(300, 300))  # ~270 KB of noise
+        _error(c.post("/api/line_regions", files={"sketch": ("s.png", big)}), 413, "request body too large")
+        files = {"sketch": ("s.png", BOX)}
+        _error(c.post("/api/line_regions", files=files, headers={"origin": "http://evil.example"}), 403, "cross-origin")
+        _error(c.get("/api/line_regions"), 405, "GET /api/line_regions")
+        assert c.post("/api/line_regions", files=files).status_code == 200
 
 
 # --------------------------------------------------------------------------- load and queue

@@ -29,7 +29,12 @@ from refcolor.studio.worker import InferenceQueue, QueueFull
 
 STATIC = Path(__file__).parent / "static"
 MODES = ("guide", "reference", "exemplar")
-FIELDS = ("mode", "sketch", "reference", "image", "colors")
+FIELDS = ("mode", "sketch", "reference", "image", "colors", "flat")  # /api/colorize's fields
+LINE_REGION_FIELDS = ("sketch", "gap")
+# The fill tool's gap closing, in pixels: wider openings are rarely gaps any more (two lines that
+# far apart enclose an area of their own), and the bound keeps a request's work bounded.
+MAX_GAP = 32
+LINE_THRESHOLD = 0.8  # refcolor.ops.line_regions' default: a pixel darker than this is a line
 log = logging.getLogger("refcolor.studio")
 
 # Same-origin everything, no inline script, images from data:/blob: URLs the page makes itself.
@@ -80,17 +85,18 @@ class Upload:
         self.filenames = filenames  # only echoed back in JSON, never opened
 
     @classmethod
-    async def read(cls, request: Request) -> Upload:
+    async def read(cls, request: Request, allowed: tuple[str, ...] = FIELDS) -> Upload:
+        """The multipart body's fields; a name outside `allowed` or given twice is a 400."""
         content_type = request.headers.get("content-type", "")
         if not content_type.lower().startswith("multipart/form-data"):
             raise ApiError(415, f"expected a multipart/form-data body, got {content_type or 'none'!r}")
         fields: dict[str, str | bytes] = {}
         filenames: dict[str, str] = {}
         # The multipart parser streams the body (files spill to temporary files beyond 1 MiB).
-        async with request.form(max_files=len(FIELDS), max_fields=len(FIELDS)) as form:
+        async with request.form(max_files=len(allowed), max_fields=len(allowed)) as form:
             for name, value in form.multi_items():
-                if name not in FIELDS:
-                    raise ApiError(400, f"unknown field {name!r} (expected some of {', '.join(FIELDS)})")
+                if name not in allowed:
+                    raise ApiError(400, f"unknown field {name!r} (expected some of {', '.join(allowed)})")
                 if name in fields:
                     raise ApiError(400, f"field {name!r} given twice")
                 if isinstance(value, UploadFile):
@@ -142,15 +148,69 @@ def data_url(image: Image.Image) -> str:
 
 
 def label_image(labels) -> Image.Image:
-    """Region numbers as an RGB PNG the page reads back pixel by pixel: red = number % 256, green =
-    number // 256 (exact: PNG is lossless)."""
+    """Region numbers as an RGB PNG the page reads back pixel by pixel: number = red + 256 * green
+    + 65536 * blue (exact: PNG is lossless). Blue is 0 below 65536 regions, so readers of the
+    red + 256 * green form agree; the image limits (at most 2**24 pixels) keep every number below
+    2**24."""
     import numpy as np
 
     array = labels.numpy()
+    if array.size and (array.min() < 0 or array.max() >= 1 << 24):
+        raise ValueError(f"label_image: region numbers must be in [0, 2**24), got {array.min()}..{array.max()}")
     rgb = np.zeros((*array.shape, 3), dtype=np.uint8)
     rgb[..., 0] = array % 256
-    rgb[..., 1] = array // 256
+    rgb[..., 1] = (array // 256) % 256
+    rgb[..., 2] = array // 65536
     return Image.fromarray(rgb, "RGB")
+
+
+FLAGS = {"true": True, "1": True, "on": True, "false": False, "0": False, "off": False}
+
+
+def parse_flat_field(text: str | None) -> bool | None:
+    """The `flat` form field: true / false (also 1 / 0, on / off; a checkbox sends "on"), or None
+    when absent: the model's own default (refcolor.inference.flats)."""
+    if text is None:
+        return None
+    flag = FLAGS.get(text.strip().lower())
+    if flag is None:
+        raise ApiError(400, f"flat: expected true or false (or 1 / 0), got {text[:40]!r}")
+    return flag
+
+
+def parse_gap_field(text: str) -> int:
+    """The `gap` form field: an integer 0..MAX_GAP (pixels of line gap to close)."""
+    stripped = text.strip()
+    # The length check first: int() of thousands of digits is slow, and refused past 4300.
+    if not (0 < len(stripped) <= 3 and stripped.isascii() and stripped.isdigit()) or int(stripped) > MAX_GAP:
+        raise ApiError(400, f"gap: expected an integer from 0 to {MAX_GAP} (pixels), got {text[:40]!r}")
+    return int(stripped)
+
+
+def line_regions_answer(image: Image.Image, gap: int) -> dict:
+    """The fill tool's regions of one decoded image: the line drawing (a colour image outlined as the
+    guided tab does it: refcolor.data.sketch_preparation.prepare_sketch, extract="auto", at the
+    image's own size), its line pixels (darker than LINE_THRESHOLD) and refcolor.ops.line_regions'
+    labels, all at the image's full size."""
+    import numpy as np
+
+    from refcolor import images
+    from refcolor.data.sketch_preparation import prepare_sketch
+    from refcolor.ops import line_regions
+
+    sketch = prepare_sketch(images.to_tensor(image, "sketch", op="studio").float())  # (1, 1, H, W)
+    labels = line_regions(sketch, threshold=LINE_THRESHOLD, gap=gap)[0]
+    lines = sketch[0, 0].numpy()
+    gray = np.clip(np.rint(lines * 255), 0, 255).astype(np.uint8)
+    return {
+        "size": [image.width, image.height],
+        "gap": gap,
+        "threshold": LINE_THRESHOLD,
+        "count": int(labels.max()) + 1,
+        "labels": data_url(label_image(labels)),
+        "line_art": data_url(Image.fromarray(gray, "L")),
+        "line_mask": data_url(Image.fromarray(lines < LINE_THRESHOLD)),  # 1-bit: white = line pixel
+    }
 
 
 def _timing_headers(queued: float, ran: float) -> dict[str, str]:
@@ -195,6 +255,7 @@ def create_app(
                 "not_served": colorizers.not_served(),
                 "queue": {"pending": queue.pending, "capacity": queue.capacity, "served": queue.served},
                 "limits": limits.to_json(),
+                "line_regions": {"max_gap": MAX_GAP, "threshold": LINE_THRESHOLD},
             }
         )
 
@@ -219,11 +280,27 @@ def create_app(
         return JSONResponse(answer, headers=_timing_headers(queued, ran))
 
     @_api
+    async def line_regions(request: Request):
+        upload = await Upload.read(request, LINE_REGION_FIELDS)
+        gap = parse_gap_field(upload.text("gap", "0"))
+        data = upload.image_bytes("sketch")
+        name = upload.filenames.get("sketch")
+
+        def job() -> dict:
+            return {"sketch": name or "upload", **line_regions_answer(decode_image(data, "sketch", limits), gap)}
+
+        answer, queued, ran = await queue.run(job)
+        answer["seconds"] = {"queue": round(queued, 4), "inference": round(ran, 4)}
+        return JSONResponse(answer, headers=_timing_headers(queued, ran))
+
+    @_api
     async def colorize(request: Request):
         upload = await Upload.read(request)
         mode = upload.text("mode")
         if mode not in MODES:
             raise ApiError(400, f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        # flat: one colour per area enclosed by the lines, the lines on top (refcolor.inference.flats).
+        flat = parse_flat_field(upload.text("flat") if "flat" in upload.fields else None)
         if mode == "guide":
             painter = model("guide", mode)
             sketch_data = upload.image_bytes("sketch")
@@ -232,7 +309,7 @@ def create_app(
             def job() -> bytes:
                 sketch = decode_image(sketch_data, "sketch", limits)
                 try:
-                    return png_bytes(painter.colorize(sketch, colors))
+                    return png_bytes(painter.colorize(sketch, colors, flat=flat))
                 except ValueError as err:  # more colours than regions
                     raise ApiError(400, str(err)) from None
 
@@ -243,7 +320,7 @@ def create_app(
             def job() -> bytes:
                 sketch = decode_image(sketch_data, "sketch", limits)
                 reference = decode_image(reference_data, "reference", limits)
-                return png_bytes(colorizer(sketch, reference))
+                return png_bytes(colorizer(sketch, reference, flat=flat))
 
         else:
             exemplar = model("exemplar", mode)
@@ -252,7 +329,7 @@ def create_app(
             def job() -> bytes:
                 image = decode_image(image_data, "image", limits)
                 reference = decode_image(reference_data, "reference", limits)
-                return png_bytes(exemplar(image, reference))
+                return png_bytes(exemplar(image, reference, flat=flat))
 
         body, queued, ran = await queue.run(job)
         return Response(body, media_type="image/png", headers=_timing_headers(queued, ran))
@@ -273,6 +350,7 @@ def create_app(
             Route("/api/health", health, methods=["GET"]),
             Route("/api/regions", regions, methods=["POST"]),
             Route("/api/colorize", colorize, methods=["POST"]),
+            Route("/api/line_regions", line_regions, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[Middleware(Guard, hosts=hosts, max_body_bytes=limits.max_body_bytes, headers=SECURITY_HEADERS)],

@@ -1,225 +1,29 @@
-// refcolor studio: the page's logic, hand-written, no dependencies. It talks to the server only
-// through the documented API (/api/health, /api/regions, /api/colorize).
-"use strict";
+// refcolor studio: the page's logic, hand-written, no dependencies (ES modules: common.js holds
+// what the tabs share, fill.js the Fill tab). It talks to the server only through the documented
+// API (/api/health, /api/regions, /api/colorize, /api/line_regions).
 
-const $ = (id) => document.getElementById(id);
-const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp"];
-const DEBOUNCE_MS = 120;
-const STAGE_SIDE = 1024; // the region view's longest side, in canvas pixels
-
-// ------------------------------------------------------------------ colours
-
-const HEX = /^#?([0-9a-f]{3}|[0-9a-f]{6})$/i;
-
-function parseHex(text) {
-  const m = HEX.exec(text.trim());
-  if (!m) return null;
-  let d = m[1];
-  if (d.length === 3) d = d.split("").map((c) => c + c).join("");
-  return "#" + d.toLowerCase();
-}
-
-function hexToRgb(hex) {
-  return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
-}
-
-function rgbToHex(rgb) {
-  return "#" + rgb.map((v) => Math.max(0, Math.min(255, Math.round(v))).toString(16).padStart(2, "0")).join("");
-}
-
-// An entry of a colours file, as `refcolor guide --colors` reads it: "#rrggbb", "#rgb" or [r, g, b].
-function parseColorEntry(value, index) {
-  if (typeof value === "string") {
-    const hex = parseHex(value);
-    if (hex && value.trim().startsWith("#")) return hex;
-  } else if (Array.isArray(value) && value.length === 3 && value.every((v) => Number.isInteger(v) && v >= 0 && v <= 255)) {
-    return rgbToHex(value);
-  }
-  throw new Error(`colors[${index}]: expected "#rrggbb", "#rgb" or [r, g, b] with integers 0..255, got ${JSON.stringify(value)}`);
-}
-
-// An artist's starting palette; the eyedropper image adds its own main colours.
-const BASE_SWATCHES = [
-  "#e03c31", "#f28c28", "#f6d155", "#7bc043", "#2a9d8f", "#2a5bd7", "#6a4c93", "#d85e9f",
-  "#f5d0b0", "#c68642", "#8d5524", "#3b2f2f", "#f4f1ea", "#9e9e9e", "#4a4a4a", "#141414",
-];
-
-// ------------------------------------------------------------------ helpers
-
-class ApiError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
-
-async function post(path, form, signal) {
-  const response = await fetch(path, { method: "POST", body: form, signal });
-  if (!response.ok) {
-    let message = `${response.status} ${response.statusText}`;
-    try {
-      message = (await response.json()).error || message;
-    } catch (_) { /* not JSON */ }
-    throw new ApiError(response.status, message);
-  }
-  return response;
-}
-
-function loadImage(url) {
-  return new Promise((resolve, reject) => {
-    const img = new Image();
-    img.onload = () => resolve(img);
-    img.onerror = () => reject(new Error("the browser cannot display this image"));
-    img.src = url;
-  });
-}
-
-function imageData(img) {
-  const canvas = document.createElement("canvas");
-  canvas.width = img.naturalWidth;
-  canvas.height = img.naturalHeight;
-  const ctx = canvas.getContext("2d", { willReadFrequently: true });
-  ctx.drawImage(img, 0, 0);
-  return ctx.getImageData(0, 0, canvas.width, canvas.height);
-}
-
-function checkImageFile(file) {
-  if (!file) return null;
-  if (!IMAGE_TYPES.includes(file.type)) throw new Error(`${file.name || "file"}: not a PNG, JPEG or WebP image`);
-  return file;
-}
-
-function stem(name) {
-  return (name || "image").replace(/\.[^.]*$/, "").replace(/[^\w.-]+/g, "_") || "image";
-}
-
-function saveBlob(blob, name) {
-  const a = document.createElement("a");
-  a.href = URL.createObjectURL(blob);
-  a.download = name;
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
-}
-
-// Drop and choose: `onFile` gets the first image file.
-function fileTarget(dropZone, input, onFile, onError) {
-  const take = (file) => {
-    try {
-      if (file) onFile(checkImageFile(file));
-    } catch (err) {
-      onError(err.message);
-    }
-  };
-  input.addEventListener("change", () => {
-    take(input.files[0]);
-    input.value = "";
-  });
-  dropZone.addEventListener("dragover", (e) => {
-    e.preventDefault();
-    dropZone.classList.add("over");
-  });
-  dropZone.addEventListener("dragleave", () => dropZone.classList.remove("over"));
-  dropZone.addEventListener("drop", (e) => {
-    e.preventDefault();
-    dropZone.classList.remove("over");
-    take(e.dataTransfer.files[0]);
-  });
-}
-
-// ------------------------------------------------------------------ shared widgets
-
-// Before/after: the result over the input, cut at the slider.
-class Compare {
-  constructor(root) {
-    this.root = root;
-    this.before = document.createElement("img");
-    this.before.className = "before";
-    this.before.alt = "input";
-    this.after = document.createElement("img");
-    this.after.className = "after";
-    this.after.alt = "result";
-    this.slider = document.createElement("input");
-    this.slider.type = "range";
-    this.slider.min = "0";
-    this.slider.max = "100";
-    this.slider.value = "50";
-    this.slider.className = "compare-slider";
-    this.slider.setAttribute("aria-label", "Before / after");
-    root.append(this.before, this.after, this.slider);
-    this.slider.addEventListener("input", () => this.split(this.slider.value));
-    this.split(50);
-  }
-  split(percent) {
-    this.root.style.setProperty("--split", `${percent}%`);
-  }
-  setBefore(url) {
-    this.before.src = url;
-    this.root.classList.add("has-before");
-  }
-  setAfter(url) {
-    if (url) this.after.src = url;
-    else this.after.removeAttribute("src");
-    this.root.classList.toggle("has-after", Boolean(url));
-  }
-}
-
-class Progress {
-  constructor(root) {
-    this.root = root;
-    this.text = root.querySelector(".text");
-  }
-  busy(text) {
-    this.root.dataset.state = "busy";
-    this.text.textContent = text;
-    this.started = performance.now();
-  }
-  done(response, what) {
-    const server = parseFloat(response.headers.get("x-refcolor-seconds") || "NaN");
-    const queue = parseFloat(response.headers.get("x-refcolor-queue-seconds") || "0");
-    const total = (performance.now() - this.started) / 1000;
-    this.root.dataset.state = "done";
-    this.root.dataset.seconds = String(server);
-    this.text.textContent = `${what}: ${server.toFixed(2)} s on the server (queue ${queue.toFixed(2)} s), ${total.toFixed(2)} s in all`;
-  }
-  stale(text) {
-    this.root.dataset.state = "stale";
-    this.text.textContent = text;
-  }
-  fail(text) {
-    this.root.dataset.state = "error";
-    this.text.textContent = text;
-  }
-}
-
-// One request at a time per tab: a newer one aborts the older, and only the newest is shown.
-class Runner {
-  constructor() {
-    this.controller = null;
-    this.latest = 0;
-  }
-  async run(path, form) {
-    if (this.controller) this.controller.abort();
-    const controller = new AbortController();
-    this.controller = controller;
-    const id = ++this.latest;
-    const response = await post(path, form, controller.signal);
-    const blob = await response.blob();
-    if (id !== this.latest) return null; // superseded while it ran
-    this.controller = null;
-    return { response, blob };
-  }
-}
-
-function setDownload(link, blob, name) {
-  if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
-  link.href = URL.createObjectURL(blob);
-  link.download = name;
-  link.classList.remove("disabled");
-  link.setAttribute("aria-disabled", "false");
-  return link.href;
-}
+import {
+  $,
+  ColorPanel,
+  Compare,
+  DEBOUNCE_MS,
+  IMAGE_TYPES,
+  Progress,
+  Runner,
+  STAGE_SIDE,
+  contentRect,
+  fileTarget,
+  hexToRgb,
+  historyKey,
+  imageData,
+  loadImage,
+  parseColorEntry,
+  post,
+  saveBlob,
+  setDownload,
+  stem,
+} from "./common.js";
+import { FillTab } from "./fill.js";
 
 // ------------------------------------------------------------------ Guided tab
 
@@ -238,30 +42,14 @@ class GuidedTab {
     this.compare = new Compare($("guide-compare"));
     this.progress = new Progress($("guide-progress"));
     this.stage = $("guide-stage");
+    this.colorPanel = new ColorPanel("guide", { apply: (hex) => this.apply(hex), message: (m, e) => this.message(m, e) });
     this.bind();
-    this.renderSwatches([]);
     this.renderControls();
   }
 
   bind() {
     fileTarget($("guide-drop"), $("guide-sketch"), (f) => this.loadSketch(f), (m) => this.message(m, true));
     this.stage.addEventListener("click", (e) => this.clickStage(e));
-    $("guide-picker").addEventListener("input", () => this.showColor($("guide-picker").value));
-    $("guide-picker").addEventListener("change", () => this.apply($("guide-picker").value));
-    $("guide-hex").addEventListener("keydown", (e) => {
-      if (e.key === "Enter") this.applyHexField();
-    });
-    for (const id of ["guide-r", "guide-g", "guide-b"]) {
-      $(id).addEventListener("keydown", (e) => {
-        if (e.key === "Enter") this.applyRgbFields();
-      });
-      $(id).addEventListener("input", () => this.syncFromRgb());
-    }
-    $("guide-hex").addEventListener("input", () => {
-      const hex = parseHex($("guide-hex").value);
-      if (hex) this.showColor(hex, { keepHex: true });
-    });
-    $("guide-apply").addEventListener("click", () => this.applyHexField());
     $("guide-undo").addEventListener("click", () => this.undo());
     $("guide-redo").addEventListener("click", () => this.redo());
     $("guide-reset").addEventListener("click", () => this.setColors([], "reset"));
@@ -269,14 +57,13 @@ class GuidedTab {
     $("guide-auto").addEventListener("change", () => {
       if ($("guide-auto").checked) this.schedule();
     });
+    $("guide-flat").addEventListener("change", () => this.schedule(0));
     $("guide-export").addEventListener("click", () => this.exportColors());
     $("guide-import").addEventListener("change", () => {
       const file = $("guide-import").files[0];
       $("guide-import").value = "";
       if (file) this.importColors(file);
     });
-    fileTarget($("guide-eyedropper-box"), $("guide-eyedropper-file"), (f) => this.loadEyedropper(f), (m) => this.message(m, true));
-    $("guide-eyedropper").addEventListener("click", (e) => this.pickFromEyedropper(e));
   }
 
   message(text, isError = false) {
@@ -338,7 +125,7 @@ class GuidedTab {
 
   clickStage(e) {
     if (!this.labels) return;
-    const rect = this.stage.getBoundingClientRect();
+    const rect = contentRect(this.stage);
     const { width, height } = this.labels;
     const x = Math.floor(((e.clientX - rect.left) * width) / rect.width);
     const y = Math.floor(((e.clientY - rect.top) * height) / rect.height);
@@ -359,43 +146,6 @@ class GuidedTab {
     this.message("");
     this.render();
     return true;
-  }
-
-  // ---- colour entry
-  showColor(hex, { keepHex = false } = {}) {
-    $("guide-picker").value = hex;
-    if (!keepHex) $("guide-hex").value = hex;
-    const [r, g, b] = hexToRgb(hex);
-    $("guide-r").value = r;
-    $("guide-g").value = g;
-    $("guide-b").value = b;
-  }
-
-  syncFromRgb() {
-    const values = ["guide-r", "guide-g", "guide-b"].map((id) => Number($(id).value));
-    if (values.every((v) => Number.isInteger(v) && v >= 0 && v <= 255)) {
-      const hex = rgbToHex(values);
-      $("guide-picker").value = hex;
-      $("guide-hex").value = hex;
-    }
-  }
-
-  applyHexField() {
-    const hex = parseHex($("guide-hex").value);
-    if (!hex) {
-      this.message(`HEX: expected #rrggbb or #rgb, got "${$("guide-hex").value}"`, true);
-      return;
-    }
-    this.apply(hex);
-  }
-
-  applyRgbFields() {
-    const values = ["guide-r", "guide-g", "guide-b"].map((id) => Number($(id).value));
-    if (!values.every((v) => Number.isInteger(v) && v >= 0 && v <= 255)) {
-      this.message("RGB: expected three integers 0..255", true);
-      return;
-    }
-    this.apply(rgbToHex(values));
   }
 
   apply(hex) {
@@ -471,34 +221,6 @@ class GuidedTab {
     }
   }
 
-  // ---- eyedropper
-  async loadEyedropper(file) {
-    try {
-      const img = await loadImage(URL.createObjectURL(file));
-      const canvas = $("guide-eyedropper");
-      const scale = Math.min(1, 512 / Math.max(img.naturalWidth, img.naturalHeight));
-      canvas.width = Math.max(1, Math.round(img.naturalWidth * scale));
-      canvas.height = Math.max(1, Math.round(img.naturalHeight * scale));
-      const ctx = canvas.getContext("2d", { willReadFrequently: true });
-      ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
-      this.renderSwatches(mainColors(ctx.getImageData(0, 0, canvas.width, canvas.height), 8));
-      $("guide-eyedropper-box").open = true;
-    } catch (err) {
-      this.message(err.message, true);
-    }
-  }
-
-  pickFromEyedropper(e) {
-    const canvas = $("guide-eyedropper");
-    const rect = canvas.getBoundingClientRect();
-    const x = Math.floor(((e.clientX - rect.left) * canvas.width) / rect.width);
-    const y = Math.floor(((e.clientY - rect.top) * canvas.height) / rect.height);
-    const p = canvas.getContext("2d").getImageData(x, y, 1, 1).data;
-    const hex = rgbToHex([p[0], p[1], p[2]]);
-    this.showColor(hex);
-    this.apply(hex);
-  }
-
   // ---- server
   schedule(delay = DEBOUNCE_MS) {
     if (!this.sketch || !this.regions.length) return;
@@ -520,13 +242,17 @@ class GuidedTab {
     form.append("mode", "guide");
     form.append("sketch", this.sketch, this.sketch.name || "sketch.png");
     form.append("colors", JSON.stringify(this.colors));
+    const flat = $("guide-flat").checked;
+    form.append("flat", String(flat));
     const count = this.colors.length;
     this.progress.busy(`Colorizing with ${count} colour${count === 1 ? "" : "s"}…`);
     try {
       const result = await this.runner.run("/api/colorize", form);
       if (!result) return;
-      const url = setDownload($("guide-download"), result.blob, `${stem(this.sketch.name)}_colorized.png`);
+      const name = `${stem(this.sketch.name)}_${flat ? "flat" : "colorized"}.png`;
+      const url = setDownload($("guide-download"), result.blob, name);
       this.compare.setAfter(url);
+      $("guide-compare").dataset.flat = String(flat);
       $("guide-compare").dataset.colors = JSON.stringify(this.colors.slice(0, count));
       this.progress.done(result.response, `${count} colour${count === 1 ? "" : "s"}`);
     } catch (err) {
@@ -551,7 +277,7 @@ class GuidedTab {
         : `(all ${this.regions.length} coloured)`
       : "";
     const hex = this.colors[this.selected - 1];
-    if (hex) this.showColor(hex);
+    if (hex) this.colorPanel.show(hex);
     $("guide-undo").disabled = this.index === 0;
     $("guide-redo").disabled = this.index >= this.history.length - 1;
     $("guide-reset").disabled = this.colors.length === 0;
@@ -580,24 +306,6 @@ class GuidedTab {
       button.addEventListener("click", () => this.select(n));
       item.append(button);
       list.append(item);
-    }
-  }
-
-  renderSwatches(extra) {
-    const box = $("guide-swatches");
-    box.replaceChildren();
-    for (const hex of [...extra, ...BASE_SWATCHES]) {
-      const b = document.createElement("button");
-      b.type = "button";
-      b.className = "swatch-button";
-      b.title = hex;
-      b.dataset.color = hex;
-      b.style.setProperty("background", hex);
-      b.addEventListener("click", () => {
-        this.showColor(hex);
-        this.apply(hex);
-      });
-      box.append(b);
     }
   }
 
@@ -647,36 +355,10 @@ class GuidedTab {
   }
 
   key(e) {
+    if (historyKey(e, this)) return;
     if (e.target instanceof HTMLInputElement && e.target.type !== "checkbox" && e.target.type !== "range") return;
-    const mod = e.ctrlKey || e.metaKey;
-    if (mod && (e.key === "z" || e.key === "Z")) {
-      e.preventDefault();
-      if (e.shiftKey) this.redo();
-      else this.undo();
-    } else if (mod && (e.key === "y" || e.key === "Y")) {
-      e.preventDefault();
-      this.redo();
-    } else if (!mod && /^[1-9]$/.test(e.key)) {
-      this.select(Number(e.key));
-    }
+    if (!(e.ctrlKey || e.metaKey || e.altKey) && /^[1-9]$/.test(e.key)) this.select(Number(e.key));
   }
-}
-
-// Up to `count` frequent colours of an image (4 bits per channel buckets, near-white skipped).
-function mainColors(image, count) {
-  const buckets = new Map();
-  const d = image.data;
-  for (let i = 0; i < d.length; i += 4) {
-    if (d[i + 3] < 128 || (d[i] > 235 && d[i + 1] > 235 && d[i + 2] > 235)) continue;
-    const key = ((d[i] >> 4) << 8) | ((d[i + 1] >> 4) << 4) | (d[i + 2] >> 4);
-    const b = buckets.get(key) || [0, 0, 0, 0];
-    b[0] += d[i]; b[1] += d[i + 1]; b[2] += d[i + 2]; b[3] += 1;
-    buckets.set(key, b);
-  }
-  return [...buckets.values()]
-    .sort((a, b) => b[3] - a[3])
-    .slice(0, count)
-    .map((b) => rgbToHex([b[0] / b[3], b[1] / b[3], b[2] / b[3]]));
 }
 
 // ------------------------------------------------------------------ Reference and Exemplar tabs
@@ -695,6 +377,9 @@ class PairTab {
       fileTarget($(`${name}-drop-${field}`), $(`${name}-${field}`), (f) => this.setFile(field, f), (m) => this.message(m, true));
     }
     $(`${name}-update`).addEventListener("click", () => this.update());
+    $(`${name}-flat`).addEventListener("change", () => {
+      if ($(`${name}-auto`).checked && this.fields.every((f) => this.files[f])) this.update();
+    });
   }
 
   message(text, isError = false) {
@@ -708,6 +393,7 @@ class PairTab {
     $(`panel-${this.name}`).classList.toggle("unavailable", !available);
     for (const field of this.fields) $(`${this.name}-${field}`).disabled = !available;
     $(`${this.name}-update`).disabled = !available;
+    $(`${this.name}-flat`).disabled = !available;
     if (!available && reason) this.message(reason);
   }
 
@@ -740,14 +426,18 @@ class PairTab {
     const form = new FormData();
     form.append("mode", this.mode);
     for (const f of this.fields) form.append(f, this.files[f], this.files[f].name || `${f}.png`);
+    const flat = $(`${this.name}-flat`).checked;
+    form.append("flat", String(flat));
     this.progress.busy("Colorizing…");
     try {
       const result = await this.runner.run("/api/colorize", form);
       if (!result) return;
       const main = this.files[this.fields[0]];
-      const url = setDownload($(`${this.name}-download`), result.blob, `${stem(main.name)}_colorized.png`);
+      const name = `${stem(main.name)}_${flat ? "flat" : "colorized"}.png`;
+      const url = setDownload($(`${this.name}-download`), result.blob, name);
       this.compare.setAfter(url);
-      this.progress.done(result.response, "Colorized");
+      $(`${this.name}-compare`).dataset.flat = String(flat);
+      this.progress.done(result.response, flat ? "Colorized, flat colours" : "Colorized");
     } catch (err) {
       if (err.name === "AbortError") return;
       this.progress.fail(err.message);
@@ -761,6 +451,7 @@ class Studio {
   constructor() {
     this.tabs = {
       guide: new GuidedTab(),
+      fill: new FillTab(),
       reference: new PairTab("reference", "reference", ["sketch", "reference"]),
       exemplar: new PairTab("exemplar", "exemplar", ["image", "reference"]),
     };
@@ -768,8 +459,10 @@ class Studio {
     for (const button of document.querySelectorAll("[role=tab]")) {
       button.addEventListener("click", () => this.show(button.dataset.tab));
     }
+    // Keys go to the tab on screen: each tab keeps its own undo history.
     document.addEventListener("keydown", (e) => {
-      if (this.active === "guide") this.tabs.guide.key(e);
+      const tab = this.tabs[this.active];
+      if (tab.key) tab.key(e);
     });
     document.addEventListener("paste", (e) => {
       const item = [...(e.clipboardData ? e.clipboardData.items : [])].find((i) => IMAGE_TYPES.includes(i.type));
@@ -787,6 +480,9 @@ class Studio {
       button.setAttribute("aria-selected", String(on));
       $(button.getAttribute("aria-controls")).hidden = !on;
     }
+    // The Fill tab starts on the Guided tab's sketch, if it has none of its own yet.
+    const { fill, guide } = this.tabs;
+    if (name === "fill" && !fill.file && !fill.pending && guide.sketch) fill.loadSketch(guide.sketch);
   }
 
   async health() {
@@ -815,6 +511,7 @@ class Studio {
         }
         notice.append(".");
       }
+      if (health.line_regions) this.tabs.fill.configure(health.line_regions);
       if (!models.guide) this.tabs.guide.message(`This server has no guide model: ${why("guide")}.`, true);
     } catch (err) {
       status.textContent = `server unreachable: ${err.message}`;
