@@ -69,7 +69,8 @@ def add_parser(subparsers) -> None:
         action=argparse.BooleanOptionalAction,
         default=False,
         help="one flat colour per area enclosed by the sketch's lines: the colour given for its region, or the "
-        "median of the model's colours over it, the lines on top (default: off; see the README's 'Flats')",
+        "median of the model's colours over it, the lines on top. Default off: on the held-out split the soft "
+        "output on the snapped regions scores higher from 1 hint on (flats win only with no hint; README, 'Flats')",
     )
     parser.add_argument(
         "--flats-layer",
@@ -82,14 +83,16 @@ def add_parser(subparsers) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="the model's regions follow the sketch's lines: each enclosed area joins the region that covers "
-        "most of it, the priority order kept (default: on)",
+        "most of it, the priority order kept (default: on: on the held-out split it scores higher from 1 hint "
+        "to 16 and puts the regions' borders on the lines)",
     )
     parser.add_argument(
         "--gap",
         type=int,
         default=None,
         metavar="PX",
-        help="enclosed areas: close gaps in the lines up to PX pixels wide (default: refcolor.inference.flats.GAP)",
+        help="enclosed areas: close gaps in the lines up to PX pixels wide (default: 0, none; try 3 for broken "
+        "outlines)",
     )
     parser.set_defaults(run=run)
 
