@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from refcolor.kernels import device_guard
+
 
 @triton.jit
 def _pixel_offset(offs_p, width, s_row, s_col):
@@ -339,7 +341,7 @@ def region_mean_forward(image: torch.Tensor, labels: torch.Tensor, weight: torch
     acc = _accumulate_dtype(image.dtype)
     painted = torch.empty_like(image)
     width = _row_width(image, labels, painted, *([weight] if weight is not None else []))
-    with _device_guard(image.device):
+    with device_guard(image.device):
         table = _reduce(image, labels, weight, R, width, with_total=True)
         means = torch.empty((B, R, C), device=image.device, dtype=acc)
         totals = torch.empty((B, R), device=image.device, dtype=acc)
@@ -379,7 +381,7 @@ def region_mean_backward(grad_painted, grad_means, image, labels, weight, means,
     grad_weight = torch.empty_like(weight) if weight_grad else image.new_empty((0,))
     extra = [weight] if weight is not None else []
     width = _row_width(image, labels, gP, grad_image, *extra, *([grad_weight] if weight_grad else []))
-    with _device_guard(image.device):
+    with device_guard(image.device):
         table = _reduce(gP, labels, None, R, width, with_total=False)
         grad_sum = torch.empty_like(means)
         grad_total = torch.empty_like(totals)
@@ -424,10 +426,3 @@ def region_mean_backward(grad_painted, grad_means, image, labels, weight, means,
             num_warps=4,
         )
     return grad_image, grad_weight
-
-
-def _device_guard(device: torch.device):
-    """Launches go to the tensors' GPU, not the current one (a no-op on the CPU interpreter)."""
-    import contextlib
-
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
