@@ -261,7 +261,8 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int, int]:
 
 
 def _plane_strides(t: torch.Tensor) -> tuple[int, int, int]:
-    """(batch, row, column) strides of a (B, H, W) or (B, 1, H, W) tensor."""
+    """(batch, row, column) strides of a (B, H, W) or (B, C, H, W) tensor (any C: the channel stride
+    is dropped, so a placeholder needs no slicing, which fake CUDA tensors on a CPU-only torch refuse)."""
     sb, _, sh, sw = _strides(t if t.dim() == 4 else t.unsqueeze(1))
     return sb, sh, sw
 
@@ -317,7 +318,7 @@ def _reduce(X, labels, weight, num_regions: int, width: int, with_total: bool) -
         labels,
         *_plane_strides(labels),
         w,
-        *_plane_strides(w[:, :1]),
+        *_plane_strides(w),
         table,
         C,
         num_regions,
@@ -408,13 +409,13 @@ def region_mean_backward(grad_painted, grad_means, image, labels, weight, means,
             image,
             *_strides(image),
             w,
-            *_plane_strides(w[:, :1]),
+            *_plane_strides(w),
             grad_sum,
             grad_total,
             grad_image,
             *_strides(grad_image),
             gw,
-            *_plane_strides(gw[:, :1]),
+            *_plane_strides(gw),
             C,
             R,
             P,
