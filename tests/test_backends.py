@@ -276,5 +276,5 @@ def test_region_mean_self_check_passes_for_the_triton_kernels_under_the_interpre
 
     importlib.import_module("refcolor.ops.region_mean")  # registers the check
 
-    for dtype in (torch.float32, torch.float64):
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):  # no tl.dot: bf16 is exact here
         assert backends._SELF_CHECKS["region_mean"]("triton", torch.device("cpu"), dtype) is None
