@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from refcolor.kernels import device_guard
+
 
 @triton.jit
 def _pixel_offset(offs_p, width, s_row, s_col):
@@ -259,7 +261,8 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int, int]:
 
 
 def _plane_strides(t: torch.Tensor) -> tuple[int, int, int]:
-    """(batch, row, column) strides of a (B, H, W) or (B, 1, H, W) tensor."""
+    """(batch, row, column) strides of a (B, H, W) or (B, C, H, W) tensor (any C: the channel stride
+    is dropped, so a placeholder needs no slicing, which fake CUDA tensors on a CPU-only torch refuse)."""
     sb, _, sh, sw = _strides(t if t.dim() == 4 else t.unsqueeze(1))
     return sb, sh, sw
 
@@ -315,7 +318,7 @@ def _reduce(X, labels, weight, num_regions: int, width: int, with_total: bool) -
         labels,
         *_plane_strides(labels),
         w,
-        *_plane_strides(w[:, :1]),
+        *_plane_strides(w),
         table,
         C,
         num_regions,
@@ -339,7 +342,7 @@ def region_mean_forward(image: torch.Tensor, labels: torch.Tensor, weight: torch
     acc = _accumulate_dtype(image.dtype)
     painted = torch.empty_like(image)
     width = _row_width(image, labels, painted, *([weight] if weight is not None else []))
-    with _device_guard(image.device):
+    with device_guard(image.device):
         table = _reduce(image, labels, weight, R, width, with_total=True)
         means = torch.empty((B, R, C), device=image.device, dtype=acc)
         totals = torch.empty((B, R), device=image.device, dtype=acc)
@@ -379,7 +382,7 @@ def region_mean_backward(grad_painted, grad_means, image, labels, weight, means,
     grad_weight = torch.empty_like(weight) if weight_grad else image.new_empty((0,))
     extra = [weight] if weight is not None else []
     width = _row_width(image, labels, gP, grad_image, *extra, *([grad_weight] if weight_grad else []))
-    with _device_guard(image.device):
+    with device_guard(image.device):
         table = _reduce(gP, labels, None, R, width, with_total=False)
         grad_sum = torch.empty_like(means)
         grad_total = torch.empty_like(totals)
@@ -406,13 +409,13 @@ def region_mean_backward(grad_painted, grad_means, image, labels, weight, means,
             image,
             *_strides(image),
             w,
-            *_plane_strides(w[:, :1]),
+            *_plane_strides(w),
             grad_sum,
             grad_total,
             grad_image,
             *_strides(grad_image),
             gw,
-            *_plane_strides(gw[:, :1]),
+            *_plane_strides(gw),
             C,
             R,
             P,
@@ -424,10 +427,3 @@ def region_mean_backward(grad_painted, grad_means, image, labels, weight, means,
             num_warps=4,
         )
     return grad_image, grad_weight
-
-
-def _device_guard(device: torch.device):
-    """Launches go to the tensors' GPU, not the current one (a no-op on the CPU interpreter)."""
-    import contextlib
-
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()

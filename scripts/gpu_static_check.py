@@ -389,9 +389,30 @@ def _tps_warp(mod, device: str, dtype) -> None:
         mod.tps_warp_backward_image(torch.empty_like(out), image, params, ctrl, padding_mode)
 
 
+def _region_mean(mod, device: str, dtype) -> None:
+    import torch
+
+    # 256 x 256 with 300 regions (several region blocks): RGB (BLOCK_C = 4) and 12 channels (the
+    # largest tile, BLOCK_C = 8, and the channel loop); and a small image (single small blocks).
+    # Each with and without weights.
+    for B, C, H, W, R in ((2, 3, 256, 256, 300), (1, 12, 256, 256, 300), (1, 3, 5, 7, 4)):
+        image = torch.empty(B, C, H, W, device=device, dtype=dtype)
+        labels = torch.empty(B, H, W, device=device, dtype=torch.int64)
+        for weight in (None, torch.empty(B, 1, H, W, device=device, dtype=dtype)):
+            painted, means, totals = mod.region_mean_forward(image, labels, weight, R)
+            # (no means' gradient, weight not trained) and (both): every HAS_WEIGHT x WEIGHT_GRAD
+            # pair a call makes, and both HAS_GRAD_MEANS.
+            for grad_means in (None, torch.empty_like(means)):
+                weight_grad = grad_means is not None and weight is not None
+                mod.region_mean_backward(
+                    torch.empty_like(painted), grad_means, image, labels, weight, means, totals, weight_grad
+                )
+
+
 # Per kernels/<module>.py: a function that calls its launchers (fake CUDA tensors, one dtype) the
 # way the op's Triton backend does, covering every kernel and every launch-time branch.
 LAUNCHERS: dict[str, Callable] = {
+    "region_mean": _region_mean,
     "scft_attention": _scft_attention,
     "segment_hint_colors": _segment_hint_colors,
     "tps_warp": _tps_warp,

@@ -196,17 +196,58 @@ def test_compare_with_reference_catches_outputs_and_gradients():
 
 
 @pytest.mark.skipif("cpp" not in refcolor.available_backends("cpu"), reason="extension not built")
-@pytest.mark.parametrize("op", ["scft_attention", "segment_hint_colors", "tps_warp"])
+@pytest.mark.parametrize("op", ["line_regions", "region_mean", "scft_attention", "segment_hint_colors", "tps_warp"])
 def test_ops_register_self_checks_that_pass_for_a_correct_kernel(op):
     """The ops' own self-checks, run with the C++ CPU kernels in place of a GPU's (the same comparison)."""
     import importlib
 
     from refcolor import backends
 
-    importlib.import_module(f"refcolor.ops.{op}")
+    module = importlib.import_module(f"refcolor.ops.{op}")
     check = backends._SELF_CHECKS[op]
-    for dtype in (torch.float32, torch.float64):
+    for dtype in module.DTYPES["cpp"]:
         assert check("cpp", torch.device("cpu"), dtype) is None
+
+
+@pytest.mark.skipif("cpp" not in refcolor.available_backends("cpu"), reason="extension not built")
+def test_line_regions_self_check_catches_one_wrong_label(monkeypatch):
+    import importlib
+
+    from refcolor import backends
+
+    lr = importlib.import_module("refcolor.ops.line_regions")  # refcolor.ops.line_regions is the function
+
+    correct = lr._line_regions_op
+
+    def one_off(sketch, threshold, gap, min_area, backend):
+        labels = correct(sketch, threshold, gap, min_area, backend).clone()
+        if gap > 0:  # only the gap-closing case is wrong: the check must reach it
+            labels[1, 4, 7] += 1
+        return labels
+
+    monkeypatch.setattr(lr, "_line_regions_op", one_off)
+    failure = backends._SELF_CHECKS["line_regions"]("cpp", torch.device("cpu"), torch.float32)
+    assert failure is not None and failure.startswith("gap=3, min_area=6: 1 labels differ")
+    assert "sample 1 pixel (4, 7)" in failure
+
+
+@pytest.mark.skipif("cpp" not in refcolor.available_backends("cpu"), reason="extension not built")
+def test_region_mean_self_check_catches_a_wrong_weight_gradient(monkeypatch):
+    import importlib
+
+    from refcolor import backends
+
+    rm = importlib.import_module("refcolor.ops.region_mean")  # refcolor.ops.region_mean is the function
+
+    forward, backward = rm._kernels("cpp")
+
+    def scaled_backward(*args):
+        grad_image, grad_weight = backward(*args)
+        return grad_image, grad_weight * 1.01
+
+    monkeypatch.setattr(rm, "_kernels", lambda backend: (forward, scaled_backward))
+    failure = backends._SELF_CHECKS["region_mean"]("cpp", torch.device("cpu"), torch.float64)
+    assert failure is not None and failure.startswith("with weight: gradient of input 2 differs")
 
 
 def test_doctor_prints_every_op_per_device_with_reasons(capsys, monkeypatch):
@@ -216,7 +257,7 @@ def test_doctor_prints_every_op_per_device_with_reasons(capsys, monkeypatch):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert f"torch {torch.__version__}" in out and "cpu:" in out
-    for op in ("scft_attention", "segment_hint_colors", "tps_warp"):
+    for op in ("line_regions", "region_mean", "scft_attention", "segment_hint_colors", "tps_warp"):
         assert f"  {op} float32: " in out
     if "cpp" in refcolor.available_backends("cpu"):
         assert "  segment_hint_colors float32: cpp [chosen]" in out
@@ -224,3 +265,16 @@ def test_doctor_prints_every_op_per_device_with_reasons(capsys, monkeypatch):
     assert main(["doctor", "--dtype", "float64"]) == 0
     out = capsys.readouterr().out
     assert "  tps_warp float64: reference [chosen: forced by REFCOLOR_BACKEND]" in out
+
+
+def test_region_mean_self_check_passes_for_the_triton_kernels_under_the_interpreter():
+    """The Triton kernels' own self-check, on CPU tensors under TRITON_INTERPRET=1 (conftest)."""
+    pytest.importorskip("triton")
+    import importlib
+
+    from refcolor import backends
+
+    importlib.import_module("refcolor.ops.region_mean")  # registers the check
+
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):  # no tl.dot: bf16 is exact here
+        assert backends._SELF_CHECKS["region_mean"]("triton", torch.device("cpu"), dtype) is None

@@ -51,6 +51,7 @@ import torch
 from torch import Tensor
 
 from refcolor import _extension
+from refcolor.backends import choose_backend, register_self_check
 from refcolor.ops import _validation as check
 
 OP = "line_regions"
@@ -235,9 +236,50 @@ def line_regions(
         region's first pixel; R_b = labels[b].max() + 1.
     """
     validate_inputs(sketch, threshold, gap, min_area)
-    from refcolor.backends import choose_backend
-
     chosen = choose_backend(OP, backend, sketch.device, sketch.dtype, DTYPES)
     if chosen == "reference":
         return line_regions_reference(sketch, threshold, gap, min_area)
     return _line_regions_op(sketch, float(threshold), gap, min_area, chosen)
+
+
+def _self_check_drawing() -> Tensor:
+    """A small drawing (2, 1, 20, 24) that exercises every step: a box whose wall has a 2-pixel gap
+    (open at gap 0, closed at gap 3), a full-height line, a one-pixel diagonal line, a 3 x 3 box
+    around a single pixel (merged by min_area), grey lines and paper; the second sample mirrored."""
+    s = torch.ones(20, 24, dtype=torch.float64)
+    s[5:15:3, 18:22] = 0.9  # paper texture, above the threshold
+    s[1, 1:13] = s[10, 1:13] = 0.0  # box: top and bottom
+    s[1:11, 1] = 0.3
+    s[1:11, 12] = 0.0
+    s[5:7, 12] = 1.0  # the gap in the box's right wall
+    s[:, 17] = 0.5  # full-height line
+    for i in range(8):  # diagonal from (12, 0) to (19, 7)
+        s[12 + i, i] = 0.0
+    s[13:16, 10:13] = 0.0  # small box ...
+    s[14, 11] = 1.0  # ... around one pixel
+    return torch.stack([s, s.flip(-1)])[:, None]
+
+
+def _self_check(backend: str, device: torch.device, dtype: torch.dtype) -> str | None:
+    """The GPU first-use check (refcolor.backends): labels equal to the reference's, pixel for pixel,
+    on a small drawing at gap 0 and 3, with and without min_area."""
+    sketch = _self_check_drawing().to(dtype)
+    for gap, min_area in ((0, 0), (0, 4), (3, 6)):
+        want = line_regions_reference(sketch, 0.8, gap, min_area)
+        got = line_regions(sketch.to(device), 0.8, gap, min_area, backend=backend).cpu()
+        where = f"gap={gap}, min_area={min_area}"
+        if got.shape != want.shape or got.dtype != want.dtype:
+            return (
+                f"{where}: labels are {got.dtype} {tuple(got.shape)}, the reference's {want.dtype} {tuple(want.shape)}"
+            )
+        differ = got != want
+        if bool(differ.any()):
+            b, y, x = (int(i) for i in differ.nonzero()[0])
+            return (
+                f"{where}: {int(differ.sum())} labels differ from the reference, first at sample {b} pixel "
+                f"({y}, {x}): {int(got[b, y, x])} instead of {int(want[b, y, x])}"
+            )
+    return None
+
+
+register_self_check(OP, _self_check)

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from refcolor import _extension
+from refcolor.backends import choose_backend, compare_with_reference, register_self_check
 from refcolor.ops import _validation as check
 
 OP = "region_mean"
@@ -224,8 +225,6 @@ def region_mean(
         0 has mean 0. Differentiable with respect to image and weight; float16/bfloat16 sum in float32.
     """
     num_regions = validate_inputs(image, labels, num_regions, weight)
-    from refcolor.backends import choose_backend
-
     # Deterministic mode on CUDA: "auto" skips the atomic kernels for the reference.
     preference = {"cuda": ("reference",)} if torch.are_deterministic_algorithms_enabled() else None
     chosen = choose_backend(OP, backend, image.device, image.dtype, DTYPES, preference)
@@ -235,3 +234,27 @@ def region_mean(
     _check_deterministic(chosen, image.device)
     painted, means, _ = _region_mean_op(image, labels, weight, num_regions, chosen)
     return painted, means.to(image.dtype)
+
+
+def _self_check(backend: str, device: torch.device, dtype: torch.dtype) -> str | None:
+    """The GPU first-use check (refcolor.backends): 2 samples, 5 regions (one empty, one whose
+    weights are all 0), with and without weights, against the reference."""
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 3, 6, 5, generator=gen).to(device=device, dtype=dtype)
+    labels = torch.randint(0, 5, (2, 6, 5), generator=gen)
+    labels[labels == 3] = 4  # region 3 empty
+    weight = torch.rand(2, 1, 6, 5, generator=gen)
+    weight[:, 0][labels == 2] = 0  # region 2 present with total weight 0: mean 0, no gradient
+    labels, weight = labels.to(device), weight.to(device=device, dtype=dtype)
+    failure = compare_with_reference(
+        lambda y, lab, backend: region_mean(y, lab, 5, backend=backend), [image, labels], backend, dtype
+    )
+    if failure:
+        return f"without weight: {failure}"
+    failure = compare_with_reference(
+        lambda y, lab, w, backend: region_mean(y, lab, 5, w, backend=backend), [image, labels, weight], backend, dtype
+    )
+    return f"with weight: {failure}" if failure else None
+
+
+register_self_check(OP, _self_check)

@@ -59,32 +59,36 @@ __device__ __forceinline__ double widen(__nv_bfloat16 v) {
 
 // The threshold is exactly representable in T, so comparing widened values decides as T does.
 template <typename T>
-__global__ void line_kernel(const T* __restrict__ s, int64_t sr, int64_t sc, int H, int W, double threshold,
-                            uint8_t* __restrict__ line) {
+__global__ void __launch_bounds__(kThreads) line_kernel(const T* __restrict__ s, int64_t sr, int64_t sc, int H, int W,
+                                                        double threshold, uint8_t* __restrict__ line) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= H * W) return;
   const int y = p / W, x = p - y * W;
   line[p] = widen(s[y * sr + x * sc]) < threshold;
 }
 
-__global__ void column_kernel(const uint8_t* __restrict__ line, int H, int W, int cap, int* __restrict__ vd) {
+__global__ void __launch_bounds__(kThreads)
+    column_kernel(const uint8_t* __restrict__ line, int H, int W, int cap, int* __restrict__ vd) {
   const int x = blockIdx.x * blockDim.x + threadIdx.x;
   if (x < W) lr::column_distances(line, H, W, cap, vd, x);
 }
 
-__global__ void kind_kernel(const uint8_t* __restrict__ line, const int* __restrict__ vd, const int* __restrict__ h,
-                            int H, int W, int r, uint8_t* __restrict__ kind) {
+__global__ void __launch_bounds__(kThreads)
+    kind_kernel(const uint8_t* __restrict__ line, const int* __restrict__ vd, const int* __restrict__ h, int H, int W,
+                int r, uint8_t* __restrict__ kind) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p < H * W) kind[p] = lr::kind_at(line, vd, h, W, r, p);
 }
 
-__global__ void core_mask_kernel(const uint8_t* __restrict__ kind, int n, uint8_t* __restrict__ mask) {
+__global__ void __launch_bounds__(kThreads)
+    core_mask_kernel(const uint8_t* __restrict__ kind, int n, uint8_t* __restrict__ mask) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p < n) mask[p] = kind[p] == kCoreBit;
 }
 
 // Slivers: margin pixels that growth did not reach (still 0).
-__global__ void open_mask_kernel(const int* __restrict__ L, int n, uint8_t* __restrict__ mask) {
+__global__ void __launch_bounds__(kThreads)
+    open_mask_kernel(const int* __restrict__ L, int n, uint8_t* __restrict__ mask) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p < n) mask[p] = L[p] == 0;
 }
@@ -101,18 +105,21 @@ struct AtomicMinParent {
   __device__ int operator()(int at, int value) const { return atomicMin(&parent[at], value); }
 };
 
-__global__ void ccl_init_kernel(const uint8_t* __restrict__ mask, int n, int* __restrict__ parent) {
+__global__ void __launch_bounds__(kThreads)
+    ccl_init_kernel(const uint8_t* __restrict__ mask, int n, int* __restrict__ parent) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p < n) parent[p] = mask[p] ? p : -1;
 }
 
-__global__ void ccl_merge_kernel(const uint8_t* __restrict__ mask, int H, int W, int* parent) {
+__global__ void __launch_bounds__(kThreads)
+    ccl_merge_kernel(const uint8_t* __restrict__ mask, int H, int W, int* parent) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p < H * W) lr::merge_at(mask, H, W, VolatileRead{parent}, AtomicMinParent{parent}, p);
 }
 
 // Flattens every path to its root and flags the roots (the first pixel of each component).
-__global__ void ccl_flatten_kernel(const uint8_t* __restrict__ mask, int n, int* parent, int* __restrict__ root_flag) {
+__global__ void __launch_bounds__(kThreads)
+    ccl_flatten_kernel(const uint8_t* __restrict__ mask, int n, int* parent, int* __restrict__ root_flag) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= n) return;
   if (!mask[p]) {
@@ -125,7 +132,8 @@ __global__ void ccl_flatten_kernel(const uint8_t* __restrict__ mask, int n, int*
 }
 
 // Exclusive scan of `in` within blocks of kScanThreads; each block's total goes to sums.
-__global__ void scan_blocks_kernel(const int* __restrict__ in, int n, int* __restrict__ out, int* __restrict__ sums) {
+__global__ void __launch_bounds__(kScanThreads)
+    scan_blocks_kernel(const int* __restrict__ in, int n, int* __restrict__ out, int* __restrict__ sums) {
   __shared__ int buf[kScanThreads];
   const int i = blockIdx.x * kScanThreads + threadIdx.x;
   const int v = i < n ? in[i] : 0;
@@ -141,27 +149,30 @@ __global__ void scan_blocks_kernel(const int* __restrict__ in, int n, int* __res
   if (threadIdx.x == kScanThreads - 1) sums[blockIdx.x] = buf[threadIdx.x];
 }
 
-__global__ void scan_add_kernel(int* __restrict__ out, int n, const int* __restrict__ block_offsets) {
+__global__ void __launch_bounds__(kScanThreads)
+    scan_add_kernel(int* __restrict__ out, int n, const int* __restrict__ block_offsets) {
   const int i = blockIdx.x * kScanThreads + threadIdx.x;
   if (i < n) out[i] += block_offsets[blockIdx.x];
 }
 
 // Component number first + rank of its root among all roots, into L.
-__global__ void ccl_number_kernel(const uint8_t* __restrict__ mask, const int* __restrict__ parent,
-                                  const int* __restrict__ rank, int n, int first, int* __restrict__ L) {
+__global__ void __launch_bounds__(kThreads)
+    ccl_number_kernel(const uint8_t* __restrict__ mask, const int* __restrict__ parent, const int* __restrict__ rank,
+                      int n, int first, int* __restrict__ L) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p < n && mask[p]) L[p] = first + rank[parent[p]];
 }
 
 // Labels before growth: kLine on line pixels, 0 on margins (cores are numbered afterwards).
-__global__ void init_labels_kernel(const uint8_t* __restrict__ kind, int n, int* __restrict__ L) {
+__global__ void __launch_bounds__(kThreads)
+    init_labels_kernel(const uint8_t* __restrict__ kind, int n, int* __restrict__ L) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p < n) L[p] = kind[p] == kLineBit ? kLine : 0;
 }
 
 // One growth round (double-buffered, so every pixel reads the previous round).
-__global__ void grow_kernel(const int* __restrict__ in, int* __restrict__ out, int H, int W, int open,
-                            int* __restrict__ changed) {
+__global__ void __launch_bounds__(kThreads)
+    grow_kernel(const int* __restrict__ in, int* __restrict__ out, int H, int W, int open, int* __restrict__ changed) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= H * W) return;
   bool grew = false;
@@ -170,8 +181,9 @@ __global__ void grow_kernel(const int* __restrict__ in, int* __restrict__ out, i
 }
 
 // From the first pixel of each row run of one label: the label's first pixel, and its area.
-__global__ void stats_kernel(const int* __restrict__ L, int H, int W, bool with_area,
-                             unsigned long long* __restrict__ area, long long* __restrict__ first) {
+__global__ void __launch_bounds__(kThreads)
+    stats_kernel(const int* __restrict__ L, int H, int W, bool with_area, unsigned long long* __restrict__ area,
+                 long long* __restrict__ first) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= H * W) return;
   const int length = lr::run_from(L, W, p);
@@ -181,8 +193,9 @@ __global__ void stats_kernel(const int* __restrict__ L, int H, int W, bool with_
 }
 
 // Pixel edges between different labels as keys (lr::edges_at); with keys == nullptr only counts them.
-__global__ void edges_kernel(const int* __restrict__ L, int H, int W, unsigned long long* __restrict__ keys,
-                             unsigned int* __restrict__ counter) {
+__global__ void __launch_bounds__(kThreads)
+    edges_kernel(const int* __restrict__ L, int H, int W, unsigned long long* __restrict__ keys,
+                 unsigned int* __restrict__ counter) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= H * W) return;
   unsigned long long mine[2];
@@ -193,8 +206,9 @@ __global__ void edges_kernel(const int* __restrict__ L, int H, int W, unsigned l
   }
 }
 
-__global__ void output_kernel(const int* __restrict__ L, int n, const long long* __restrict__ final_label,
-                              int64_t* __restrict__ out) {
+__global__ void __launch_bounds__(kThreads)
+    output_kernel(const int* __restrict__ L, int n, const long long* __restrict__ final_label,
+                  int64_t* __restrict__ out) {
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p < n) out[p] = final_label[L[p]];
 }

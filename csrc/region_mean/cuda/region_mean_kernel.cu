@@ -44,9 +44,10 @@ bool shared_table(int64_t regions, int64_t slots, size_t acc_bytes) {
 
 // table[b, L, c] += w X_c (c < C), table[b, L, C] += w (with_total); weights null means 1.
 template <typename T, typename acc_t, bool kShared>
-__global__ void reduce_kernel(const T* __restrict__ X, Strides4 xs, const int64_t* __restrict__ labels, Strides4 ls,
-                              const T* __restrict__ weights, Strides4 ws, acc_t* __restrict__ table, int64_t C,
-                              int64_t R, int64_t P, int64_t width, bool with_total) {
+__global__ void __launch_bounds__(kReduceThreads)
+    reduce_kernel(const T* __restrict__ X, Strides4 xs, const int64_t* __restrict__ labels, Strides4 ls,
+                  const T* __restrict__ weights, Strides4 ws, acc_t* __restrict__ table, int64_t C, int64_t R,
+                  int64_t P, int64_t width, bool with_total) {
   const int64_t blk = blockIdx.x, b = blockIdx.y, slots = C + 1;
   acc_t* global = table + region_mean::table_row(b, 0, R, slots);
   extern __shared__ __align__(16) unsigned char shared_raw[];
@@ -68,8 +69,9 @@ __global__ void reduce_kernel(const T* __restrict__ X, Strides4 xs, const int64_
 }
 
 template <typename acc_t>
-__global__ void finalize_forward_kernel(const acc_t* __restrict__ table, acc_t* __restrict__ means,
-                                        acc_t* __restrict__ totals, int64_t rows, int64_t C) {
+__global__ void __launch_bounds__(kPaintThreads)
+    finalize_forward_kernel(const acc_t* __restrict__ table, acc_t* __restrict__ means, acc_t* __restrict__ totals,
+                            int64_t rows, int64_t C) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (row >= rows) return;
   const acc_t* t = table + row * (C + 1);
@@ -79,10 +81,10 @@ __global__ void finalize_forward_kernel(const acc_t* __restrict__ table, acc_t* 
 
 // table holds sum_{L = r} gP_c; grad_means (may be null) is added in place before the finalize.
 template <typename acc_t>
-__global__ void finalize_backward_kernel(acc_t* __restrict__ table, const acc_t* __restrict__ grad_means,
-                                         const acc_t* __restrict__ means, const acc_t* __restrict__ totals,
-                                         acc_t* __restrict__ grad_sum, acc_t* __restrict__ grad_total, int64_t rows,
-                                         int64_t C) {
+__global__ void __launch_bounds__(kPaintThreads)
+    finalize_backward_kernel(acc_t* __restrict__ table, const acc_t* __restrict__ grad_means,
+                             const acc_t* __restrict__ means, const acc_t* __restrict__ totals,
+                             acc_t* __restrict__ grad_sum, acc_t* __restrict__ grad_total, int64_t rows, int64_t C) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (row >= rows) return;
   acc_t* gmean = table + row * (C + 1);
@@ -92,9 +94,9 @@ __global__ void finalize_backward_kernel(acc_t* __restrict__ table, const acc_t*
 }
 
 template <typename T, typename acc_t>
-__global__ void paint_forward_kernel(const int64_t* __restrict__ labels, const acc_t* __restrict__ means,
-                                     T* __restrict__ painted, RegionMeanLayout layout, int64_t C, int64_t R,
-                                     int64_t P) {
+__global__ void __launch_bounds__(kPaintThreads)
+    paint_forward_kernel(const int64_t* __restrict__ labels, const acc_t* __restrict__ means, T* __restrict__ painted,
+                         RegionMeanLayout layout, int64_t C, int64_t R, int64_t P) {
   const int64_t p = static_cast<int64_t>(blockIdx.x) * kPaintThreads + threadIdx.x;
   if (p >= P) return;
   region_mean::paint_forward_pixel<acc_t>(labels, layout.labels, means, painted, layout.out, blockIdx.y, p,
@@ -102,11 +104,11 @@ __global__ void paint_forward_kernel(const int64_t* __restrict__ labels, const a
 }
 
 template <typename T, typename acc_t>
-__global__ void paint_backward_kernel(const int64_t* __restrict__ labels, const T* __restrict__ image,
-                                      const T* __restrict__ weights, const acc_t* __restrict__ grad_sum,
-                                      const acc_t* __restrict__ grad_total, T* __restrict__ grad_image,
-                                      T* __restrict__ grad_weight, RegionMeanLayout layout, int64_t C, int64_t R,
-                                      int64_t P) {
+__global__ void __launch_bounds__(kPaintThreads)
+    paint_backward_kernel(const int64_t* __restrict__ labels, const T* __restrict__ image,
+                          const T* __restrict__ weights, const acc_t* __restrict__ grad_sum,
+                          const acc_t* __restrict__ grad_total, T* __restrict__ grad_image, T* __restrict__ grad_weight,
+                          RegionMeanLayout layout, int64_t C, int64_t R, int64_t P) {
   const int64_t p = static_cast<int64_t>(blockIdx.x) * kPaintThreads + threadIdx.x;
   if (p >= P) return;
   region_mean::paint_backward_pixel<acc_t>(labels, layout.labels, image, layout.image, weights, layout.weight, grad_sum,
