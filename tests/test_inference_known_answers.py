@@ -101,7 +101,7 @@ def test_guided_colorize_matches_an_independent_computation():
     net, and the map from [-1, 1] to [0, 1]."""
     torch.manual_seed(0)
     model = GuidingPainter(GuidingPainterConfig.preset("small", image_size=32)).eval()
-    painter = GuidedColorizer(model)
+    painter = GuidedColorizer(model, snap=False)  # the model's own regions, not snapped to lines
     sketch = torch.from_numpy(np.asarray(_boxes(40, 32), dtype=np.float32) / 255)[None, None]
     colors = ["#d04030", [40, 90, 200]]
     out = painter.colorize(sketch, colors)
@@ -222,7 +222,7 @@ def test_guided_regions_of_a_padded_sketch_are_cropped_not_stretched():
     side); region channels at the sketch's size come from the cropped 50 columns, by hand here."""
     model = _guide_model()
     model.segmentation = ColumnBands(model.num_segments)
-    painter = GuidedColorizer(model)
+    painter = GuidedColorizer(model, snap=False)  # the model's own regions, not snapped to lines
     regions = painter.regions(_boxes(100, 64))
     assert regions.working_size == (32, 56)
     working_x = (torch.arange(100) + 0.5) * 50 / 100  # nearest-exact: the working column of each pixel
