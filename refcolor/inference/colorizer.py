@@ -190,13 +190,13 @@ class Colorizer:
         """Colorize a sketch file and write the result (format from out's suffix, PNG when none);
         flat: flat colours (default: the constructor's); flats_layer: also write the flats layer
         there (RGBA PNG, lines transparent)."""
-        flat = self.flat if flat is None else flat
-        if flats_layer is None and not flat:
-            return flats.save_image(self.colorize_tensor(sketch, reference, flat=False)[0], out)
-        soft, result = self.flats(sketch, reference)
-        if flats_layer is not None:
-            flats.save_layer(result.layer[0], flats_layer)
-        return flats.save_image(result.image[0] if flat else soft[0], out)
+        return flats.save_outputs(
+            lambda: self.colorize_tensor(sketch, reference, flat=False),
+            lambda: self.flats(sketch, reference),
+            out,
+            flat=self.flat if flat is None else flat,
+            flats_layer=flats_layer,
+        )
 
 
 __all__ = ["Colorizer"]

@@ -31,6 +31,7 @@ region joins the proposed region that covers most of it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,6 +220,25 @@ def save_layer(layer: Tensor, path: str | os.PathLike) -> Path:
     return path
 
 
+def save_outputs(
+    soft: Callable[[], Tensor],
+    both: Callable[[], tuple[Tensor, Flats]],
+    out: str | os.PathLike,
+    *,
+    flat: bool,
+    flats_layer: str | os.PathLike | None,
+) -> Path:
+    """A colorizer's colorize_file: write the first image of the soft output (soft()) or of the flats
+    to `out`, and the flats layer to `flats_layer` when given. Flats are computed (both() -> (soft,
+    Flats), one model pass) only when either needs them. -> out's path."""
+    if flats_layer is None and not flat:
+        return save_image(soft()[0], out)
+    soft_output, result = both()
+    if flats_layer is not None:
+        save_layer(result.layer[0], flats_layer)
+    return save_image(result.image[0] if flat else soft_output[0], out)
+
+
 def snap_regions(channel_map: Tensor, labels: Tensor) -> Tensor:
     """GuidingPainter's proposed regions snapped to the drawing: (B, H, W) int64 where every line
     region of `labels` (B, H, W) takes the channel of `channel_map` (B, H, W) int64 (the model's
@@ -270,6 +290,7 @@ __all__ = [
     "region_colours",
     "region_median",
     "save_image",
+    "save_outputs",
     "save_layer",
     "snap_regions",
 ]
