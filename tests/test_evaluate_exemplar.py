@@ -18,7 +18,7 @@ from refcolor.inference import flats
 from refcolor.lab import gray_rgb, normalized_lab_to_rgb, rgb_to_normalized_lab
 from refcolor.models import ExemplarColorizer, ExemplarColorizerConfig, ExemplarOutput
 from refcolor.models.adain import channel_stats
-from refcolor.models.exemplar_transfer import TransferOutput
+from refcolor.models.exemplar_transfer import TransferNet, TransferOutput
 from refcolor.models.registry import describe
 from refcolor.models.weights import save_weights
 
@@ -42,6 +42,7 @@ class Fake(torch.nn.Module):
         self.config = ExemplarColorizerConfig(image_size=SIZE)
         self.mode = mode
         self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.transfer = TransferNet("efficientnet-lite0", (8, 8, 8, 8))  # its encoder: correspondence_only
         dataset = ImageFolder(images, size=SIZE)
         targets = [E.augmented_self_pair(dataset[i]["image"], i)[0] for i in range(len(dataset))]
         self.targets = torch.cat(targets)
@@ -61,25 +62,28 @@ class Fake(torch.nn.Module):
 
 def test_known_models_score_their_baselines(images):
     gray = E.evaluate_exemplar(Fake(images, "gray"), images, timing_sizes=())
-    model, transfer, reinhard, plain = (gray.psnr[:, j] for j in range(4))
+    col = {name: j for j, name in enumerate(E.METHODS)}
+    model, transfer, reinhard, plain = (gray.psnr[:, col[n]] for n in ("model", "transfer_only", "reinhard", "gray"))
     assert torch.equal(model, plain) and torch.equal(transfer, plain)
-    assert (reinhard != plain).any()
+    assert (reinhard != plain).any() and (gray.psnr[:, col["luminance_histogram"]] != plain).any()
     assert (gray.palette[:, 0] == 0).all() and (
         gray.colourfulness[:, 0] < 0.05
     ).all()  # no colour (0.005: D65 rounding)
     again = E.evaluate_exemplar(Fake(images, "reinhard"), images, batch_size=2, timing_sizes=())
-    torch.testing.assert_close(again.psnr[:, 0], again.psnr[:, 2])
-    torch.testing.assert_close(again.palette[:, 0], again.palette[:, 2])
+    torch.testing.assert_close(again.psnr[:, 0], again.psnr[:, col["reinhard"]])
+    torch.testing.assert_close(again.palette[:, 0], again.palette[:, col["reinhard"]])
     # exemplar_copy: the target's luminance with the warped exemplar's a*b*, whatever the model.
     dataset = ImageFolder(images, size=SIZE)
     for i in range(len(dataset)):
         target, exemplar = E.augmented_self_pair(dataset[i]["image"], i)
         copied = normalized_lab_to_rgb(rgb_to_normalized_lab(target)[0], rgb_to_normalized_lab(exemplar)[1])
-        torch.testing.assert_close(gray.psnr[i, 4], E.psnr(copied, target)[0].to(gray.psnr.dtype))
-    torch.testing.assert_close(again.psnr[:, 4], gray.psnr[:, 4])
+        torch.testing.assert_close(gray.psnr[i, col["exemplar_copy"]], E.psnr(copied, target)[0].to(gray.psnr.dtype))
+    # the baselines do not depend on the model (correspondence_only: the same encoder weights)
+    baselines = [col[n] for n in ("reinhard", "luminance_histogram", "gray", "exemplar_copy")]
+    torch.testing.assert_close(again.psnr[:, baselines], gray.psnr[:, baselines])
     oracle = E.evaluate_exemplar(Fake(images, "target"), images, timing_sizes=())
     assert (oracle.psnr[:, 0] > 50).all() and (oracle.ssim[:, 0] > 0.999).all()
-    assert (oracle.psnr[:, 0] > oracle.psnr[:, 3] + 10).all()
+    assert (oracle.psnr[:, 0] > oracle.psnr[:, col["gray"]] + 10).all()
     # model_flat: the oracle's output (the target) as flats over its XDoG outline's line regions.
     flat = E.METHODS.index("model_flat")
     for i in range(len(dataset)):

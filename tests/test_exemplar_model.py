@@ -201,6 +201,10 @@ def test_config_presets_stages_and_registry():
         ("decoder_widths", (8, 8), "'decoder_widths' must be a tuple of 4 positive ints"),
         ("image_size", 4, "'image_size' must be an int >= 8, got 4"),
         ("lr_transfer", 0, "'lr_transfer' must be a number > 0"),
+        ("correspondence", "flow", "'correspondence' must be one of \\('none', 'features'\\), got 'flow'"),
+        ("correspondence_stride", 0, "'correspondence_stride' must be a positive int, got 0"),
+        ("correspondence_temperature", 0.0, "'correspondence_temperature' must be a number > 0, got 0.0"),
+        ("strong_warp_probability", 1.5, "'strong_warp_probability' must be a number in \\[0, 1\\], got 1.5"),
     ],
 )
 def test_config_rejects_bad_values(field, value, match):

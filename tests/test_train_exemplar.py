@@ -173,3 +173,34 @@ def test_two_gloo_processes_train_through_all_three_stages(tmp_path):
     # Each stage leaves part of the generator unused; the replicas still take the same steps.
     assert torch.equal(torch.load(out / "params_rank0.pt"), torch.load(out / "params_rank1.pt"))
     assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]
+
+
+def test_strong_warp_exemplars_and_a_fine_tune_of_the_transfer_sub_net(tmp_path):
+    """strong_warp_probability 1: every self exemplar gets the strong affine warp (another picture
+    than the mild TPS of the same draw); init_weights + init_modules ["transfer"]: the run starts
+    with the source's transfer sub-net, and --resume does not load it again over the checkpoint."""
+    from refcolor.models.registry import describe
+    from refcolor.models.weights import save_weights
+
+    base = {**TINY_MODEL, "self_exemplar_probability": 1.0}
+    mild = _trainer(_config(tmp_path / "mild", model_overrides=base))
+    images = torch.stack([mild.dataset[i]["image"] for i in range(2)])
+    strong = _trainer(_config(tmp_path / "strong", model_overrides={**base, "strong_warp_probability": 1.0}))
+    a = mild.task.prepare(images, torch.Generator().manual_seed(3))
+    b = strong.task.prepare(images, torch.Generator().manual_seed(3))
+    assert torch.equal(a["target_rgb"], b["target_rgb"]) and not torch.equal(a["exemplar"], b["exemplar"])
+
+    source = tmp_path / "source.safetensors"
+    save_weights(source, mild.models["generator"], describe("exemplar", mild.task.model_config))
+    overrides = {**base, "correspondence": "features", "transfer_steps": 0}
+    config = _config(tmp_path / "tuned", model_overrides=overrides, init_weights=str(source), init_modules=["transfer"])
+    tuned = _trainer(config)
+    for name, tensor in tuned.models["generator"].transfer.state_dict().items():
+        assert torch.equal(tensor, mild.models["generator"].transfer.state_dict()[name]), name
+    tuned.fit(until=2)
+    after = _state(tuned.models["generator"])
+    resumed = _trainer(config, resume=True)
+    for key, tensor in _state(resumed.models["generator"]).items():
+        assert torch.equal(tensor, after[key]), key
+    with pytest.raises(ValueError, match="'init_modules' must be a non-empty list of submodule names, got \\[\\]"):
+        _config(tmp_path / "bad", init_modules=[])

@@ -13,9 +13,10 @@
         that copying by position fails. --pairs DIR instead of --data: real (target, reference)
         pairs of one subject, DIR/NAME_target.png + DIR/NAME_reference.png (refcolor.evaluation.scft_pairs).
 
-    refcolor evaluate --model exemplar --checkpoint RUN --data DIR [--max-images N] [--batch-size B] --out DIR
+    refcolor evaluate --model exemplar --checkpoint RUN --data DIR [--warp mild|strong] [--max-images N] --out DIR
         The exemplar colorizer on augmented-self pairs: PSNR and SSIM against the jittered target beside
-        the gray image, global Lab mean/std transfer (Reinhard et al. 2001) and T_ab alone; with other
+        the gray image, global Lab mean/std transfer (Reinhard et al. 2001), the exemplar's colours
+        matched by luminance histogram, the training-free correspondence and T_ab alone; with other
         images' exemplars the palette match and colourfulness; ms per image at 256 and 512 px, see
         refcolor.evaluation.exemplar_eval; writes DIR/exemplar_eval.csv, .md and (with matplotlib) .png.
 
@@ -61,8 +62,8 @@ def add_parser(subparsers) -> None:
         "--warp",
         choices=("mild", "strong"),
         default="mild",
-        help="scft: how the reference is made from the target (mild: the training warp; strong: flip, "
-        "rotation, scale and shift, which copying by position cannot pass) (default: %(default)s)",
+        help="scft, exemplar: how the reference is made from the target (mild: the training warp; strong: "
+        "flip, rotation, scale and shift, which copying by position cannot pass) (default: %(default)s)",
     )
     parser.add_argument(
         "--pairs",
@@ -102,8 +103,10 @@ def run(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CommandError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if args.model != "scft" and (args.pairs is not None or args.warp != "mild"):
-        raise CommandError(f"--pairs and --warp apply to --model scft, got --model {args.model}")
+    if args.model != "scft" and args.pairs is not None:
+        raise CommandError(f"--pairs applies to --model scft, got --model {args.model}")
+    if args.model == "guide" and args.warp != "mild":
+        raise CommandError("--warp applies to --model scft and exemplar, got --model guide")
     if args.pairs is not None and args.data is not None:
         raise CommandError("--pairs DIR replaces --data DIR: give one of them")
     if args.pairs is None and args.data is None:
@@ -178,9 +181,12 @@ def _evaluate_scft_pairs(args, model, image_size, device) -> int:
 
 
 def _evaluate_exemplar(args, model, dataset, device) -> int:
+    from functools import partial
+
     from refcolor.evaluation import exemplar_eval
 
-    return _evaluate_with_report(exemplar_eval, exemplar_eval.evaluate_exemplar, args, model, dataset, device)
+    evaluate = partial(exemplar_eval.evaluate_exemplar, warp=args.warp)
+    return _evaluate_with_report(exemplar_eval, evaluate, args, model, dataset, device)
 
 
 # --model kind -> its protocol, run on the held-out dataset inside run()'s warning handling;

@@ -33,6 +33,7 @@ OPTIONS = {
     "num_workers": "num_workers",
     "vgg_weights": "vgg_weights",
     "progress": "progress",
+    "init_weights": "init_weights",
 }
 
 
@@ -55,6 +56,11 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, metavar="N", help="total steps of the run (default 1000)")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/refcolor)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument(
+        "--init-weights",
+        metavar="MODEL",
+        help="fine-tune: start the generator from MODEL (a model file, run directory or 'bundled')",
+    )
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (TrainConfig's keys)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")

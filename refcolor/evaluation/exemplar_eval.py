@@ -3,13 +3,24 @@ image_size: sorted, centre crops), mirroring refcolor.evaluation.scft_eval.
 
 Augmented self (PSNR, SSIM): for image i, a torch.Generator seeded with seed * 1_000_003 + i draws
 what training draws (AugmentedSelfReference's colour jitter, then its TPS warp): the target Y is the
-jittered image, the exemplar is Y warped. Every method gets Y's luminance L and keeps it, so the
-figures measure the colours alone; PSNR / SSIM (scft_eval.psnr, .ssim) against Y of:
+jittered image, the exemplar is Y warped. warp="strong" composes the TPS with WARPS["strong"]'s
+flip, rotation, scale and shift (as `refcolor evaluate --model scft --warp strong`), so pasting the
+exemplar by position scores low and only a method that finds where each colour went scores high.
+Every method gets Y's luminance L and keeps it, so the figures measure the colours alone; PSNR /
+SSIM (scft_eval.psnr, .ssim) against Y of:
   - model: the whole network (transfer sub-net, then colorization sub-net, inference hint mask);
   - transfer_only: Lab(L, T_ab), the transfer sub-net without the colorization sub-net;
+  - correspondence_only: L with W_ab, the exemplar's a*b* warped by frozen-feature correspondence
+    (refcolor.models.exemplar_correspondence, the model's own encoder, its config's stride and
+    temperature), no learned weights: what the correspondence input of the colorization sub-net
+    gives by itself, and a training-free method a user could run instead;
   - reinhard: Reinhard et al.'s (2001) global colour transfer, per-channel Lab mean / std, applied
     to a*b* (L kept as by every method here): a gray input's a*b* have no variance, so this is L
     with the exemplar's mean a*b* (the transfer of the means);
+  - luminance_histogram: the exemplar's colours matched by luminance histogram: every pixel takes
+    the mean a*b* of the exemplar's pixels at its own luminance quantile (LUMINANCE_BINS equal-count
+    bins of the exemplar's sorted luminance; the pixel's quantile is its rank in the input), a
+    luminance-keyed colour lookup in the spirit of Welsh et al. 2002;
   - gray: L alone (a* = b* = 0);
   - exemplar_copy: L with the exemplar's own a*b* pixel by pixel. Here the exemplar is the target's
     warped copy, so this scores how far the warp moved the colours: a bound the protocol hands to
@@ -43,7 +54,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from refcolor.data.augmented_self_reference import AugmentedSelfReference
+from refcolor.data.augmented_self_reference import WARPS, AugmentedSelfReference
 from refcolor.data.image_folder import ImageFolder
 from refcolor.data.sketch_preparation import prepare_sketch
 from refcolor.evaluation.guide_psnr import describe_data
@@ -52,9 +63,20 @@ from refcolor.evaluation.scft_eval import palette_intersection, psnr, ssim
 from refcolor.inference import flats
 from refcolor.lab import gray_rgb, normalized_lab_to_rgb, rgb_to_normalized_lab
 from refcolor.models.adain import channel_stats
+from refcolor.models.exemplar_correspondence import warp_exemplar_colours
 
 REPORT_NAME = "exemplar_eval"
-METHODS = ("model", "transfer_only", "reinhard", "gray", "exemplar_copy", "model_flat")
+METHODS = (
+    "model",
+    "transfer_only",
+    "correspondence_only",
+    "reinhard",
+    "luminance_histogram",
+    "gray",
+    "exemplar_copy",
+    "model_flat",
+)
+LUMINANCE_BINS = 64
 TIMING_SIZES = (256, 512)
 _SEED_STRIDE = 1_000_003
 
@@ -67,6 +89,22 @@ def reinhard_ab(luminance: Tensor, image_ab: Tensor, exemplar: Tensor) -> Tensor
     return (image_ab - source_mean) / source_std * target_std + target_mean
 
 
+def luminance_histogram_ab(luminance: Tensor, exemplar: Tensor, bins: int = LUMINANCE_BINS) -> Tensor:
+    """(B, 2, H, W) normalised a*b*: the luminance_histogram baseline of the module docstring for
+    L_n `luminance` (B, 1, H, W) and sRGB `exemplar` (B, 3, H', W')."""
+    exemplar_luminance, exemplar_ab = rgb_to_normalized_lab(exemplar)
+    out = []
+    for lum, ex_lum, ex_ab in zip(luminance, exemplar_luminance, exemplar_ab, strict=True):
+        order = ex_lum.flatten().argsort()
+        chunks = ex_ab.flatten(1)[:, order].tensor_split(bins, dim=1)
+        means = torch.stack([c.mean(dim=1) if c.shape[1] else c.new_zeros(2) for c in chunks], dim=1)
+        flat = lum.flatten()
+        rank = torch.empty_like(flat).scatter_(0, flat.argsort(), torch.arange(flat.numel(), dtype=flat.dtype))
+        index = (rank * bins / flat.numel()).long().clamp_max(bins - 1)
+        out.append(means[:, index].view(2, *lum.shape[-2:]))
+    return torch.stack(out)
+
+
 def colourfulness(images: Tensor) -> Tensor:
     """Hasler & Suesstrunk's colourfulness (B,) of (B, 3, H, W) RGB in [0, 1], on the 0..255 scale."""
     rgb = images.double() * 255
@@ -77,10 +115,11 @@ def colourfulness(images: Tensor) -> Tensor:
     return std + 0.3 * mean
 
 
-def augmented_self_pair(image: Tensor, index: int, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """(target Y, exemplar) (1, 3, S, S) each for image `index` (3, S, S) in [0, 1] (module docstring)."""
+def augmented_self_pair(image: Tensor, index: int, seed: int = 0, warp: str = "mild") -> tuple[Tensor, Tensor]:
+    """(target Y, exemplar) (1, 3, S, S) each for image `index` (3, S, S) in [0, 1] (module
+    docstring); warp: "mild" (the training TPS) or "strong" (WARPS["strong"] on top)."""
     generator = torch.Generator().manual_seed(seed * _SEED_STRIDE + index)
-    augment = AugmentedSelfReference()
+    augment = AugmentedSelfReference.with_warp(warp)
     target = augment.appearance(image.unsqueeze(0), augment.sample_jitter(1, generator=generator))
     exemplar, _ = augment.distort(target, generator)
     return target, exemplar
@@ -90,6 +129,16 @@ def colourings(model, luminance: Tensor, exemplar: Tensor) -> list[Tensor]:
     """The METHODS' outputs (B, 3, S, S) in [0, 1] for L_n and exemplar."""
     out = model(luminance, exemplar)
     zero_ab = luminance.new_zeros(luminance.shape[0], 2, *luminance.shape[-2:])
+    config = model.config
+    warped = out.warped_ab
+    if warped is None:  # a model without the correspondence input: the same warp, its encoder
+        warped, _ = warp_exemplar_colours(
+            model.transfer.encoder,
+            luminance,
+            exemplar,
+            stride=config.correspondence_stride,
+            temperature=config.correspondence_temperature,
+        )
     soft = normalized_lab_to_rgb(luminance, out.ab.float())
     # model_flat: the output as flats over the line regions of the input's XDoG outline (what
     # ExemplarColorizer(flat=True) does with an input that is no line drawing).
@@ -97,7 +146,9 @@ def colourings(model, luminance: Tensor, exemplar: Tensor) -> list[Tensor]:
     return [
         soft,
         normalized_lab_to_rgb(luminance, out.transfer.t_ab.float()),
+        normalized_lab_to_rgb(luminance, warped.float()),
         normalized_lab_to_rgb(luminance, reinhard_ab(luminance, zero_ab, exemplar)),
+        normalized_lab_to_rgb(luminance, luminance_histogram_ab(luminance, exemplar)),
         gray_rgb(luminance),
         normalized_lab_to_rgb(luminance, rgb_to_normalized_lab(exemplar)[1]),
         flats.flatten(soft, sketch).image,
@@ -120,6 +171,7 @@ class ExemplarEvaluation:
     timing_ms: dict[int, float] = field(default_factory=dict)
     data: str = ""
     device: str = "cpu"
+    warp: str = "mild"
 
     @property
     def num_images(self) -> int:
@@ -181,10 +233,14 @@ def evaluate_exemplar(
     device: str | torch.device | None = None,
     timing_sizes: tuple[int, ...] | None = None,
     timing_runs: int = 3,
+    warp: str = "mild",
 ) -> ExemplarEvaluation:
     """The protocol of the module docstring with a refcolor.models.ExemplarColorizer on `data` (a
     folder, or a dataset of {"image": (3, S, S) in [0, 1], "path"} items). timing_sizes: None for
-    TIMING_SIZES, () for no timing."""
+    TIMING_SIZES, () for no timing. warp: "mild" or "strong", how the augmented-self exemplar is
+    made (module docstring)."""
+    if warp not in WARPS:
+        raise ValueError(f"warp: expected one of {tuple(WARPS)}, got {warp!r}")
     timing_sizes = TIMING_SIZES if timing_sizes is None else tuple(timing_sizes)
     for name, value in (("batch_size", batch_size), ("timing_runs", timing_runs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -206,7 +262,9 @@ def evaluate_exemplar(
                 indices = list(range(start, min(start + batch_size, total)))
                 items = [dataset[i] for i in indices]
                 paths += [str(item.get("path", i)) for i, item in zip(indices, items, strict=True)]
-                pairs = [augmented_self_pair(item["image"], i, seed) for i, item in zip(indices, items, strict=True)]
+                pairs = [
+                    augmented_self_pair(item["image"], i, seed, warp) for i, item in zip(indices, items, strict=True)
+                ]
                 target = torch.cat([p[0] for p in pairs]).to(device)
                 exemplar = torch.cat([p[1] for p in pairs]).to(device)
                 luminance, _ = rgb_to_normalized_lab(target)
@@ -235,6 +293,7 @@ def evaluate_exemplar(
         timing_ms=timing,
         data=describe_data(data, dataset),
         device=str(device),
+        warp=warp,
     )
 
 
@@ -281,9 +340,12 @@ def write_markdown(result: ExemplarEvaluation, path: str | os.PathLike, title: s
     text = (
         f"# {title}\n\n"
         f"{result.num_images} held-out images at {result.image_size}x{result.image_size} (seed {result.seed}). "
-        "PSNR and SSIM (mean +- std over images) against the colour-jittered target, its own TPS-warped copy "
-        "as exemplar; every method keeps the input's luminance. Baselines: transfer_only (T_ab without the "
-        "colorization sub-net), reinhard (global Lab mean/std transfer of a*b*, Reinhard et al. 2001), gray, "
+        "PSNR and SSIM (mean +- std over images) against the colour-jittered target, its own "
+        + ("TPS-warped copy" if result.warp == "mild" else "copy flipped, rotated, scaled, shifted and TPS-warped")
+        + f" as exemplar (warp {result.warp}); every method keeps the input's luminance. Baselines: transfer_only "
+        "(T_ab without the colorization sub-net), correspondence_only (the exemplar's a*b* warped by frozen-feature "
+        "correspondence, no learned weights), reinhard (global Lab mean/std transfer of a*b*, Reinhard et al. "
+        "2001), luminance_histogram (each pixel the exemplar's mean a*b* at its luminance quantile), gray, "
         "exemplar_copy (the exemplar's a*b* pixel by pixel: what aligning the exemplar would give here, "
         "meaningless for an exemplar from another image). "
         "Palette match and colourfulness: with the next image as exemplar (a*b* histogram intersection with "
@@ -332,6 +394,7 @@ __all__ = [
     "augmented_self_pair",
     "colourfulness",
     "colourings",
+    "luminance_histogram_ab",
     "evaluate_exemplar",
     "markdown_table",
     "plot_results",

@@ -4,10 +4,21 @@ Architecture for Fast Deep Exemplar Colorization", CVPR 2020 (the slides in shar
     L (gray image), exemplar --TransferNet (AdaIN, refcolor.models.exemplar_transfer)--> T_ab
     [L, M * T_ab, M] --colorization U-Net--> a*b*;   output = Lab(L, a*b*)
 
+With `correspondence = "features"` (issue 30; not in the paper) the U-Net also gets the exemplar's
+a*b* warped onto the input by frozen-feature correspondence and its confidence
+(refcolor.models.exemplar_correspondence): [L, M * T_ab, M, W_ab, confidence], 7 channels. This
+is what learned exemplar methods since He et al. 2018 add: AdaIN alone carries the exemplar's
+palette, not where each colour goes. The U-Net then predicts a correction to W_ab,
+a*b* = clamp(W_ab + tanh(U-Net), -1, 1), its last conv zero-initialised: an untrained net outputs
+W_ab itself, and training teaches it where the correspondence is wrong (occlusions, flipped or
+unmatched content, another image's exemplar) and what to use instead. Measured (docs/training_log.md):
+fine-tuning the 4-channel net's weights with the two new inputs zero-initialised, its output was
+still 9.6 dB under W_ab alone after 400 steps.
+
 Everything in refcolor.lab's normalised Lab: L_n = (L* - 50) / 50, ab_n = ab / 110. The mask M and
 its probability are refcolor.models.exemplar_masking's (read its docstring for the exact rule).
 
-The colorization sub-net is a U-Net on 4 channels: `unet_widths[i]` channels at level i (level i > 0
+The colorization sub-net is a U-Net on 4 (or 7) channels: `unet_widths[i]` channels at level i (level i > 0
 starts with a stride-2 conv), two 3x3 conv + LeakyReLU(0.2) per level, the decoder upsampling
 (bilinear, to the skip's size: any H, W) and concatenating the encoder's map of each level, and a
 3x3 conv to 2 channels with tanh. No normalisation layers: the paper's batch of 4 (and the CPU
@@ -22,11 +33,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
 
+from refcolor.models.exemplar_correspondence import CORRESPONDENCES, warp_exemplar_colours
 from refcolor.models.exemplar_encoder import ENCODERS
 from refcolor.models.exemplar_masking import (
     INFERENCE_HINTS,
@@ -53,12 +65,17 @@ class ExemplarColorizerConfig:
         (0, the slides: refcolor.models.exemplar_masking).
     hint_lambda: lambda of the weighted smooth L1, (1 + lambda M) (10, the slides').
     inference_hints: "lattice" or "full" (refcolor.models.exemplar_masking).
+    correspondence: "none" (the paper's) or "features": the U-Net also sees the exemplar's colours
+        warped by frozen-feature correspondence (refcolor.models.exemplar_correspondence), on a
+        lattice of `correspondence_stride` pixels, softmax temperature `correspondence_temperature`.
     Training recipe: transfer_steps (stage 1: the transfer decoder alone, transfer losses),
     colorization_steps (stage 2: the U-Net alone on the frozen transfer's T_ab), then end to end
     (both, all losses) for the rest of the run; lr_transfer, lr_colorization, lr_end_to_end are the
     Adam learning rates of the stages; self_exemplar_probability: the chance that a sample's
     exemplar is its own augmented copy (colour-jittered target, TPS-warped) rather than another
-    image of the batch.
+    image of the batch; strong_warp_probability: the chance that a self exemplar also gets the
+    strong affine warp of refcolor.data.augmented_self_reference.WARPS (flip, rotation, scale,
+    translation; 0: TPS alone), so a correspondence learns to follow content, not position.
     """
 
     image_size: int = 128
@@ -70,12 +87,16 @@ class ExemplarColorizerConfig:
     full_hint_probability: float = 0.0
     hint_lambda: float = 10.0
     inference_hints: str = "lattice"
+    correspondence: str = "none"
+    correspondence_stride: int = 4
+    correspondence_temperature: float = 0.01
     transfer_steps: int = 1000
     colorization_steps: int = 1000
     lr_transfer: float = 1e-3
     lr_colorization: float = 1e-3
     lr_end_to_end: float = 1e-4
     self_exemplar_probability: float = 0.5
+    strong_warp_probability: float = 0.0
 
     presets: ClassVar[dict[str, ExemplarColorizerConfig]]
 
@@ -107,13 +128,21 @@ class ExemplarColorizerConfig:
             bad("encoder", f"one of {ENCODERS}")
         if self.inference_hints not in INFERENCE_HINTS:
             bad("inference_hints", f"one of {INFERENCE_HINTS}")
-        for name in ("decoder_convs",):
+        if self.correspondence not in CORRESPONDENCES:
+            bad("correspondence", f"one of {CORRESPONDENCES}")
+        for name in ("decoder_convs", "correspondence_stride"):
             if not is_int(getattr(self, name)) or getattr(self, name) < 1:
                 bad(name, "a positive int")
         for name in ("transfer_steps", "colorization_steps"):
             if not is_int(getattr(self, name)) or getattr(self, name) < 0:
                 bad(name, "an int >= 0")
-        for name, include_one in (("mask_probability", False), ("full_hint_probability", True)):
+        if not is_number(self.correspondence_temperature) or not self.correspondence_temperature > 0:
+            bad("correspondence_temperature", "a number > 0")
+        for name, include_one in (
+            ("mask_probability", False),
+            ("full_hint_probability", True),
+            ("strong_warp_probability", True),
+        ):
             try:
                 check_probability(name, getattr(self, name), include_one=include_one)
             except ValueError:
@@ -194,17 +223,23 @@ def _block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
 
 
 class ColorizationSubNet(nn.Module):
-    """U-Net: [L_n, M * T_ab, M] (B, 4, H, W) -> a*b* (B, 2, H, W) in [-1, 1] (module docstring)."""
+    """U-Net: [L_n, M * T_ab, M] (B, 4, H, W), with [W_ab, confidence] appended (B, 7, H, W) under a
+    correspondence, -> a*b* (B, 2, H, W) in [-1, 1]; residual: W_ab plus the net's correction
+    (module docstring)."""
 
-    def __init__(self, widths: tuple[int, ...]) -> None:
+    def __init__(self, widths: tuple[int, ...], in_channels: int = 4, residual: bool = False) -> None:
         super().__init__()
+        self.residual = residual
         self.down = nn.ModuleList(
-            _block(4 if i == 0 else widths[i - 1], w, 1 if i == 0 else 2) for i, w in enumerate(widths)
+            _block(in_channels if i == 0 else widths[i - 1], w, 1 if i == 0 else 2) for i, w in enumerate(widths)
         )
         self.up = nn.ModuleList(
             _block(widths[i + 1] + widths[i], widths[i], 1) for i in reversed(range(len(widths) - 1))
         )
         self.out = nn.Conv2d(widths[0], 2, 3, padding=1)
+        if residual:  # a correction of W_ab (inputs[:, 4:6]) that starts at zero
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(cast(Tensor, self.out.bias))
 
     def forward(self, inputs: Tensor) -> Tensor:
         skips, x = [], inputs
@@ -213,6 +248,8 @@ class ColorizationSubNet(nn.Module):
             skips.append(x)
         for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
             x = block(torch.cat([_resize(x, skip.shape[-2:]), skip], dim=1))
+        if self.residual:
+            return (inputs[:, 4:6] + torch.tanh(self.out(x))).clamp(-1, 1)
         return torch.tanh(self.out(x))
 
 
@@ -220,6 +257,10 @@ class ExemplarOutput(NamedTuple):
     ab: Tensor | None  # (B, 2, H, W) the colorization sub-net's a*b* (None in the transfer stage)
     transfer: TransferOutput  # T_ab and the AdaIN features
     mask: Tensor | None  # (B, 1, H, W) the hint mask M the colorization sub-net saw
+    # (B, 2, H, W) the exemplar's a*b* warped by correspondence, and (B, 1, H, W) its confidence;
+    # None without a correspondence (config.correspondence "none") or in the transfer stage.
+    warped_ab: Tensor | None = None
+    confidence: Tensor | None = None
 
 
 class ExemplarColorizer(nn.Module):
@@ -236,7 +277,8 @@ class ExemplarColorizer(nn.Module):
         super().__init__()
         self.config = config if config is not None else ExemplarColorizerConfig()
         self.transfer = TransferNet(self.config.encoder, self.config.decoder_widths, self.config.decoder_convs)
-        self.colorization = ColorizationSubNet(self.config.unet_widths)
+        in_channels = 4 if self.config.correspondence == "none" else 7
+        self.colorization = ColorizationSubNet(self.config.unet_widths, in_channels, residual=in_channels == 7)
 
     def _check(self, luminance: Tensor, exemplar: Tensor, stage: str) -> None:
         if not isinstance(luminance, Tensor) or luminance.dim() != 4 or luminance.shape[1] != 1:
@@ -266,8 +308,19 @@ class ExemplarColorizer(nn.Module):
             hints = self.config.inference_hints
             mask = inference_hint_mask((B, H, W), self.config.mask_probability, hints, luminance.device)
         mask = mask.to(luminance.dtype)
-        ab = self.colorization(torch.cat([luminance, masked_hints(transfer.t_ab, mask)], dim=1))
-        return ExemplarOutput(ab, transfer, mask)
+        inputs = [luminance, masked_hints(transfer.t_ab, mask)]
+        warped = confidence = None
+        if self.config.correspondence == "features":
+            warped, confidence = warp_exemplar_colours(
+                self.transfer.encoder,
+                luminance,
+                exemplar,
+                stride=self.config.correspondence_stride,
+                temperature=self.config.correspondence_temperature,
+            )
+            inputs += [warped.to(luminance.dtype), confidence.to(luminance.dtype)]
+        ab = self.colorization(torch.cat(inputs, dim=1))
+        return ExemplarOutput(ab, transfer, mask, warped, confidence)
 
 
 __all__ = ["STAGES", "ColorizationSubNet", "ExemplarColorizer", "ExemplarColorizerConfig", "ExemplarOutput"]

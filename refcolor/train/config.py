@@ -99,6 +99,10 @@ class TrainConfig:
     num_samples: int = 4  # rows of the sample grids
     tensorboard: bool = True  # log to TensorBoard when it is installed
     progress: str = "auto"  # progress bar: "auto" (when stderr is a terminal), "bar", "lines", "off"
+    # A fine-tune: the generator starts from this model (a file, run directory or checkpoint, or
+    # "bundled" for the bundled weights of `model`), refcolor.train.initial_weights says how.
+    init_weights: str | None = None
+    init_modules: list[str] | None = None  # with init_weights: copy only these top-level submodules
 
     def __post_init__(self) -> None:
         # A list when read from JSON/TOML; validate() checks the length.
@@ -125,6 +129,14 @@ class TrainConfig:
         positive_int("num_samples", 0)
         positive_int("triplet_negatives")
         positive_int("usage_regions")
+        if self.init_weights is not None and (not isinstance(self.init_weights, str) or not self.init_weights):
+            bad("init_weights", "a model path, run directory or 'bundled'")
+        if self.init_modules is not None and (
+            not isinstance(self.init_modules, (list, tuple))
+            or not self.init_modules
+            or not all(isinstance(m, str) and m for m in self.init_modules)
+        ):
+            bad("init_modules", "a non-empty list of submodule names")
         if self.discriminator_channels is not None:
             positive_int("discriminator_channels")
         if self.temperature_steps is not None:

@@ -110,6 +110,13 @@ class Trainer:
         self.opt_d = torch.optim.Adam(d.parameters(), lr=config.lr_discriminator, betas=config.betas)
         self.models = {"generator": g, "discriminator": d}
         self.optimizers = {"generator": self.opt_g, "discriminator": self.opt_d}
+        if config.init_weights is not None and not resume:
+            from refcolor.train.initial_weights import load_initial_weights
+
+            grown = load_initial_weights(g, config.init_weights, config.model, config.init_modules)
+            parts = f" ({', '.join(config.init_modules)} only)" if config.init_modules else ""
+            widened = f", widened: {grown}" if grown else ""
+            self.log(f"generator initialised from {config.init_weights}{parts}{widened}")
         if resume and saved_path is not None:  # (resume without a checkpoint is refused above)
             ckpt = restore_checkpoint(
                 saved_path, self.models, self.optimizers, self.scaler, restore_rng=True, checkpoint=saved

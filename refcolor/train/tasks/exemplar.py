@@ -7,7 +7,9 @@ Per batch of colour images (the order of the random draws is fixed, so resuming 
   2. the exemplar: with probability self_exemplar_probability Y itself warped by a random thin-plate
      spline (AugmentedSelfReference.distort, the fused tps_warp): an augmented-self exemplar;
      otherwise the next image's Y in the batch (another image's colours; a batch of one has only
-     self exemplars);
+     self exemplars). With strong_warp_probability > 0 that share of the self exemplars is warped
+     by WARPS["strong"] instead (its affine draw composed with the TPS: flips, rotations, zooms,
+     shifts), drawn only then, so runs without the option keep their random streams;
   3. the hint mask M of refcolor.models.exemplar_masking (each pixel kept with probability
      1 - mask_probability; the whole T_ab for a sample with probability full_hint_probability).
 The model sees Y's luminance L and the exemplar; losses (refcolor.exemplar_losses): the transfer terms
@@ -63,6 +65,7 @@ class ExemplarTask(Task):
             ) from None
         self.model.transfer.encoder.to(device)
         self.augment = AugmentedSelfReference(backend=config.backend)
+        self.strong_augment = AugmentedSelfReference.with_warp("strong", backend=config.backend)
 
     @property
     def model(self) -> ExemplarColorizer:
@@ -80,6 +83,11 @@ class ExemplarTask(Task):
             target = self.augment.appearance(images, self.augment.sample_jitter(B, generator=rng))
             warped, _ = self.augment.distort(target, rng)
             draw = torch.rand(B, generator=rng, device=rng.device).to(images.device)
+            if self.model_config.strong_warp_probability > 0:
+                strong, _ = self.strong_augment.distort(target, rng)
+                pick = torch.rand(B, generator=rng, device=rng.device).to(images.device)
+                pick = pick < self.model_config.strong_warp_probability
+                warped = torch.where(pick.view(B, 1, 1, 1), strong, warped)
             own = (draw < self.model_config.self_exemplar_probability) | (B == 1)
             exemplar = torch.where(own.view(B, 1, 1, 1), warped, target.roll(1, dims=0))
             luminance, ab = rgb_to_normalized_lab(target)
