@@ -7,8 +7,9 @@ SCFT (refcolor.evaluation.scft_eval.augmented_self_triple): sketch | reference |
 other reference | output with it.
 GuidingPainter (refcolor.evaluation.guide_psnr's protocol): sketch | the output with the first 3, 8
 and all regions given their mean target colour | target.
-Exemplar (refcolor.evaluation.exemplar_eval.augmented_self_pair): gray | exemplar | T_ab alone |
-output | Reinhard's global transfer | target | other exemplar | output with it.
+Exemplar (refcolor.evaluation.exemplar_eval.augmented_self_pair, --warp mild or strong): gray |
+exemplar | T_ab alone | the correspondence alone (W_ab) | output | Reinhard's global transfer |
+target | other exemplar | output with it.
 
     python scripts/heldout_samples.py runs/bundled_scft data/openclipart128/heldout -o grid.png
     python scripts/heldout_samples.py RUN DIR -o grid.png --images 0 17 40 --seed 0
@@ -22,7 +23,7 @@ import argparse
 import torch
 
 from refcolor.data.image_folder import ImageFolder
-from refcolor.evaluation.exemplar_eval import augmented_self_pair, colourings
+from refcolor.evaluation.exemplar_eval import METHODS, augmented_self_pair, colourings
 from refcolor.evaluation.guide_psnr import hinted_outputs, prepare_sketch
 from refcolor.evaluation.scft_eval import augmented_self_triple
 from refcolor.lab import normalized_lab_to_rgb, rgb_to_normalized_lab
@@ -37,6 +38,9 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--out", required=True, help="PNG to write")
     ap.add_argument("--images", type=int, nargs="+", help="indices in the sorted folder (default: 8 spread evenly)")
     ap.add_argument("--seed", type=int, default=0, help="the evaluation's seed (default 0)")
+    ap.add_argument(
+        "--warp", choices=("mild", "strong"), default="mild", help="exemplar: the evaluation's warp (default mild)"
+    )
     args = ap.parse_args(argv)
 
     loaded = load_model(args.checkpoint)
@@ -50,8 +54,11 @@ def main(argv=None) -> int:
     if bad:
         raise SystemExit(f"--images: indices must be in [0, {n}), got {bad}")
     if loaded.kind != "scft":
-        columns = exemplar_columns if loaded.kind == "exemplar" else guide_columns
-        save_grid(args.out, columns(model, dataset, indices, args.seed))
+        if loaded.kind == "exemplar":
+            grid = exemplar_columns(model, dataset, indices, args.seed, args.warp)
+        else:
+            grid = guide_columns(model, dataset, indices, args.seed)
+        save_grid(args.out, grid)
         print(f"{args.out}: held-out images {indices}")
         return 0
     triples = [augmented_self_triple(dataset[i]["image"], i, args.seed) for i in indices]
@@ -89,19 +96,22 @@ def guide_columns(model, dataset, indices: list[int], seed: int) -> list[tuple[s
 
 
 @torch.no_grad()
-def exemplar_columns(model, dataset, indices: list[int], seed: int) -> list[tuple[str, torch.Tensor]]:
+def exemplar_columns(
+    model, dataset, indices: list[int], seed: int, warp: str = "mild"
+) -> list[tuple[str, torch.Tensor]]:
     n = len(dataset)
-    pairs = [augmented_self_pair(dataset[i]["image"], i, seed) for i in indices]
+    pairs = [augmented_self_pair(dataset[i]["image"], i, seed, warp) for i in indices]
     target, exemplar = (torch.cat([p[k] for p in pairs]) for k in (0, 1))
     other = torch.stack([dataset[(i + 1) % n]["image"] for i in indices])  # another image's colours
     luminance, _ = rgb_to_normalized_lab(target)
-    output, transfer_only, reinhard, gray, _ = colourings(model, luminance, exemplar)  # the evaluation's METHODS
+    method = dict(zip(METHODS, colourings(model, luminance, exemplar), strict=True))  # the evaluation's
     return [
-        ("gray", gray),
+        ("gray", method["gray"]),
         ("exemplar", exemplar),
-        ("T_ab alone", transfer_only),
-        ("output", output),
-        ("reinhard", reinhard),
+        ("T_ab alone", method["transfer_only"]),
+        ("W_ab alone", method["correspondence_only"]),
+        ("output", method["model"]),
+        ("reinhard", method["reinhard"]),
         ("target", target),
         ("other exemplar", other),
         ("output", normalized_lab_to_rgb(luminance, model(luminance, other).ab)),
