@@ -8,12 +8,14 @@ With `correspondence = "features"` (issue 30; not in the paper) the U-Net also g
 a*b* warped onto the input by frozen-feature correspondence and its confidence
 (refcolor.models.exemplar_correspondence): [L, M * T_ab, M, W_ab, confidence], 7 channels. This
 is what learned exemplar methods since He et al. 2018 add: AdaIN alone carries the exemplar's
-palette, not where each colour goes. The U-Net then predicts a correction to W_ab,
-a*b* = clamp(W_ab + tanh(U-Net), -1, 1), its last conv zero-initialised: an untrained net outputs
-W_ab itself, and training teaches it where the correspondence is wrong (occlusions, flipped or
-unmatched content, another image's exemplar) and what to use instead. Measured (docs/training_log.md):
-fine-tuning the 4-channel net's weights with the two new inputs zero-initialised, its output was
-still 9.6 dB under W_ab alone after 400 steps.
+palette, not where each colour goes. The U-Net then predicts a correction to W_ab in tanh's
+pre-activation, a*b* = tanh(atanh(W_ab) + U-Net), its last conv zero-initialised: an untrained net
+outputs W_ab itself, and training teaches it where the correspondence is wrong (occlusions, flipped
+or unmatched content, another image's exemplar) and what to use instead. Measured
+(docs/training_log.md): fine-tuning the 4-channel net's weights with the two new inputs
+zero-initialised, its output was still 9.6 dB under W_ab alone after 400 steps; a correction added
+after tanh and clamped to [-1, 1] diverged after 860 steps (a clamped pixel has no gradient to
+come back with).
 
 Everything in refcolor.lab's normalised Lab: L_n = (L* - 50) / 50, ab_n = ab / 110. The mask M and
 its probability are refcolor.models.exemplar_masking's (read its docstring for the exact rule).
@@ -213,6 +215,10 @@ ExemplarColorizerConfig.presets = {
 }
 
 
+# |W_ab| bound before atanh (a*b* of 0.999 * 110 = 109.9: no real colour is lost).
+_AB_LIMIT = 0.999
+
+
 def _block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1),
@@ -248,8 +254,8 @@ class ColorizationSubNet(nn.Module):
             skips.append(x)
         for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
             x = block(torch.cat([_resize(x, skip.shape[-2:]), skip], dim=1))
-        if self.residual:
-            return (inputs[:, 4:6] + torch.tanh(self.out(x))).clamp(-1, 1)
+        if self.residual:  # W_ab's own pre-activation: the net's zero start gives W_ab itself
+            return torch.tanh(torch.atanh(inputs[:, 4:6].clamp(-_AB_LIMIT, _AB_LIMIT)) + self.out(x))
         return torch.tanh(self.out(x))
 
 

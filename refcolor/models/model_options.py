@@ -10,8 +10,15 @@ WEIGHTLESS_OPTIONS: dict[str, dict[str, type]] = {
     # GuidingPainterConfig.match_hint_means: hinted regions shifted to their hint's mean colour.
     "guide": {"match_hint_means": bool},
     # ExemplarColorizerConfig: the training masks' density and the inference hints (the U-Net's
-    # input channels are the same whatever the density).
-    "exemplar": {"full_hint_probability": float, "inference_hints": str},
+    # input channels are the same whatever the density); the correspondence's lattice stride and
+    # temperature (no weights: a finer lattice gives the same inputs, sharper).
+    "exemplar": {
+        "full_hint_probability": float,
+        "inference_hints": str,
+        "correspondence_stride": int,
+        "correspondence_temperature": float,
+        "strong_warp_probability": float,
+    },
 }
 _BOOLEANS = {"true": True, "false": False}
 
