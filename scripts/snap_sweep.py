@@ -55,7 +55,7 @@ def snap_by_share(share: float, keep: float):
     return snap
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", help="folder of held-out images")
     parser.add_argument("--gap", type=int, default=flats.GAP, help="line regions' gap closing (default: %(default)s)")
@@ -64,15 +64,20 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=None, help="snap only where a channel covers this share")
     parser.add_argument("--keep", type=float, default=0.0, help="with --share: the model's channels kept")
     parser.add_argument("--checkpoint", default=None, help="a guide run (default: the bundled model)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)  # comparable timings on a shared machine; the figures do not depend on it
-    if args.share is not None:
-        # evaluate_guide_psnr snaps through flats.snap_regions: the rule under test replaces it.
-        flats.snap_regions = snap_by_share(args.share, args.keep)
     model = load_model(checkpoint_or_bundled(args.checkpoint, "guide"), expected_kind="guide", device="cpu").model
     counts = [int(n) for n in args.counts.split(",")]
     start = time.time()
-    curve = evaluate_guide_psnr(model, args.data, max_images=args.max_images, hint_counts=counts, gap=args.gap)
+    original = flats.snap_regions
+    if args.share is not None:
+        # evaluate_guide_psnr snaps through flats.snap_regions: the rule under test replaces it for
+        # this evaluation only (restored after, so a caller in the same process keeps the real one).
+        flats.snap_regions = snap_by_share(args.share, args.keep)
+    try:
+        curve = evaluate_guide_psnr(model, args.data, max_images=args.max_images, hint_counts=counts, gap=args.gap)
+    finally:
+        flats.snap_regions = original
     rule = "snap_regions" if args.share is None else f"share {args.share}, keep {args.keep}"
     print(f"gap {args.gap}, {rule}: {curve.num_images} images, {time.time() - start:.0f} s")
     snapped = curve.mode_means()["snapped"]
