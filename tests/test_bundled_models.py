@@ -7,7 +7,6 @@ $REFCOLOR_PRETRAINED_DIR; the last tests check the real files and skip only whil
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 from fnmatch import fnmatch
@@ -36,6 +35,7 @@ from refcolor.models.loading import load_model
 from refcolor.models.registry import describe
 from refcolor.models.weights import read_config, save_weights
 from refcolor.train.checkpoint import CheckpointManager
+from tests.helpers import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_PRETRAINED = Path(refcolor.__file__).resolve().parent / "models" / "pretrained"
@@ -47,11 +47,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def bundle_script():
-    path = REPO / "scripts" / "bundle_model.py"
-    spec = importlib.util.spec_from_file_location("bundle_model", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bundle_model")
 
 
 def _models(seed: int = 0) -> dict:
@@ -230,7 +226,8 @@ def test_every_model_kind_has_a_card_with_the_template_s_sections(monkeypatch):
         for field in ("- Paper:", "- Weights: `", "- Reproduce: `", "- Data:", "- Resolution:", "- Hardware and time:"):
             assert f"\n{field}" in card, (kind, field)
         assert f"refcolor evaluate --model {kind} " in card, kind
-        assert f"scripts/bundle_model.py runs/bundled_{kind} {kind}" in card, kind
+        # the run directory: runs/bundled_KIND, or a fine-tune's runs/bundled_KIND_SUFFIX
+        assert re.search(rf"scripts/bundle_model\.py runs/bundled_{kind}(_\w+)? {kind}", card), kind
 
 
 def test_pretrained_loads_the_bundled_files(bundled, runs):

@@ -144,3 +144,26 @@ def test_fine_tune_copies_the_named_submodules_and_widens_grown_inputs(tmp_path)
         load_initial_weights(other, source, "exemplar")
     with pytest.raises(ValueError, match="must have shape \\(4,\\)"):
         widened("bias", torch.zeros(3), torch.zeros(4))
+
+
+def test_large_inputs_are_matched_at_the_working_size(monkeypatch):
+    """size: a 64 x 96 input with size 32 is matched on the lattice of its 32 x 48 version (the
+    attention's cost does not grow with the input), and gives that version's colours, upsampled."""
+    import refcolor.models.exemplar_correspondence as C
+
+    torch.manual_seed(0)
+    encoder = ExemplarEncoder()
+    calls = []
+    attention = C.scft_attention
+    monkeypatch.setattr(C, "scft_attention", lambda q, k, v, **kw: calls.append(q.shape[1]) or attention(q, k, v, **kw))
+    luminance, exemplar = torch.rand(1, 1, 64, 96) * 2 - 1, torch.rand(1, 3, 64, 64)
+    warped, confidence = warp_exemplar_colours(encoder, luminance, exemplar, stride=2, size=32)
+    small_l = torch.nn.functional.interpolate(luminance, size=(32, 48), mode="bilinear", antialias=True)
+    small_e = torch.nn.functional.interpolate(exemplar, size=(32, 32), mode="bilinear", antialias=True)
+    expected, _ = warp_exemplar_colours(encoder, small_l, small_e, stride=2)
+    assert calls == [16 * 24, 16 * 24]
+    assert warped.shape == (1, 2, 64, 96) and confidence.shape == (1, 1, 64, 96)
+    down = torch.nn.functional.interpolate(warped, size=(32, 48), mode="bilinear", antialias=True)
+    assert (down - expected).abs().mean() < 0.01
+    same, _ = warp_exemplar_colours(encoder, small_l, small_e, stride=2, size=32)  # already small: as is
+    torch.testing.assert_close(same, expected)

@@ -3,7 +3,6 @@ match_hint_means), with weights, optimiser state and step carried over; bad requ
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -13,19 +12,15 @@ from refcolor.cli import main
 from refcolor.models.checkpoint_file import latest_checkpoint, load_checkpoint
 from refcolor.models.loading import load_model
 from refcolor.train.trainer import Trainer
+from tests.helpers import load_script
 from tests.training_helpers import tiny_config
-
-REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def fork_script():
-    spec = importlib.util.spec_from_file_location("fork_run", REPO / "scripts" / "fork_run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("fork_run")
 
 
 def _fit(config) -> None:

@@ -3,9 +3,7 @@ is written (the exemplar's with both warps and the correspondence column)."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,16 +14,12 @@ from refcolor.data import sample_images_dir
 from refcolor.models import ExemplarColorizer, ExemplarColorizerConfig
 from refcolor.models.registry import describe
 from refcolor.models.weights import save_weights
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "heldout_samples.py"
+from tests.helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("heldout_samples", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("heldout_samples")
 
 
 @pytest.mark.parametrize("correspondence,warp", [("none", "mild"), ("features", "strong")])

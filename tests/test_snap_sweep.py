@@ -3,26 +3,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from refcolor import images as im
 from refcolor.inference import flats
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import load_script
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def sweep():
-    spec = importlib.util.spec_from_file_location("snap_sweep", REPO / "scripts" / "snap_sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("snap_sweep")
 
 
 def test_share_zero_is_snap_regions_ties_included(sweep):

@@ -138,6 +138,7 @@ def colourings(model, luminance: Tensor, exemplar: Tensor) -> list[Tensor]:
             exemplar,
             stride=config.correspondence_stride,
             temperature=config.correspondence_temperature,
+            size=config.image_size,
         )
     soft = normalized_lab_to_rgb(luminance, out.ab.float())
     # model_flat: the output as flats over the line regions of the input's XDoG outline (what

@@ -323,6 +323,7 @@ class ExemplarColorizer(nn.Module):
                 exemplar,
                 stride=self.config.correspondence_stride,
                 temperature=self.config.correspondence_temperature,
+                size=self.config.image_size,
             )
             inputs += [warped.to(luminance.dtype), confidence.to(luminance.dtype)]
         ab = self.colorization(torch.cat(inputs, dim=1))

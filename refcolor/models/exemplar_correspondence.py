@@ -16,6 +16,10 @@ choose where to trust them. This module computes that warp with no learned weigh
     confidence = <q, k_bar>                            -- the attention's expected cosine similarity;
     W_ab and confidence upsampled (bilinear) to the input's H x W.
 
+Images larger than `size` (the model's working resolution, shorter side) are matched at that size:
+the lattice, and so the attention's cost, does not grow with the input (a 512 px input on a
+stride-2 lattice would be 65,536 x 65,536 logits: 53 s per image on one CPU thread, measured).
+
 The colorization sub-net then sees [L, M * T_ab, M, W_ab, confidence] (7 channels). Measured with
 no training on the 80 held-out photo crops (augmented-self exemplars, 128 px, `docs/training_log.md`):
 Lab(L, W_ab) alone scores 33.9 dB at stride 4 (36.4 at stride 2, temperature 0.01) where Reinhard's
@@ -58,10 +62,14 @@ def warp_exemplar_colours(
     *,
     stride: int = 4,
     temperature: float = 0.01,
+    size: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """(W_ab (B, 2, H, W) normalised a*b*, confidence (B, 1, H, W) in [-1, 1]) for L_n `luminance`
-    (B, 1, H, W) and an sRGB `exemplar` (B, 3, H', W') of any size (module docstring). No autograd:
-    nothing here is learned, and the encoder is frozen."""
+    (B, 1, H, W) and an sRGB `exemplar` (B, 3, H', W') of any size (module docstring); size: match
+    at most at this shorter side (None: as given). No autograd: nothing here is learned, and the
+    encoder is frozen."""
+    full_size = tuple(luminance.shape[-2:])
+    luminance, exemplar = _at_most(luminance, size), _at_most(exemplar, size)
     exemplar_luminance, exemplar_ab = rgb_to_normalized_lab(exemplar)
     q = lattice_features(encoder, luminance, stride)
     k = lattice_features(encoder, exemplar_luminance, stride)
@@ -71,11 +79,20 @@ def warp_exemplar_colours(
     B, (h, w) = luminance.shape[0], lattice_size(luminance.shape[-2], luminance.shape[-1], stride)
     warped = out[..., :2].transpose(1, 2).reshape(B, 2, h, w)
     confidence = (q * out[..., 2:]).sum(-1).view(B, 1, h, w)
-    size = tuple(luminance.shape[-2:])
     return (
-        F.interpolate(warped, size=size, mode="bilinear", align_corners=False),
-        F.interpolate(confidence, size=size, mode="bilinear", align_corners=False),
+        F.interpolate(warped, size=full_size, mode="bilinear", align_corners=False),
+        F.interpolate(confidence, size=full_size, mode="bilinear", align_corners=False),
     )
+
+
+def _at_most(images: Tensor, size: int | None) -> Tensor:
+    """`images` resized (bilinear, antialiased) so that the shorter side is `size`, when larger."""
+    H, W = images.shape[-2:]
+    if size is None or min(H, W) <= size:
+        return images
+    scale = size / min(H, W)
+    shape = (max(1, round(H * scale)), max(1, round(W * scale)))
+    return F.interpolate(images, size=shape, mode="bilinear", align_corners=False, antialias=True)
 
 
 __all__ = ["CORRESPONDENCES", "lattice_features", "lattice_size", "warp_exemplar_colours"]
