@@ -11,13 +11,14 @@ def test_typed_values_per_model_kind():
     assert parse_model_override("match_hint_means=TRUE", "guide") == ("match_hint_means", True)
     assert parse_model_override("full_hint_probability=0.5", "exemplar") == ("full_hint_probability", 0.5)
     assert parse_model_override("inference_hints=full", "exemplar") == ("inference_hints", "full")
+    assert parse_model_override("correspondence_stride=2", "exemplar") == ("correspondence_stride", 2)
 
 
 @pytest.mark.parametrize(
     "text,kind,match",
     [
         ("match_hint_means=maybe", "guide", "match_hint_means expects true or false, got 'maybe'"),
-        ("unet_widths=8", "exemplar", "KEY one of \\['full_hint_probability', 'inference_hints'\\] for a 'exemplar'"),
+        ("unet_widths=8", "exemplar", "KEY one of \\['correspondence_stride', 'correspondence_temperature', 'full_hint"),
         ("full_hint_probability", "exemplar", "expected KEY=VALUE"),
         ("full_hint_probability=half", "exemplar", "full_hint_probability expects a float, got 'half'"),
         ("match_hint_means=true", "scft", "KEY one of \\[\\] for a 'scft' model"),
