@@ -39,7 +39,10 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, nargs="+", help="indices in the sorted folder (default: 8 spread evenly)")
     ap.add_argument("--seed", type=int, default=0, help="the evaluation's seed (default 0)")
     ap.add_argument(
-        "--warp", choices=("mild", "strong"), default="mild", help="exemplar: the evaluation's warp (default mild)"
+        "--warp",
+        choices=("mild", "strong"),
+        default="mild",
+        help="scft and exemplar: the evaluation's warp (default mild)",
     )
     args = ap.parse_args(argv)
 
@@ -61,7 +64,7 @@ def main(argv=None) -> int:
         save_grid(args.out, grid)
         print(f"{args.out}: held-out images {indices}")
         return 0
-    triples = [augmented_self_triple(dataset[i]["image"], i, args.seed) for i in indices]
+    triples = [augmented_self_triple(dataset[i]["image"], i, args.seed, args.warp) for i in indices]
     sketch, reference, target = (torch.cat([t[k] for t in triples]) for k in ("sketch", "reference", "target"))
     other = torch.stack([dataset[(i + 1) % n]["image"] for i in indices])  # unwarped, another image
     with torch.no_grad():

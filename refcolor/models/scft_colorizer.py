@@ -43,12 +43,35 @@ the model card and docs/training_log.md say why):
   colour from 248 channels per 16 x 16 px cell; with the skip it only has to align the warped colours
   to the sketch's lines, and the L1 loss trains the attention directly (a wrong cell gives a wrong
   colour), as the triplet loss does.
+
+Options for a correspondence by meaning (issue 27), off by default (the bundled model and the
+presets are unchanged):
+- `frozen_features = "efficientnet-lite0"`: frozen ImageNet features (EfficientNet-Lite0, its
+  `frozen_layers`, each bilinear to SCFT's lattice, L2-normalised per cell, concatenated and
+  normalised again) of the sketch, and of a sketch extracted from the reference (XDoG at its fixed
+  defaults, what inference does to a colour input), are concatenated to V_s before W_q and to V_r
+  before W_k (refcolor.nn.SCFT's match maps); the values stay W_v V_r. Both sides of the match are
+  sketches, one domain, so the match is on shapes and parts and not on colour; the deep stages
+  (stride 16 and 32) carry what a part is, which the learned encoders' receptive fields (tens of
+  pixels) cannot. Measured with no training on 40 held-out images at 128 px under the strong warp
+  (docs/training_log.md): stages 5 and 6 find the true 16 x 16 cell within one cell for 64% of
+  valid cells where the same-position guess scores 17% (all four ExemplarEncoder levels: 33%).
+  One frozen network serves both sides; it is part of the state dict (loaded by
+  load_frozen_features(), never trained: no gradient, eval mode kept). `frozen_temperature`: the
+  frozen block of W_q and W_k starts as a scaled identity (SCFT's projections keep dim + c
+  channels here), so the initial attention logits are (frozen cosine) / frozen_temperature plus
+  the learned features' term: training starts from the frozen match instead of from chance.
+- `strong_warp_probability`: the share of training references warped by the strong protocol's
+  affine + TPS warp (refcolor.data.augmented_self_reference.WARPS["strong"]) instead of the mild
+  TPS alone (refcolor.train.tasks.scft); the grid stays the exact correspondence for the triplet
+  loss.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, cast
 
@@ -56,12 +79,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from refcolor.data.sketch import xdog
 from refcolor.nn.coordinates import with_coordinates
 from refcolor.nn.scft import SCFT
 from refcolor.ops import _validation as check
 
 OP = "SCFTColorizer"
 NORMS = ("instance", "batch", "none")
+FROZEN_FEATURES = ("none", "efficientnet-lite0")
+# Stages 5 and 6 of EfficientNet-Lite0 (112 and 192 channels, strides 16 and 32): of the 16 layer
+# choices measured with no training (docs/training_log.md, issue 27), the best 16 x 16 match at
+# 128 px but for stages 5 to 7 (64.7% against 64.1% within one cell), at half their channels.
+DEFAULT_FROZEN_LAYERS = ("stage5", "stage6")
 
 
 @dataclass(frozen=True)
@@ -79,6 +108,11 @@ class SCFTColorizerConfig:
     coordinate_channels: feed both encoders the pixels' normalised (x, y) (module docstring).
     warped_reference_skip: give the decoder the reference's pixels warped by SCFT's attention
         (module docstring).
+    frozen_features: "none" or "efficientnet-lite0": frozen ImageNet features of the sketch and of
+        the reference's extracted sketch in SCFT's query and key projections (module docstring).
+    frozen_layers: the layers of refcolor.models.efficientnet_lite.LAYERS (stem .. stage7) used.
+    frozen_temperature: the temperature of the frozen match in the initial attention (> 0).
+    strong_warp_probability: in [0, 1], the share of training references with the strong warp.
     """
 
     image_size: int = 256
@@ -90,6 +124,10 @@ class SCFTColorizerConfig:
     scft_backend: str = "auto"
     coordinate_channels: bool = False
     warped_reference_skip: bool = False
+    frozen_features: str = "none"
+    frozen_layers: tuple[str, ...] = DEFAULT_FROZEN_LAYERS
+    frozen_temperature: float = 0.03
+    strong_warp_probability: float = 0.0
 
     presets: ClassVar[dict[str, SCFTColorizerConfig]]
 
@@ -122,6 +160,26 @@ class SCFTColorizerConfig:
         for name in ("coordinate_channels", "warped_reference_skip"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, "a bool", getattr(self, name))
+        if self.frozen_features not in FROZEN_FEATURES:
+            bad("frozen_features", f"one of {FROZEN_FEATURES}", self.frozen_features)
+        from refcolor.models.efficientnet_lite import LAYERS
+
+        layers = self.frozen_layers
+        if isinstance(layers, list):
+            layers = tuple(layers)
+            object.__setattr__(self, "frozen_layers", layers)
+        usable = tuple(name for name in LAYERS if name != "head")
+        if not isinstance(layers, tuple) or not layers or not all(name in usable for name in layers):
+            bad("frozen_layers", f"a non-empty tuple of names from {usable}", self.frozen_layers)
+        if len(set(layers)) != len(layers):
+            bad("frozen_layers", "distinct names", self.frozen_layers)
+        for name, low, high in (("frozen_temperature", 0.0, math.inf), ("strong_warp_probability", 0.0, 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                bad(name, "a float > 0" if high == math.inf else "a float in [0, 1]", value)
+            if name == "frozen_temperature" and value == 0:
+                bad(name, "a float > 0", value)
+            object.__setattr__(self, name, float(value))
         if not isinstance(self.scft_backend, str):
             bad("scft_backend", "a str", self.scft_backend)
         if not is_int(self.image_size) or self.image_size < 1 or self.image_size % self.downsampling:
@@ -142,6 +200,13 @@ class SCFTColorizerConfig:
         return self.convs_per_level * sum(self.encoder_widths)
 
     @property
+    def frozen_channels(self) -> int:
+        """Channels of the frozen match maps (0 with frozen_features "none")."""
+        if self.frozen_features == "none":
+            return 0
+        return sum(FrozenSketchFeatures.layer_channels(name) for name in self.frozen_layers)
+
+    @property
     def feature_size(self) -> tuple[int, int]:
         """(h, w) of the feature maps at image_size x image_size."""
         side = self.image_size // self.downsampling
@@ -151,6 +216,7 @@ class SCFTColorizerConfig:
         """Plain JSON types only (tuples become lists)."""
         d = dataclasses.asdict(self)
         d["encoder_widths"] = list(self.encoder_widths)
+        d["frozen_layers"] = list(self.frozen_layers)
         return d
 
     def to_json(self) -> str:
@@ -165,8 +231,9 @@ class SCFTColorizerConfig:
         if unknown:
             raise ValueError(f"SCFTColorizerConfig.from_dict: unknown keys {unknown}; expected some of {sorted(known)}")
         data = dict(data)
-        if "encoder_widths" in data and isinstance(data["encoder_widths"], list):
-            data["encoder_widths"] = tuple(data["encoder_widths"])
+        for name in ("encoder_widths", "frozen_layers"):
+            if name in data and isinstance(data[name], list):
+                data[name] = tuple(data[name])
         return cls(**data)
 
     @classmethod
@@ -308,6 +375,68 @@ class SCFTDecoder(nn.Module):
         return torch.tanh(self.to_rgb(x))
 
 
+class FrozenSketchFeatures(nn.Module):
+    """The frozen match features of `frozen_features = "efficientnet-lite0"` (module docstring):
+    EfficientNet-Lite0 cut after the deepest of `layers` (its head and classifier are not kept).
+
+    forward(sketch (B, 1, H, W) in [0, 1], white paper) -> (B, c, h, w) with (h, w) = `size`: every
+    layer of the gray image, bilinear to the lattice, L2-normalised per cell, concatenated and
+    normalised again (unit vectors: their dot products are cosine similarities). No autograd.
+    Random weights when built; load_pretrained() loads the ImageNet weights. Never trains."""
+
+    def __init__(self, layers: tuple[str, ...]):
+        super().__init__()
+        from refcolor.models.efficientnet_lite import EfficientNetLite0, _stage_ends
+
+        self.layers = tuple(layers)
+        self.channels = sum(self.layer_channels(name) for name in self.layers)
+        ends = {f"stage{i + 1}": end for i, end in enumerate(_stage_ends())}
+        last = max((ends[name] + 1 for name in self.layers if name != "stem"), default=0)
+        full = EfficientNetLite0()
+        self._conv_stem, self._bn0 = full._conv_stem, full._bn0
+        self._blocks = nn.ModuleList(list(full._blocks)[:last])
+        self._ends = {ends[name]: name for name in self.layers if name != "stem"}
+        self.mean: Tensor
+        self.std: Tensor
+        self.register_buffer("mean", full.mean.clone(), persistent=False)
+        self.register_buffer("std", full.std.clone(), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    @staticmethod
+    def layer_channels(name: str) -> int:
+        from refcolor.models.efficientnet_lite import _STAGES
+
+        return 32 if name == "stem" else int(_STAGES[int(name.removeprefix("stage")) - 1][5])
+
+    def train(self, mode: bool = True) -> FrozenSketchFeatures:
+        return super().train(False)  # frozen: batch norm keeps its ImageNet statistics
+
+    def load_pretrained(self, path=None) -> FrozenSketchFeatures:
+        """Copy the ImageNet weights (refcolor.models.efficientnet_lite.weights_path says where they
+        are looked up; WeightsUnavailableError when they are not found)."""
+        from refcolor.models.efficientnet_lite import EfficientNetLite0
+
+        full = EfficientNetLite0.from_pretrained(path).state_dict()
+        self.load_state_dict({k: v for k, v in full.items() if k in self.state_dict()})
+        return self.requires_grad_(False).eval()
+
+    @torch.no_grad()
+    def forward(self, sketch: Tensor, size: tuple[int, int]) -> Tensor:
+        x = (sketch.expand(-1, 3, -1, -1) - self.mean.to(sketch.dtype)) / self.std.to(sketch.dtype)
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        found = {"stem": x} if "stem" in self.layers else {}
+        for index, block in enumerate(self._blocks):
+            x = block(x)
+            if index in self._ends:
+                found[self._ends[index]] = x
+        levels = [
+            F.normalize(F.interpolate(found[name], size=size, mode="bilinear", align_corners=False), dim=1)
+            for name in self.layers
+        ]
+        return F.normalize(torch.cat(levels, dim=1), dim=1)
+
+
 class SCFTColorizer(nn.Module):
     """The SCFT generator (Lee et al., CVPR 2020): see the module docstring for the layout.
 
@@ -330,11 +459,35 @@ class SCFTColorizer(nn.Module):
         coords = 2 if config.coordinate_channels else 0
         self.sketch_encoder = SCFTEncoder(1 + coords, config)  # E_s
         self.reference_encoder = SCFTEncoder(3 + coords, config)  # E_r
-        self.scft = SCFT(config.feature_dim, backend=config.scft_backend)
+        self.scft = SCFT(config.feature_dim, backend=config.scft_backend, match_channels=config.frozen_channels)
+        self.frozen: FrozenSketchFeatures | None = None
+        if config.frozen_features != "none":
+            self.frozen = FrozenSketchFeatures(config.frozen_layers)
+            self._init_frozen_projection()
         self.res_blocks = nn.Sequential(
             *(ResidualBlock(config.feature_dim, config.norm) for _ in range(config.num_res_blocks))
         )
         self.decoder = SCFTDecoder(config)
+
+    @torch.no_grad()
+    def _init_frozen_projection(self) -> None:
+        """W_q and W_k start block-diagonal: the learned features' block as nn.Linear draws it (its
+        rows for the frozen channels zeroed) and alpha I on the frozen channels, alpha^2 =
+        sqrt(dim + c) / frozen_temperature, so the initial logits are the learned term plus the
+        frozen features' cosine / frozen_temperature."""
+        dim = self.config.feature_dim
+        alpha = (math.sqrt(dim + self.config.frozen_channels) / self.config.frozen_temperature) ** 0.5
+        for linear in (self.scft.to_query, self.scft.to_key):
+            linear.weight[dim:] = 0
+            linear.weight[:, dim:] = 0
+            linear.weight[dim:, dim:] = alpha * torch.eye(self.config.frozen_channels)
+
+    def load_frozen_features(self, path=None) -> SCFTColorizer:
+        """Load the frozen network's ImageNet weights (training starts here; a trained model's
+        weights file holds them). A no-op without frozen_features."""
+        if self.frozen is not None:
+            self.frozen.load_pretrained(path)
+        return self
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> SCFTColorizer:
@@ -407,11 +560,26 @@ class SCFTColorizer(nn.Module):
         self._check_pair(sketch, reference)
         v_s, skips = self.sketch_encoder(self._with_coordinates(sketch))
         v_r, _ = self.reference_encoder(self._with_coordinates(reference))
+        sketch_match = reference_match = None
+        if self.frozen is not None:
+            # Both sides as sketches (one domain): the reference is outlined as inference outlines
+            # a colour input (XDoG at its fixed defaults).
+            sketch_match = self.frozen((sketch + 1) / 2, (int(v_s.shape[-2]), int(v_s.shape[-1])))
+            outline = xdog(((reference + 1) / 2).clamp(0, 1))
+            reference_match = self.frozen(outline, (int(v_r.shape[-2]), int(v_r.shape[-1])))
         # The warped-reference skip: the reference's pixel patches ride in SCFT's value matrix, so one
         # fused attention moves them too and its backward trains Q and K through them.
         carry = self._reference_patches(reference) if self.config.warped_reference_skip else None
         want_more = return_triplet or return_attention or carry is not None
-        fused = self.scft(v_s, v_r, return_triplet=return_triplet, return_attention=return_attention, carry=carry)
+        fused = self.scft(
+            v_s,
+            v_r,
+            return_triplet=return_triplet,
+            return_attention=return_attention,
+            carry=carry,
+            sketch_match=sketch_match,
+            reference_match=reference_match,
+        )
         features = fused.features if want_more else fused
         warped = None
         if carry is not None:

@@ -9,6 +9,16 @@ cells v_r it corresponds to:
 with bias-free dim x dim projections. The attention runs in refcolor.ops.scft_attention (the
 residual add included). The queries and keys are also what the similarity-based triplet loss
 supervises (refcolor.losses.scft_triplet_loss), so the module can return them.
+
+With `match_channels` c > 0 (issue 27), the queries and keys are computed from more than the
+features: Q = [v_s; m_s] W_q and K = [v_r; m_r] W_k with (dim + c) x (dim + c) projections (and the
+logit scale 1 / sqrt(dim + c)), where m_s, m_r are c-channel "match" maps given to forward
+(SCFTColorizer passes frozen ImageNet features of the sketch and of a sketch extracted from the
+reference). The projections keep all dim + c dimensions, so the match maps' dot products survive
+them exactly when W_q and W_k start block-diagonal; a projection down to dim would mix them with
+the learned features and lose part of them (measured: 55% -> 47% within one cell for 424 frozen
+channels projected to 120). The values and the residual stay v_r W_v and v_s: the match maps decide
+where to look, the learned features what is carried.
 """
 
 from __future__ import annotations
@@ -42,11 +52,13 @@ class SCFT(nn.Module):
         dim: channels of both feature maps (992 in the paper: all encoder levels concatenated).
         backend: default backend of refcolor.ops.scft_attention ("auto", "reference", "sdpa",
             "triton"); forward(backend=...) overrides it per call.
+        match_channels: channels of the extra maps that forward's sketch_match / reference_match
+            add to the query and key projections' inputs (module docstring); 0: none (the paper).
 
     forward(sketch_features (B, dim, h, w), reference_features (B, dim, h', w'), *,
             return_triplet=False, return_attention=False, backend=None):
         -> v* (B, dim, h, w), or an SCFTOutput when return_triplet or return_attention is set:
-        return_triplet adds the projected queries (B, h w, dim) and keys (B, h' w', dim) for
+        return_triplet adds the projected queries (B, h w, dim + c) and keys (B, h' w', dim + c) for
         refcolor.losses.scft_triplet_loss (cells flattened row-major, as tps_correspondence
         indexes them); return_attention adds the (B, h w, h' w') attention map (computed by the
         materialising reference path).
@@ -54,29 +66,49 @@ class SCFT(nn.Module):
         moves to the sketch cells, returned as `carried` (B, h w, c) with no residual. They ride in
         the fused op's value matrix beside V, so the gradient reaches Q and K through them on every
         backend (a returned attention map is detached on all but the reference backend).
+        sketch_match (B, c, h, w), reference_match (B, c, h', w'): the match maps, required exactly
+        when match_channels = c > 0.
     """
 
-    def __init__(self, dim: int, *, backend: str = "auto"):
+    def __init__(self, dim: int, *, backend: str = "auto", match_channels: int = 0):
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ValueError(f"{OP}: argument 'dim' must be a positive int, got {dim!r}")
+        if isinstance(match_channels, bool) or not isinstance(match_channels, int) or match_channels < 0:
+            raise ValueError(f"{OP}: argument 'match_channels' must be an int >= 0, got {match_channels!r}")
         self.dim = dim
+        self.match_channels = match_channels
         self.backend = backend
-        self.scale = 1.0 / math.sqrt(dim)
-        self.to_query = nn.Linear(dim, dim, bias=False)  # W_q
-        self.to_key = nn.Linear(dim, dim, bias=False)  # W_k
+        self.scale = 1.0 / math.sqrt(dim + match_channels)
+        self.to_query = nn.Linear(dim + match_channels, dim + match_channels, bias=False)  # W_q
+        self.to_key = nn.Linear(dim + match_channels, dim + match_channels, bias=False)  # W_k
         self.to_value = nn.Linear(dim, dim, bias=False)  # W_v
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, backend={self.backend!r}"
+        extra = f", match_channels={self.match_channels}" if self.match_channels else ""
+        return f"dim={self.dim}, backend={self.backend!r}{extra}"
 
-    def _check(self, name: str, features) -> None:
-        check.check_float_tensor(OP, name, features, 4, "(B, dim, h, w)")
-        if features.shape[1] != self.dim:
+    def _check(self, name: str, features, channels: int | None = None, like: Tensor | None = None) -> None:
+        channels = self.dim if channels is None else channels
+        what = "dim" if channels == self.dim else "match_channels"
+        check.check_float_tensor(OP, name, features, 4, f"(B, {what}, h, w)")
+        if features.shape[1] != channels or (like is not None and features.shape[2:] != like.shape[2:]):
+            size = "" if like is None else f" and the h, w of {tuple(like.shape[2:])}"
             raise ValueError(
-                f"{OP}: argument '{name}' must have shape (B, dim, h, w) with dim = {self.dim}, "
+                f"{OP}: argument '{name}' must have shape (B, {what}, h, w) with {what} = {channels}{size}, "
                 f"got {tuple(features.shape)}"
             )
+
+    def _with_match(self, name: str, features: Tensor, flat: Tensor, match: Tensor | None) -> Tensor:
+        """flat (B, N, dim) -> [flat; match flattened] (B, N, dim + c), the projection's input."""
+        if self.match_channels == 0:
+            if match is not None:
+                raise ValueError(f"{OP}: argument '{name}' must be None when match_channels = 0, got a tensor")
+            return flat
+        if match is None:
+            raise ValueError(f"{OP}: argument '{name}' is required when match_channels = {self.match_channels}")
+        self._check(name, match, self.match_channels, like=features)
+        return torch.cat([flat, match.flatten(2).transpose(1, 2).to(flat.dtype)], dim=-1)
 
     def forward(
         self,
@@ -87,6 +119,8 @@ class SCFT(nn.Module):
         return_attention: bool = False,
         backend: str | None = None,
         carry: Tensor | None = None,
+        sketch_match: Tensor | None = None,
+        reference_match: Tensor | None = None,
     ):
         self._check("sketch_features", sketch_features)
         self._check("reference_features", reference_features)
@@ -98,7 +132,9 @@ class SCFT(nn.Module):
         B, _, h, w = sketch_features.shape
         sketch = sketch_features.flatten(2).transpose(1, 2)  # (B, N, dim)
         reference = reference_features.flatten(2).transpose(1, 2)  # (B, M, dim)
-        queries, keys, values = self.to_query(sketch), self.to_key(reference), self.to_value(reference)
+        queries = self.to_query(self._with_match("sketch_match", sketch_features, sketch, sketch_match))
+        keys = self.to_key(self._with_match("reference_match", reference_features, reference, reference_match))
+        values = self.to_value(reference)
         residual = sketch
         if carry is not None:
             check.check_float_tensor(OP, "carry", carry, 3, "(B, h' w', c)")

@@ -1,7 +1,13 @@
 """SCFT training (Lee et al., CVPR 2020): augmented-self reference triples, the generator with
 SCFT's projected features for the triplet loss, and the losses of Eq. 11 (L1 30, adversarial 1,
 triplet 1 with margin 12, perceptual 0.01 and style 50 on VGG19 relu{1..5}_1, or on EfficientNet-Lite0
-when VGG19's weights are absent: TrainConfig.feature_network, refcolor.losses.resolve_feature_loss)."""
+when VGG19's weights are absent: TrainConfig.feature_network, refcolor.losses.resolve_feature_loss).
+
+With the model config's strong_warp_probability p > 0 (issue 27), each training reference is, with
+probability p, the target warped by WARPS["strong"] (flip, rotation, scale, shift composed with a
+TPS) instead of the mild TPS; its grid replaces the mild one, so the triplet loss still knows
+every cell's true reference cell. With frozen_features the frozen network's ImageNet weights are
+loaded when the run starts (a resumed run's checkpoint holds them too)."""
 
 from __future__ import annotations
 
@@ -33,6 +39,16 @@ class SCFTTask(Task):
     def __init__(self, config, device):
         super().__init__(config, device)
         self.augment = AugmentedSelfReference(backend=config.backend)
+        self.strong_augment = AugmentedSelfReference.with_warp("strong", backend=config.backend)
+        if self.model_config.frozen_features != "none":
+            try:
+                cast(SCFTColorizer, self.generator).load_frozen_features()
+            except WeightsUnavailableError as err:
+                raise ValueError(
+                    f"train config: frozen_features {self.model_config.frozen_features!r} needs its ImageNet "
+                    f"weights: {err}"
+                ) from None
+            self.generator.to(device)
         self.feature_loss, self.feature_network = None, None
         if self.weights["perceptual"] > 0 or self.weights["style"] > 0:
             try:
@@ -61,11 +77,19 @@ class SCFTTask(Task):
     def prepare(self, images: Tensor, rng: torch.Generator) -> dict[str, Tensor]:
         with torch.no_grad():
             triple = self.augment(images, rng)
+            reference, grid = triple["reference"], triple["grid"]
+            p = self.model_config.strong_warp_probability
+            if p > 0:  # drawn after the mild triple: runs without it keep their random streams
+                strong, strong_grid = self.strong_augment.distort(triple["target"], rng)
+                B = images.shape[0]
+                pick = torch.rand(B, generator=rng, device=rng.device).to(images.device) < p
+                reference = torch.where(pick.view(B, 1, 1, 1), strong, reference)
+                grid = torch.where(pick.view(B, 1, 1, 1), strong_grid, grid)
         return {
             "sketch": triple["sketch"] * 2 - 1,
-            "reference": triple["reference"] * 2 - 1,
+            "reference": reference * 2 - 1,
             "target": triple["target"] * 2 - 1,
-            "grid": triple["grid"],
+            "grid": grid,
         }
 
     def forward(self, generator: nn.Module, data: dict, step: int, rng: torch.Generator) -> dict:
