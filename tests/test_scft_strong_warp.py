@@ -198,7 +198,10 @@ def test_pairs_errors(tmp_path):
 
 def test_cli_warp_and_pairs_arguments(tmp_path, capsys):
     assert cli.main(["evaluate", "--model", "guide", "--warp", "strong", "--data", str(tmp_path), "--out", "x"]) == 1
-    assert "--pairs and --warp apply to --model scft" in capsys.readouterr().err
+    assert "--warp applies to --model scft and exemplar, got --model guide" in capsys.readouterr().err
+    argv = ["evaluate", "--model", "exemplar", "--pairs", str(tmp_path), "--out", "x"]
+    assert cli.main(argv) == 1
+    assert "--pairs applies to --model scft, got --model exemplar" in capsys.readouterr().err
     assert cli.main(["evaluate", "--model", "scft", "--out", "x"]) == 1
     assert "--data DIR is required" in capsys.readouterr().err
 
