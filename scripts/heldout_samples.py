@@ -19,8 +19,10 @@ target | other exemplar | output with it.
 from __future__ import annotations
 
 import argparse
+import math
 
 import torch
+import torch.nn.functional as F
 
 from refcolor.data.image_folder import ImageFolder
 from refcolor.evaluation.exemplar_eval import METHODS, augmented_self_pair, colourings
@@ -44,6 +46,12 @@ def main(argv=None) -> int:
         default="mild",
         help="scft and exemplar: the evaluation's warp (default mild)",
     )
+    ap.add_argument(
+        "--poses",
+        action="store_true",
+        help="scft: per sketch, its target flipped, its target rotated 25 degrees, and another image as "
+        "references, each with the output (issue 27's figure)",
+    )
     args = ap.parse_args(argv)
 
     loaded = load_model(args.checkpoint)
@@ -62,6 +70,10 @@ def main(argv=None) -> int:
         else:
             grid = guide_columns(model, dataset, indices, args.seed)
         save_grid(args.out, grid)
+        print(f"{args.out}: held-out images {indices}")
+        return 0
+    if args.poses:
+        save_grid(args.out, scft_pose_columns(model, dataset, indices, args.seed))
         print(f"{args.out}: held-out images {indices}")
         return 0
     triples = [augmented_self_triple(dataset[i]["image"], i, args.seed, args.warp) for i in indices]
@@ -84,6 +96,33 @@ def main(argv=None) -> int:
     )
     print(f"{args.out}: held-out images {indices}")
     return 0
+
+
+def rotated(images: torch.Tensor, degrees: float) -> torch.Tensor:
+    """(B, 3, H, W) rotated about the centre (bilinear; the border colour, the paper, fills the corners)."""
+    angle = math.radians(degrees)
+    theta = torch.tensor([[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0]])
+    grid = F.affine_grid(theta.expand(images.shape[0], 2, 3), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@torch.no_grad()
+def scft_pose_columns(model, dataset, indices: list[int], seed: int) -> list[tuple[str, torch.Tensor]]:
+    """sketch | flipped target as reference, output | target rotated 25 degrees, output | the next
+    image as reference, output | target: references in other poses than the sketch."""
+    n = len(dataset)
+    triples = [augmented_self_triple(dataset[i]["image"], i, seed) for i in indices]
+    sketch, target = (torch.cat([t[k] for t in triples]) for k in ("sketch", "target"))
+    other = torch.stack([dataset[(i + 1) % n]["image"] for i in indices])
+    columns: list[tuple[str, torch.Tensor]] = [("sketch", sketch)]
+    for name, reference in (
+        ("flipped ref", target.flip(-1)),
+        ("rotated ref", rotated(target, 25)),
+        ("other ref", other),
+    ):
+        output = model(sketch * 2 - 1, reference * 2 - 1)
+        columns += [(name, reference), ("output", (output.clamp(-1, 1) + 1) / 2)]
+    return columns + [("target", target)]
 
 
 @torch.no_grad()

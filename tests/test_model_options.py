@@ -18,7 +18,7 @@ def test_typed_values_per_model_kind():
     "text,kind,match",
     [
         ("match_hint_means=maybe", "guide", "match_hint_means expects true or false, got 'maybe'"),
-        ("unet_widths=8", "exemplar", "KEY one of \\['correspondence_stride', 'correspondence_temperature', 'full_hint"),
+        ("unet_widths=8", "exemplar", "KEY one of \\['correspondence_stride', 'correspondence_temperature'"),
         ("full_hint_probability", "exemplar", "expected KEY=VALUE"),
         ("full_hint_probability=half", "exemplar", "full_hint_probability expects a float, got 'half'"),
         ("match_hint_means=true", "scft", "KEY one of \\[\\] for a 'scft' model"),

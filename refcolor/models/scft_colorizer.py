@@ -29,8 +29,9 @@ level (the last layer of the level, same resolution), passed through `convs_per_
 that level's width, and upsampled x2 (nearest) for the next level; a last 3x3 conv to 3 channels and
 tanh give the image in [-1, 1] at the input resolution.
 
-Two options beyond the paper, off in both presets, on in the bundled model (configs/bundled_scft.toml;
-the model card and docs/training_log.md say why):
+Two options beyond the paper, off in both presets, on in the previous bundled model
+(configs/scft_by_position.toml; the bundled model since issue 27 keeps only the second, see
+configs/bundled_scft.toml; the model card and docs/training_log.md say why):
 - `coordinate_channels`: both encoders get the pixel's normalised (x, y) as two more input channels
   (CoordConv, Liu et al. 2018). Convolutions are translation-equivariant, so a cell in a flat
   region looks like every other flat cell and SCFT cannot tell which reference cell corresponds;
@@ -44,8 +45,8 @@ the model card and docs/training_log.md say why):
   to the sketch's lines, and the L1 loss trains the attention directly (a wrong cell gives a wrong
   colour), as the triplet loss does.
 
-Options for a correspondence by meaning (issue 27), off by default (the bundled model and the
-presets are unchanged):
+Options for a correspondence by meaning (issue 27), off by default (the presets are unchanged), on
+in the bundled model (configs/bundled_scft.toml):
 - `frozen_features = "efficientnet-lite0"`: frozen ImageNet features (EfficientNet-Lite0, its
   `frozen_layers`, each bilinear to SCFT's lattice, L2-normalised per cell, concatenated and
   normalised again) of the sketch, and of a sketch extracted from the reference (XDoG at its fixed
