@@ -60,12 +60,16 @@ def test_defaults_are_off_and_the_default_model_has_the_bundled_layout():
     assert SCFTColorizerConfig.from_dict(old) == cfg
 
 
-def test_the_bundled_weights_still_load():
+def test_the_bundled_weights_are_the_issue_27_model():
+    """The bundled file: frozen features on, a 16 x 16 lattice, no coordinates, the frozen network
+    loaded from the file and not trainable."""
     from refcolor.models.bundled import bundled_weights_path
     from refcolor.models.loading import load_model
 
     model = load_model(bundled_weights_path("scft")).model
-    assert model.config.frozen_features == "none" and model.frozen is None
+    assert model.config.frozen_features == "efficientnet-lite0" and model.frozen is not None
+    assert model.config.feature_size == (16, 16) and not model.config.coordinate_channels
+    assert not any(p.requires_grad for p in model.frozen.parameters())
     sketch, reference = images(1, 128, 128)
     with torch.no_grad():
         assert model(sketch, reference).shape == (1, 3, 128, 128)
