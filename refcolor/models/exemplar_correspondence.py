@@ -34,6 +34,7 @@ from torch import Tensor
 
 from refcolor.lab import gray_rgb, rgb_to_normalized_lab
 from refcolor.models.exemplar_encoder import ExemplarEncoder
+from refcolor.nn.match_features import unit_features_on_lattice
 from refcolor.ops.scft_attention import scft_attention
 
 CORRESPONDENCES = ("none", "features")
@@ -47,11 +48,7 @@ def lattice_size(height: int, width: int, stride: int) -> tuple[int, int]:
 def lattice_features(encoder: ExemplarEncoder, luminance: Tensor, stride: int) -> Tensor:
     """(B, N, d) unit vectors: every encoder level of gray_rgb(luminance) on the lattice (module docstring)."""
     size = lattice_size(luminance.shape[-2], luminance.shape[-1], stride)
-    levels = [
-        F.normalize(F.interpolate(f, size=size, mode="bilinear", align_corners=False), dim=1)
-        for f in encoder(gray_rgb(luminance))
-    ]
-    return F.normalize(torch.cat(levels, dim=1), dim=1).flatten(2).transpose(1, 2)
+    return unit_features_on_lattice(encoder(gray_rgb(luminance)), size).flatten(2).transpose(1, 2)
 
 
 @torch.no_grad()

@@ -82,6 +82,7 @@ from torch import Tensor, nn
 
 from refcolor.data.sketch import xdog
 from refcolor.nn.coordinates import with_coordinates
+from refcolor.nn.match_features import unit_features_on_lattice
 from refcolor.nn.scft import SCFT
 from refcolor.ops import _validation as check
 
@@ -431,11 +432,7 @@ class FrozenSketchFeatures(nn.Module):
             x = block(x)
             if index in self._ends:
                 found[self._ends[index]] = x
-        levels = [
-            F.normalize(F.interpolate(found[name], size=size, mode="bilinear", align_corners=False), dim=1)
-            for name in self.layers
-        ]
-        return F.normalize(torch.cat(levels, dim=1), dim=1)
+        return unit_features_on_lattice([found[name] for name in self.layers], size)
 
 
 class SCFTColorizer(nn.Module):
