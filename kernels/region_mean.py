@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from refcolor.kernels import device_guard
+from refcolor.kernels import device_guard, pixel_strides
 
 
 @triton.jit
@@ -247,23 +247,10 @@ def _paint_backward_kernel(
         tl.store(GRAD_W + b * sdb + _pixel_offset(offs_p, width, sdh, sdw), dw.to(GRAD_W.dtype.element_ty), mask=pmask)
 
 
-def _strides(t: torch.Tensor) -> tuple[int, int, int, int]:
-    """(batch, channel, row, column) strides; a size-1 row or column axis gets the stride that
-    keeps p = row * W + column addressable (torch leaves those strides arbitrary), as
-    csrc/segment_hint_colors/segment_hint_colors_host.h strides_of."""
-    sb, sc, sh, sw = t.stride()
-    H, W = t.shape[2], t.shape[3]
-    if W == 1:
-        sw = 1 if H == 1 else sh
-    if H == 1:
-        sh = sw * W
-    return sb, sc, sh, sw
-
-
 def _plane_strides(t: torch.Tensor) -> tuple[int, int, int]:
     """(batch, row, column) strides of a (B, H, W) or (B, C, H, W) tensor (any C: the channel stride
     is dropped, so a placeholder needs no slicing, which fake CUDA tensors on a CPU-only torch refuse)."""
-    sb, _, sh, sw = _strides(t if t.dim() == 4 else t.unsqueeze(1))
+    sb, _, sh, sw = pixel_strides(t if t.dim() == 4 else t.unsqueeze(1))
     return sb, sh, sw
 
 
@@ -273,7 +260,7 @@ def _row_width(*tensors: torch.Tensor) -> int:
     t0 = tensors[0]
     H, W = t0.shape[-2], t0.shape[-1]
     for t in tensors:
-        _, _, sh, sw = _strides(t if t.dim() == 4 else t.unsqueeze(1))
+        _, _, sh, sw = pixel_strides(t if t.dim() == 4 else t.unsqueeze(1))
         if sh != W * sw:
             return W
     return H * W
@@ -314,7 +301,7 @@ def _reduce(X, labels, weight, num_regions: int, width: int, with_total: bool) -
     w = weight if weight is not None else X  # a placeholder pointer, never read without HAS_WEIGHT
     _reduce_kernel[(triton.cdiv(P, block_p), B)](
         X,
-        *_strides(X),
+        *pixel_strides(X),
         labels,
         *_plane_strides(labels),
         w,
@@ -356,7 +343,7 @@ def region_mean_forward(image: torch.Tensor, labels: torch.Tensor, weight: torch
             *_plane_strides(labels),
             means,
             painted,
-            *_strides(painted),
+            *pixel_strides(painted),
             C,
             R,
             P,
@@ -407,13 +394,13 @@ def region_mean_backward(grad_painted, grad_means, image, labels, weight, means,
             labels,
             *_plane_strides(labels),
             image,
-            *_strides(image),
+            *pixel_strides(image),
             w,
             *_plane_strides(w),
             grad_sum,
             grad_total,
             grad_image,
-            *_strides(grad_image),
+            *pixel_strides(grad_image),
             gw,
             *_plane_strides(gw),
             C,

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from refcolor.kernels import device_guard
+from refcolor.kernels import device_guard, pixel_strides
 
 
 @triton.jit
@@ -275,24 +275,11 @@ def _paint_backward_kernel(
     tl.store(e_ptr, grad_image.to(GRAD_Y.dtype.element_ty), mask=tmask)
 
 
-def _strides(t: torch.Tensor) -> tuple[int, int, int, int]:
-    """(batch, channel, row, column) strides; a size-1 row or column axis gets the stride that
-    keeps p = row * W + column addressable (torch leaves those strides arbitrary), as
-    csrc/segment_hint_colors/segment_hint_colors_host.h strides_of."""
-    sb, sc, sh, sw = t.stride()
-    H, W = t.shape[2], t.shape[3]
-    if W == 1:
-        sw = 1 if H == 1 else sh
-    if H == 1:
-        sh = sw * W
-    return sb, sc, sh, sw
-
-
 def _row_width(*tensors: torch.Tensor) -> int:
     """H * W when every tensor's pixels form one strided axis (contiguous, channels-last,
     column-sliced), else W."""
     H, W = tensors[0].shape[2], tensors[0].shape[3]
-    flat = all(_strides(t)[2] == W * _strides(t)[3] for t in tensors)
+    flat = all(pixel_strides(t)[2] == W * pixel_strides(t)[3] for t in tensors)
     return H * W if flat else W
 
 
@@ -336,9 +323,9 @@ def _reduce(S, X, num_hints, width: int, with_count: bool):
     with device_guard(S.device):
         _segment_reduce_kernel[(n_pblocks, B)](
             S,
-            *_strides(S),
+            *pixel_strides(S),
             X,
-            *_strides(X),
+            *pixel_strides(X),
             num_hints,
             partial,
             Nc,
@@ -384,16 +371,16 @@ def segment_hint_colors_forward(segments: torch.Tensor, image: torch.Tensor, num
             BLOCK_K=_finalize_blocks(n_pblocks),
             BLOCK_C=block_c,
         )
-    smb, _, smh, smw = _strides(mask)
+    smb, _, smh, smw = pixel_strides(mask)
     block_p = _block_pixels(P, S.device, C)
     with device_guard(S.device):
         _paint_forward_kernel[(triton.cdiv(P, block_p), B)](
             S,
-            *_strides(S),
+            *pixel_strides(S),
             nh,
             colors,
             hints,
-            *_strides(hints),
+            *pixel_strides(hints),
             mask,
             smb,
             smh,
@@ -436,28 +423,28 @@ def segment_hint_colors_backward(grad_hints, grad_mask, segments, image, num_hin
             BLOCK_K=_finalize_blocks(n_pblocks),
             BLOCK_C=triton.next_power_of_2(C + 1),
         )
-    smb, _, smh, smw = _strides(gM)
+    smb, _, smh, smw = pixel_strides(gM)
     block_p = _block_pixels(P, S.device, C)
     with device_guard(S.device):
         _paint_backward_kernel[(triton.cdiv(P, block_p), B)](
             gH,
-            *_strides(gH),
+            *pixel_strides(gH),
             gM,
             smb,
             smh,
             smw,
             S,
-            *_strides(S),
+            *pixel_strides(S),
             Y,
-            *_strides(Y),
+            *pixel_strides(Y),
             nh,
             colors,
             grad_sum,
             grad_count,
             grad_s,
-            *_strides(grad_s),
+            *pixel_strides(grad_s),
             grad_y,
-            *_strides(grad_y),
+            *pixel_strides(grad_y),
             Nc,
             C,
             P,
