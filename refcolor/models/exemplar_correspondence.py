@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from refcolor.data.sketch_preparation import scaled_size
 from refcolor.lab import gray_rgb, rgb_to_normalized_lab
 from refcolor.models.exemplar_encoder import ExemplarEncoder
 from refcolor.nn.match_features import unit_features_on_lattice
@@ -87,8 +88,7 @@ def _at_most(images: Tensor, size: int | None) -> Tensor:
     H, W = images.shape[-2:]
     if size is None or min(H, W) <= size:
         return images
-    scale = size / min(H, W)
-    shape = (max(1, round(H * scale)), max(1, round(W * scale)))
+    shape = scaled_size(H, W, size)
     return F.interpolate(images, size=shape, mode="bilinear", align_corners=False, antialias=True)
 
 
